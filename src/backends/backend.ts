@@ -1,0 +1,58 @@
+// What a container backend does. The daemon (main thread) owns the registry,
+// pools and state machine; a backend turns a prepared ContainerRecord into real
+// host state. Implementations do their blocking work in workers.
+import type {
+  CopyInRequest,
+  CopyOutRequest,
+  DiskLimits,
+  InfoResponse,
+} from '../protocol/types.ts';
+import type { ContainerRecord, NetOutRule } from '../containers/model.ts';
+
+/** How the job supervisor starts a job's script for a container. */
+export interface JobLaunch {
+  /** argv of the process that runs the script read from stdin (e.g. /bin/bash, or runc exec ... /bin/bash). */
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+}
+
+export interface JobSpec {
+  id: number;
+  privileged: boolean;
+  rlimits: Record<string, number>;
+  env: Record<string, string>;
+}
+
+export class UnsupportedError extends Error {
+  override name = 'UnsupportedError';
+}
+
+export interface Backend {
+  readonly name: 'linux' | 'insecure';
+  /** Idempotent host preparation at daemon start. */
+  setupHost(): Promise<void>;
+  /** Remove host resources of ours (by naming prefix) that no live container claims. */
+  sweep(claimedIds: Set<string>): Promise<void>;
+  /** Create host state for c (folder already reserved). Must undo everything it did on failure. */
+  create(c: ContainerRecord): Promise<void>;
+  /** Re-adopt a container after a restart; false when it is gone and must be destroyed. */
+  recover(c: ContainerRecord): Promise<boolean>;
+  /** Signal every process of the container: TERM then KILL after the timeout, or KILL at once. */
+  stop(c: ContainerRecord, kill: boolean): Promise<void>;
+  /** Release every host resource; idempotent. */
+  destroy(c: ContainerRecord): Promise<void>;
+  /** The command line a job supervisor runs for this container and job. */
+  jobLaunch(c: ContainerRecord, job: JobSpec): JobLaunch;
+  /** Kill a job's processes (output limit exceeded). */
+  killJob(c: ContainerRecord, pid: number): Promise<void>;
+  info(c: ContainerRecord): Promise<InfoResponse>;
+  netIn(c: ContainerRecord, hostPort: number, containerPort: number): Promise<void>;
+  netOut(c: ContainerRecord, rule: NetOutRule): Promise<void>;
+  copyIn(c: ContainerRecord, req: CopyInRequest): Promise<void>;
+  copyOut(c: ContainerRecord, req: CopyOutRequest): Promise<void>;
+  limitMemory(c: ContainerRecord, bytes: number): Promise<void>;
+  limitCpu(c: ContainerRecord, shares: number): Promise<void>;
+  limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void>;
+  limitDisk(c: ContainerRecord, limits: DiskLimits): Promise<DiskLimits>;
+}

@@ -1,0 +1,2 @@
+// Worker tasks (see workers/tasks.ts).
+export const linuxTasks = {};

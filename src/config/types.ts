@@ -1,0 +1,55 @@
+// The daemon's configuration, as read from the original Warden YAML format
+// (see config.ts for parsing and defaults). Keys keep the original names.
+
+export type ContainerKlass = 'Warden::Container::Linux' | 'Warden::Container::Insecure';
+
+export interface ServerConfig {
+  unix_domain_path: string;
+  /** File mode of the socket (YAML gives it as an octal-looking integer, e.g. 0777). */
+  unix_domain_permissions: number;
+  container_klass: ContainerKlass;
+  container_rootfs_path: string;
+  container_depot_path: string;
+  /** Seconds of idle time before an unreferenced container is destroyed; null never reaps. */
+  container_grace_time: number | null;
+  /** Default rlimits for jobs, by rlimit name (as, nofile, nproc, ...). */
+  container_rlimits: Record<string, number>;
+  job_output_limit: number;
+  pidfile: string | null;
+  quota: { disk_quota_enabled: boolean };
+  allow_nested_warden: boolean;
+  /** OCI runtime binary for the Linux backend: runc (default) or crun. */
+  container_runtime: string;
+  /** Piscina worker threads; default the number of cores. */
+  worker_threads: number;
+  /** Largest accepted frame, in bytes. */
+  max_frame_bytes: number;
+  /** When set, job output with a log_tag is also sent to this syslog socket. */
+  syslog_socket: string | null;
+}
+
+export interface NetworkConfig {
+  /** CIDR of the /30 pool, e.g. 10.254.0.0/24 (derived from pool_start_address + pool_size when given). */
+  pool_network: string;
+  /** First address and number of /30 networks, when the pool was configured that way. */
+  pool_start_address: string;
+  pool_size: number;
+  /** Seconds a released network waits before it is handed out again. */
+  release_delay: number;
+  deny_networks: string[];
+  allow_networks: string[];
+  allow_host_access: boolean;
+  mtu: number;
+  dns_servers: string[];
+}
+
+export interface WardenConfig {
+  server: ServerConfig;
+  health_check_server: { port: number };
+  logging: { level: string; file: string | null; syslog: string | null };
+  network: NetworkConfig;
+  port: { pool_start_port: number; pool_size: number };
+  user: { pool_start_uid: number; pool_size: number };
+  /** The file this config was read from, if any. */
+  source?: string;
+}

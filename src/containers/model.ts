@@ -1,0 +1,61 @@
+// The container record: everything the daemon knows about one container. It is
+// plain data so that it can be snapshotted as JSON and handed to workers.
+import type { BindMount, DiskLimits, NetOutRequest } from '../protocol/types.ts';
+
+export type ContainerState = 'born' | 'active' | 'stopped' | 'destroyed';
+
+export interface NetInRule {
+  host_port: number;
+  container_port: number;
+}
+
+export type NetOutRule = Omit<NetOutRequest, 'handle'>;
+
+export interface Limits {
+  memory_limit_in_bytes?: number;
+  cpu_limit_in_shares?: number;
+  bandwidth?: { rate: number; burst: number };
+  disk?: DiskLimits;
+}
+
+export type JobState = 'running' | 'exited';
+
+export interface JobRecord {
+  id: number;
+  state: JobState;
+  exit_status?: number;
+  privileged: boolean;
+  discard_output: boolean;
+  log_tag?: string;
+  /** Pid of the job's process group leader (the script's shell), and its start time in clock ticks. */
+  pid?: number;
+  pid_start_time?: number;
+}
+
+export interface ContainerRecord {
+  /** Internal id: 11 base-32 characters; names the folder and host resources. */
+  id: string;
+  /** Client-visible name; equals id when the client gave none. Never used in a path. */
+  handle: string;
+  state: ContainerState;
+  /** The container's folder: <depot>/<id>. */
+  path: string;
+  /** Network address of the container's /30 (e.g. 10.254.0.0); host .1, container .2. */
+  network: string;
+  host_ip: string;
+  container_ip: string;
+  uid: number;
+  /** Host ports taken from the port pool (released on destroy). */
+  ports: number[];
+  grace_time: number | null;
+  bind_mounts: BindMount[];
+  rootfs: string;
+  events: string[];
+  net_in: NetInRule[];
+  net_out: NetOutRule[];
+  limits: Limits;
+  jobs: JobRecord[];
+  created_at: number;
+  /** Backend-specific facts needed to tear down or re-adopt (e.g. init pid and start time). */
+  backend: Record<string, unknown>;
+}

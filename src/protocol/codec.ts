@@ -1,0 +1,129 @@
+// Encoding and decoding of Warden messages with protobufjs, from warden.proto.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import protobuf from 'protobufjs';
+import {
+  MessageType,
+  type MessageTypeId,
+  type MessageTypeName,
+  type RequestMap,
+  type RequestName,
+  type ResponseMap,
+} from './types.ts';
+
+// uint64 fields as plain numbers rather than Long objects (see types.ts).
+protobuf.util.Long = undefined as unknown as typeof protobuf.util.Long;
+protobuf.configure();
+
+// Read once at module load (startup), never on a request path.
+const root = protobuf.parse(readFileSync(join(import.meta.dirname, 'warden.proto'), 'utf8'), {
+  keepCase: true,
+}).root;
+
+const envelope = root.lookupType('warden.Message');
+const typeNameById = new Map<number, MessageTypeName>(
+  Object.entries(MessageType).map(([name, id]) => [id, name as MessageTypeName]),
+);
+
+/** Fields declared `bytes` on our side that clients may hand us as text. */
+const BYTES_FIELDS = new Set(['stdout', 'stderr', 'data']);
+
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+export type MessageKind = 'Request' | 'Response';
+
+const typeCache = new Map<string, protobuf.Type>();
+export function messageType(name: string): protobuf.Type {
+  let t = typeCache.get(name);
+  if (!t) {
+    t = root.lookupType(`warden.${name}`);
+    typeCache.set(name, t);
+  }
+  return t;
+}
+
+export function typeName(id: number): MessageTypeName | undefined {
+  return typeNameById.get(id);
+}
+
+/** The protobuf message name carried by a frame of this type and direction. */
+export function bodyTypeName(type: MessageTypeName, kind: MessageKind): string {
+  return type === 'Error' ? 'ErrorResponse' : `${type}${kind}`;
+}
+
+function normalizeBytes(body: Record<string, unknown>): Record<string, unknown> {
+  let out = body;
+  for (const f of BYTES_FIELDS) {
+    const v = body[f];
+    if (typeof v === 'string') {
+      if (out === body) out = { ...body };
+      out[f] = Buffer.from(v, 'utf8');
+    }
+  }
+  return out;
+}
+
+/** Encode a message body; throws ProtocolError when a required field is missing or mistyped. */
+export function encodeBody(name: string, body: object): Uint8Array {
+  const t = messageType(name);
+  const obj = normalizeBytes(body as Record<string, unknown>);
+  const problem = t.verify(obj);
+  if (problem) throw new ProtocolError(`${name}: ${problem}`);
+  return t.encode(obj).finish();
+}
+
+export function decodeBody<T = Record<string, unknown>>(name: string, payload: Uint8Array): T {
+  try {
+    return messageType(name).decode(payload) as unknown as T;
+  } catch (err) {
+    throw new ProtocolError(`cannot decode ${name}: ${(err as Error).message}`);
+  }
+}
+
+/** Wrap an encoded body in the Message envelope and the `<len>\r\n...\r\n` framing. */
+export function frameEnvelope(type: MessageTypeId, payload: Uint8Array): Buffer {
+  const inner = envelope.encode({ type, payload }).finish();
+  const head = Buffer.from(`${inner.length}\r\n`, 'latin1');
+  const out = Buffer.allocUnsafe(head.length + inner.length + 2);
+  head.copy(out, 0);
+  out.set(inner, head.length);
+  out[out.length - 2] = 13;
+  out[out.length - 1] = 10;
+  return out;
+}
+
+export function encodeFrame(type: MessageTypeName, kind: MessageKind, body: object): Buffer {
+  return frameEnvelope(MessageType[type], encodeBody(bodyTypeName(type, kind), body));
+}
+
+export function encodeRequest<K extends RequestName>(type: K, body: RequestMap[K]): Buffer {
+  return encodeFrame(type, 'Request', body);
+}
+
+export function encodeResponse<K extends RequestName>(type: K, body: ResponseMap[K]): Buffer {
+  return encodeFrame(type, 'Response', body);
+}
+
+export function encodeError(message: string, data?: string): Buffer {
+  return encodeFrame('Error', 'Response', data === undefined ? { message } : { message, data });
+}
+
+export interface Envelope {
+  type: MessageTypeName;
+  payload: Uint8Array;
+}
+
+/** Decode the Message envelope of one frame's bytes. */
+export function decodeEnvelope(bytes: Uint8Array): Envelope {
+  let msg: { type: number; payload: Uint8Array };
+  try {
+    msg = envelope.decode(bytes) as unknown as { type: number; payload: Uint8Array };
+  } catch (err) {
+    throw new ProtocolError(`cannot decode Message: ${(err as Error).message}`);
+  }
+  const type = typeNameById.get(msg.type);
+  if (!type) throw new ProtocolError(`unknown message type ${msg.type}`);
+  return { type, payload: msg.payload };
+}

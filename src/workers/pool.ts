@@ -1,0 +1,43 @@
+// The daemon's one Piscina pool. Every task is async inside the worker, so each
+// worker multiplexes many at once (job followers run for a job's whole life):
+// a blocked slot per job would cap us at a few jobs per core.
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { TransferListItem } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type { TaskName, TaskArgs, TaskResult } from '../../workers/tasks.ts';
+
+export interface WorkerPoolOptions {
+  threads?: number;
+}
+
+export class WorkerPool {
+  private readonly piscina: Piscina;
+
+  constructor(opts: WorkerPoolOptions = {}) {
+    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    this.piscina = new Piscina({
+      filename: fileURLToPath(new URL('../../workers/tasks.ts', import.meta.url)),
+      minThreads: threads,
+      maxThreads: threads,
+      concurrentTasksPerWorker: 4096,
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+    });
+  }
+
+  run<K extends TaskName>(name: K, args: TaskArgs<K>, transferList?: TransferListItem[]): Promise<TaskResult<K>> {
+    return this.piscina.run({ name, args }, transferList ? { transferList: transferList as never } : undefined) as Promise<TaskResult<K>>;
+  }
+
+  get stats(): { threads: number; queued: number; utilization: number } {
+    return {
+      threads: this.piscina.threads.length,
+      queued: this.piscina.queueSize,
+      utilization: this.piscina.utilization,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.piscina.close({ force: true });
+  }
+}
