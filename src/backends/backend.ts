@@ -19,6 +19,8 @@ export interface JobLaunch {
 
 export interface JobSpec {
   id: number;
+  /** The job's folder on the host (<container_path>/jobs/<id>); a backend may put files there (pid files). */
+  dir: string;
   privileged: boolean;
   rlimits: Record<string, number>;
   env: Record<string, string>;
@@ -44,8 +46,8 @@ export interface Backend {
   destroy(c: ContainerRecord): Promise<void>;
   /** The command line a job supervisor runs for this container and job. */
   jobLaunch(c: ContainerRecord, job: JobSpec): JobLaunch;
-  /** Kill a job's processes (output limit exceeded). */
-  killJob(c: ContainerRecord, pid: number): Promise<void>;
+  /** Kill a job's processes at once (output limit exceeded). pid is the supervisor's child (argv[0] of jobLaunch). */
+  killJob(c: ContainerRecord, job: { id: number; dir: string; pid?: number }): Promise<void>;
   info(c: ContainerRecord): Promise<InfoResponse>;
   netIn(c: ContainerRecord, hostPort: number, containerPort: number): Promise<void>;
   netOut(c: ContainerRecord, rule: NetOutRule): Promise<void>;
