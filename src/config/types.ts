@@ -29,9 +29,11 @@ export interface ServerConfig {
 }
 
 export interface NetworkConfig {
-  /** CIDR of the /30 pool, e.g. 10.254.0.0/24 (derived from pool_start_address + pool_size when given). */
+  /** CIDR of the /30 pool, e.g. 10.254.0.0/24 (derived from pool_start_address + pool_size when given:
+   *  then the smallest block covering them, for display). */
   pool_network: string;
-  /** First address and number of /30 networks, when the pool was configured that way. */
+  /** The exact pool: first /30 network address and number of /30 networks (derived from
+   *  pool_network when that was given). The network pool is built from these two. */
   pool_start_address: string;
   pool_size: number;
   /** Seconds a released network waits before it is handed out again. */
@@ -52,4 +54,6 @@ export interface WardenConfig {
   user: { pool_start_uid: number; pool_size: number };
   /** The file this config was read from, if any. */
   source?: string;
+  /** Things worth logging at start: unknown keys (ignored), values that were adjusted. */
+  warnings?: string[];
 }

@@ -50,6 +50,8 @@ export interface ContainerRecord {
   grace_time: number | null;
   bind_mounts: BindMount[];
   rootfs: string;
+  /** The rootfs came from the Create request (it must exist) rather than the config. */
+  rootfs_requested?: boolean;
   events: string[];
   net_in: NetInRule[];
   net_out: NetOutRule[];

@@ -1,2 +1,88 @@
-// Worker tasks (see workers/tasks.ts).
-export const snapshotTasks = {};
+// Worker-side state tasks: atomic snapshot writes, the depot scan at start,
+// folder creation and removal.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { readExitStatus } from '../jobs/job-files.ts';
+
+/** Write a file so that a crash at any point leaves the old or the new content, never a mix. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  // The rename itself is durable only once the folder is synced.
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+export interface DepotEntry {
+  id: string;
+  path: string;
+  /** Parsed snapshot.json, or undefined when there is none (or it does not parse). */
+  snapshot?: unknown;
+  /** Jobs found in <path>/jobs: id and exit status when it has ended. */
+  jobs: { id: number; exit_status?: number }[];
+}
+
+async function scanDepot(a: { depot: string }): Promise<DepotEntry[]> {
+  await mkdir(a.depot, { recursive: true });
+  const out: DepotEntry[] = [];
+  for (const ent of await readdir(a.depot, { withFileTypes: true })) {
+    if (!ent.isDirectory() || ent.name.startsWith('.')) continue;
+    const path = join(a.depot, ent.name);
+    const entry: DepotEntry = { id: ent.name, path, jobs: [] };
+    try {
+      entry.snapshot = JSON.parse(await readFile(join(path, 'snapshot.json'), 'utf8'));
+    } catch {
+      entry.snapshot = undefined;
+    }
+    let jobDirs: string[] = [];
+    try {
+      jobDirs = await readdir(join(path, 'jobs'));
+    } catch {
+      jobDirs = [];
+    }
+    for (const name of jobDirs) {
+      const id = Number(name);
+      if (!Number.isInteger(id) || id <= 0) continue;
+      entry.jobs.push({ id, exit_status: await readExitStatus(join(path, 'jobs', name)) });
+    }
+    out.push(entry);
+  }
+  return out;
+}
+
+async function readText(a: { path: string }): Promise<string | undefined> {
+  try {
+    return await readFile(a.path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+export const snapshotTasks = {
+  'state.writeJson': (a: { path: string; value: unknown }) =>
+    writeFileAtomic(a.path, `${JSON.stringify(a.value, null, 1)}\n`),
+  'state.writeText': (a: { path: string; text: string }) => writeFileAtomic(a.path, a.text),
+  'state.readText': readText,
+  'state.scanDepot': scanDepot,
+  'state.mkdir': async (a: { path: string; mode?: number }) => {
+    await mkdir(a.path, { recursive: true, mode: a.mode });
+  },
+  'state.removeTree': (a: { path: string }) => rm(a.path, { recursive: true, force: true, maxRetries: 3 }),
+};

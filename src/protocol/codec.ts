@@ -19,14 +19,19 @@ protobuf.configure();
 const root = protobuf.parse(readFileSync(join(import.meta.dirname, 'warden.proto'), 'utf8'), {
   keepCase: true,
 }).root;
+root.resolveAll();
 
 const envelope = root.lookupType('warden.Message');
 const typeNameById = new Map<number, MessageTypeName>(
   Object.entries(MessageType).map(([name, id]) => [id, name as MessageTypeName]),
 );
 
-/** Fields declared `bytes` on our side that clients may hand us as text. */
-const BYTES_FIELDS = new Set(['stdout', 'stderr', 'data']);
+/** Fields declared `bytes` on our side (job output) that callers may hand us as text. */
+const BYTES_FIELDS: Record<string, readonly string[]> = {
+  LinkResponse: ['stdout', 'stderr'],
+  RunResponse: ['stdout', 'stderr'],
+  StreamResponse: ['data'],
+};
 
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
@@ -53,9 +58,9 @@ export function bodyTypeName(type: MessageTypeName, kind: MessageKind): string {
   return type === 'Error' ? 'ErrorResponse' : `${type}${kind}`;
 }
 
-function normalizeBytes(body: Record<string, unknown>): Record<string, unknown> {
+function normalizeBytes(name: string, body: Record<string, unknown>): Record<string, unknown> {
   let out = body;
-  for (const f of BYTES_FIELDS) {
+  for (const f of BYTES_FIELDS[name] ?? []) {
     const v = body[f];
     if (typeof v === 'string') {
       if (out === body) out = { ...body };
@@ -68,15 +73,21 @@ function normalizeBytes(body: Record<string, unknown>): Record<string, unknown> 
 /** Encode a message body; throws ProtocolError when a required field is missing or mistyped. */
 export function encodeBody(name: string, body: object): Uint8Array {
   const t = messageType(name);
-  const obj = normalizeBytes(body as Record<string, unknown>);
+  const obj = normalizeBytes(name, body as Record<string, unknown>);
   const problem = t.verify(obj);
   if (problem) throw new ProtocolError(`${name}: ${problem}`);
   return t.encode(obj).finish();
 }
 
+/**
+ * Decode a message body into a plain object holding only the fields that were
+ * set: protobufjs message instances answer unset fields with their defaults
+ * from the prototype, which would make an unset rlimit look like a limit of 0.
+ */
 export function decodeBody<T = Record<string, unknown>>(name: string, payload: Uint8Array): T {
   try {
-    return messageType(name).decode(payload) as unknown as T;
+    const t = messageType(name);
+    return t.toObject(t.decode(payload), { defaults: false, longs: Number, enums: Number }) as T;
   } catch (err) {
     throw new ProtocolError(`cannot decode ${name}: ${(err as Error).message}`);
   }

@@ -1,0 +1,415 @@
+// Reads the daemon's config: YAML in the original Warden format, with the original's
+// defaults (warden/lib/warden/config.rb) plus a few keys of ours. Every key is
+// checked once here, so the rest of the daemon trusts WardenConfig; a bad value stops
+// the start with a message naming the key. Unknown keys are ignored, as the original
+// did (old configs carry many), and listed in `warnings`.
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parseDocument } from 'yaml';
+import { coveringCidr, formatCidr, formatIPv4, networkOf, parseCidr, parseIPv4 } from '../pools/ipv4.ts';
+import { LOG_LEVEL_NAMES, isLogLevel } from './log-level.ts';
+import type { ContainerKlass, NetworkConfig, ServerConfig, WardenConfig } from './types.ts';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  /** The offending key ("server.container_grace_time"), when one is to blame. */
+  readonly key: string | undefined;
+  /** The config file, when the config came from one. */
+  readonly source: string | undefined;
+
+  constructor(message: string, options: { key?: string; source?: string; cause?: unknown } = {}) {
+    super(options.source === undefined ? message : `${options.source}: ${message}`, { cause: options.cause });
+    this.key = options.key;
+    this.source = options.source;
+  }
+}
+
+export const CONTAINER_KLASSES: readonly ContainerKlass[] = ['Warden::Container::Linux', 'Warden::Container::Insecure'];
+
+/** Rlimit names container_rlimits accepts (getrlimit(2), as the original listed them). */
+export const RLIMIT_NAMES: readonly string[] = [
+  'as', 'core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue',
+  'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'sigpending', 'stack',
+];
+
+/** The kernel's ephemeral port range when /proc does not tell (the original's guess). */
+export const FALLBACK_LOCAL_PORT_RANGE: readonly [number, number] = [32768, 61000];
+/** Pooled host ports end here by default, as in the original. */
+const PORT_POOL_END = 65000;
+/** Largest network pool we build (a /8: 4M networks, ~20 MB of pool state). */
+const MAX_NETWORK_POOL_SIZE = 1 << 22;
+const LOCAL_PORT_RANGE_FILE = '/proc/sys/net/ipv4/ip_local_port_range';
+
+export interface ParseOptions {
+  /**
+   * The kernel's ephemeral port range, from which the port pool's default comes (it
+   * starts just above it). Default: read once from /proc, or 32768-61000 when unreadable.
+   */
+  localPortRange?: readonly [number, number];
+}
+
+/** Reads and parses a config file. Throws ConfigError naming the file or the key. */
+export async function loadConfig(path: string, options: ParseOptions = {}): Promise<WardenConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(`cannot read config file: ${reason}`, { source: path, cause: err });
+  }
+  const localPortRange = options.localPortRange ?? (await readLocalPortRange());
+  return parseConfig(text, path, { ...options, localPortRange });
+}
+
+/** The config with every default, as an empty file gives it. */
+export function defaultConfig(options: ParseOptions = {}): WardenConfig {
+  return parseConfig('', undefined, options);
+}
+
+/** Parses config YAML (YAML 1.1, as the original's Ruby read it: 0755 is octal). */
+export function parseConfig(text: string, source?: string, options: ParseOptions = {}): WardenConfig {
+  // uniqueKeys off: Ruby let a repeated key win silently, so old configs may repeat one.
+  const doc = parseDocument(text, { version: '1.1', uniqueKeys: false, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    throw new ConfigError(`invalid YAML: ${firstLine(e.message)}`, { source, cause: e });
+  }
+  const warnings = doc.warnings.map((w) => `YAML: ${firstLine(w.message)}`);
+  const root: unknown = doc.toJS({ maxAliasCount: 1000 });
+  const r = new Reader('', root ?? {}, source, warnings);
+  r.ignoreUnknown(['server', 'health_check_server', 'logging', 'network', 'port', 'user']);
+
+  const config: WardenConfig = {
+    server: readServer(r.section('server')),
+    health_check_server: readHealthCheck(r.section('health_check_server')),
+    logging: readLogging(r.section('logging')),
+    network: readNetwork(r.section('network')),
+    port: readPort(r.section('port'), options.localPortRange ?? localPortRangeOnce()),
+    user: readUser(r.section('user')),
+    warnings,
+  };
+  if (source !== undefined) config.source = source;
+  return config;
+}
+
+/** The kernel's ephemeral port range, read from /proc; the fallback when unreadable. */
+export async function readLocalPortRange(): Promise<[number, number]> {
+  try {
+    return parseLocalPortRange(await readFile(LOCAL_PORT_RANGE_FILE, 'utf8'));
+  } catch {
+    return [...FALLBACK_LOCAL_PORT_RANGE];
+  }
+}
+
+let cachedLocalPortRange: [number, number] | undefined;
+
+/** For parseConfig without options: read once per process, at config time (never on a request path). */
+function localPortRangeOnce(): [number, number] {
+  if (cachedLocalPortRange === undefined) {
+    try {
+      cachedLocalPortRange = parseLocalPortRange(readFileSync(LOCAL_PORT_RANGE_FILE, 'utf8'));
+    } catch {
+      cachedLocalPortRange = [...FALLBACK_LOCAL_PORT_RANGE];
+    }
+  }
+  return cachedLocalPortRange;
+}
+
+function parseLocalPortRange(text: string): [number, number] {
+  const [lo, hi] = text.trim().split(/\s+/).map(Number);
+  if (!Number.isInteger(lo) || !Number.isInteger(hi)) throw new Error(`unexpected ${LOCAL_PORT_RANGE_FILE}: ${text}`);
+  return [lo, hi];
+}
+
+function readServer(r: Reader): ServerConfig {
+  r.ignoreUnknown([
+    'unix_domain_path', 'unix_domain_permissions', 'container_klass', 'container_rootfs_path',
+    'container_depot_path', 'container_grace_time', 'container_rlimits', 'job_output_limit', 'pidfile',
+    'quota', 'allow_nested_warden', 'container_runtime', 'worker_threads', 'max_frame_bytes', 'syslog_socket',
+  ]);
+  const klass = r.string('container_klass', 'Warden::Container::Insecure');
+  if (!(CONTAINER_KLASSES as readonly string[]).includes(klass)) {
+    throw r.error('container_klass', `must be one of ${CONTAINER_KLASSES.join(', ')}`, klass);
+  }
+  const quota = r.section('quota');
+  quota.ignoreUnknown(['disk_quota_enabled']);
+  return {
+    unix_domain_path: r.string('unix_domain_path', '/tmp/warden.sock'),
+    unix_domain_permissions: r.fileMode('unix_domain_permissions', 0o755),
+    container_klass: klass as ContainerKlass,
+    container_rootfs_path: r.string('container_rootfs_path', '/tmp/warden/rootfs'),
+    container_depot_path: r.string('container_depot_path', '/tmp/warden/containers'),
+    container_grace_time: r.nullableInteger('container_grace_time', 5 * 60, { min: 0 }),
+    container_rlimits: readRlimits(r.section('container_rlimits')),
+    job_output_limit: r.integer('job_output_limit', 10 * 1024 * 1024, { min: 1 }),
+    pidfile: r.nullableString('pidfile', null),
+    quota: { disk_quota_enabled: quota.boolean('disk_quota_enabled', true) },
+    allow_nested_warden: r.boolean('allow_nested_warden', false),
+    container_runtime: r.string('container_runtime', 'runc'),
+    worker_threads: r.integer('worker_threads', availableParallelism(), { min: 1, max: 1024 }),
+    max_frame_bytes: r.integer('max_frame_bytes', 16 * 1024 * 1024, { min: 1024 }),
+    syslog_socket: r.nullableString('syslog_socket', null),
+  };
+}
+
+function readRlimits(r: Reader): Record<string, number> {
+  r.ignoreUnknown(RLIMIT_NAMES);
+  const out: Record<string, number> = {};
+  for (const name of RLIMIT_NAMES) {
+    if (r.has(name)) out[name] = r.integer(name, 0, { min: 0 });
+  }
+  return out;
+}
+
+function readHealthCheck(r: Reader): WardenConfig['health_check_server'] {
+  r.ignoreUnknown(['port']);
+  // 0 turns the health check off (the daemon starts none; useful in tests).
+  return { port: r.integer('port', 2345, { min: 0, max: 65535 }) };
+}
+
+function readLogging(r: Reader): WardenConfig['logging'] {
+  r.ignoreUnknown(['level', 'file', 'syslog']);
+  const level = r.string('level', 'info').toLowerCase();
+  if (!isLogLevel(level)) throw r.error('level', `must be one of ${LOG_LEVEL_NAMES.join(', ')}`, level);
+  return {
+    level,
+    file: r.nullableString('file', null),
+    syslog: r.nullableString('syslog', null),
+  };
+}
+
+function readNetwork(r: Reader): NetworkConfig {
+  r.ignoreUnknown([
+    'pool_network', 'pool_start_address', 'pool_size', 'release_delay', 'deny_networks',
+    'allow_networks', 'allow_host_access', 'mtu', 'dns_servers',
+  ]);
+  let first: number;
+  let count: number;
+  let poolNetwork: string;
+  if (r.has('pool_start_address') && r.has('pool_size')) {
+    // The original's older form; it wins over pool_network, as it did there.
+    const startText = r.string('pool_start_address', '');
+    const start = parseIPv4(startText);
+    if (start === undefined) throw r.error('pool_start_address', 'must be an IPv4 address', startText);
+    count = r.integer('pool_size', 0, { min: 1, max: MAX_NETWORK_POOL_SIZE });
+    first = networkOf(start, 30);
+    if (first !== start) {
+      r.warn(`${r.key('pool_start_address')} ${startText} is not a /30 network address; the pool starts at ${formatIPv4(first)}`);
+    }
+    if (first + count * 4 - 1 > 0xffffffff) {
+      throw r.error('pool_size', `is too large: ${count} /30 networks from ${formatIPv4(first)} pass 255.255.255.255`, count);
+    }
+    poolNetwork = formatCidr(coveringCidr(first, first + count * 4 - 1));
+    if (r.has('pool_network')) {
+      r.warn(`${r.key('pool_network')} is ignored: ${r.key('pool_start_address')} and ${r.key('pool_size')} are given`);
+    }
+  } else {
+    for (const k of ['pool_start_address', 'pool_size']) {
+      if (r.has(k)) r.warn(`${r.key(k)} is ignored without ${r.key(k === 'pool_size' ? 'pool_start_address' : 'pool_size')}`);
+    }
+    const text = r.string('pool_network', '10.254.0.0/24');
+    const cidr = parseCidr(text);
+    if (cidr === undefined || !text.includes('/')) throw r.error('pool_network', 'must be a CIDR block like 10.254.0.0/24', text);
+    if (cidr.prefix > 30 || cidr.prefix < 8) throw r.error('pool_network', 'must have a prefix length between /8 and /30', text);
+    if (cidr.hostBits) r.warn(`${r.key('pool_network')} ${text} has host bits set; using ${formatCidr(cidr)}`);
+    first = cidr.address;
+    count = 2 ** (32 - cidr.prefix) / 4;
+    poolNetwork = formatCidr(cidr);
+  }
+  return {
+    pool_network: poolNetwork,
+    pool_start_address: formatIPv4(first),
+    pool_size: count,
+    release_delay: r.number('release_delay', 5, { min: 0 }),
+    deny_networks: r.stringList('deny_networks', checkNetwork),
+    allow_networks: r.stringList('allow_networks', checkNetwork),
+    allow_host_access: r.boolean('allow_host_access', false),
+    mtu: r.integer('mtu', 1500, { min: 68, max: 65535 }),
+    dns_servers: r.stringList('dns_servers', (s) => (parseIPv4(s) === undefined ? 'an IPv4 address' : undefined)),
+  };
+}
+
+/** Entries of allow/deny_networks: an address or a CIDR block, as iptables takes them. */
+function checkNetwork(s: string): string | undefined {
+  return parseCidr(s) === undefined ? 'an IPv4 address or CIDR block' : undefined;
+}
+
+function readPort(r: Reader, localPortRange: readonly [number, number]): WardenConfig['port'] {
+  r.ignoreUnknown(['pool_start_port', 'pool_size']);
+  const ephemeralEnd = localPortRange[1];
+  const explicitStart = r.has('pool_start_port');
+  const start = r.integer('pool_start_port', ephemeralEnd + 1, { min: 1, max: 65535 }, !explicitStart);
+  // Ports run up to 65000 by default, as the original; past it when the start already is.
+  const defaultSize = (start <= PORT_POOL_END ? PORT_POOL_END + 1 : 65536) - start;
+  const size = r.integer('pool_size', defaultSize, { min: 1 }, !r.has('pool_size') && !explicitStart);
+  if (!explicitStart && !(start <= 65535 && size >= 1)) {
+    throw r.error(
+      'pool_start_port',
+      `has no usable default: the ephemeral port range ${localPortRange[0]}-${ephemeralEnd} leaves no ports above it; set ${r.key('pool_start_port')} and ${r.key('pool_size')}`,
+    );
+  }
+  if (start + size - 1 > 65535) {
+    throw r.error('pool_size', `is too large: ${size} ports from ${start} pass 65535`, size);
+  }
+  if (start <= ephemeralEnd && start + size - 1 >= localPortRange[0]) {
+    r.warn(
+      `port pool ${start}-${start + size - 1} overlaps the kernel's ephemeral port range ${localPortRange[0]}-${ephemeralEnd}; mapped ports may collide with outgoing connections`,
+    );
+  }
+  return { pool_start_port: start, pool_size: size };
+}
+
+function readUser(r: Reader): WardenConfig['user'] {
+  r.ignoreUnknown(['pool_start_uid', 'pool_size']);
+  const start = r.integer('pool_start_uid', 10000, { min: 1, max: 0xfffffffe });
+  const size = r.integer('pool_size', 64, { min: 1, max: 1 << 24 });
+  if (start + size - 1 > 0xfffffffe) throw r.error('pool_size', `is too large: ${size} uids from ${start} pass 4294967294`, size);
+  return { pool_start_uid: start, pool_size: size };
+}
+
+/** Typed access to one map of the config, with errors that name the key path. */
+class Reader {
+  readonly #path: string;
+  readonly #raw: Record<string, unknown>;
+  readonly #source: string | undefined;
+  readonly #warnings: string[];
+
+  constructor(path: string, raw: unknown, source: string | undefined, warnings: string[]) {
+    this.#path = path;
+    this.#source = source;
+    this.#warnings = warnings;
+    if (raw === null || raw === undefined) {
+      raw = {};
+    } else if (typeof raw !== 'object' || Array.isArray(raw) || raw instanceof Map) {
+      throw new ConfigError(`${path === '' ? 'the config' : path} must be a map of keys to values`, {
+        key: path || undefined,
+        source,
+      });
+    }
+    this.#raw = raw as Record<string, unknown>;
+  }
+
+  key(name: string): string {
+    return this.#path === '' ? name : `${this.#path}.${name}`;
+  }
+
+  has(name: string): boolean {
+    return Object.hasOwn(this.#raw, name);
+  }
+
+  warn(message: string): void {
+    this.#warnings.push(message);
+  }
+
+  error(name: string, requirement: string, value?: unknown): ConfigError {
+    const got = value === undefined ? '' : ` (got ${describe(value)})`;
+    return new ConfigError(`${this.key(name)} ${requirement}${got}`, { key: this.key(name), source: this.#source });
+  }
+
+  /** A nested map; absent or null reads as empty. */
+  section(name: string): Reader {
+    return new Reader(this.key(name), this.#raw[name], this.#source, this.#warnings);
+  }
+
+  /** Records keys not in `known` as warnings; they are otherwise ignored. */
+  ignoreUnknown(known: readonly string[]): void {
+    for (const k of Object.keys(this.#raw)) {
+      if (!known.includes(k)) this.warn(`unknown key ${this.key(k)} ignored`);
+    }
+  }
+
+  string(name: string, fallback: string): string {
+    if (!this.has(name)) return fallback;
+    const v = this.#raw[name];
+    if (typeof v !== 'string' || v === '') throw this.error(name, 'must be a non-empty string', v);
+    return v;
+  }
+
+  nullableString(name: string, fallback: string | null): string | null {
+    if (!this.has(name)) return fallback;
+    const v = this.#raw[name];
+    if (v === null) return null;
+    if (typeof v !== 'string' || v === '') throw this.error(name, 'must be a non-empty string or null', v);
+    return v;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    if (!this.has(name)) return fallback;
+    const v = this.#raw[name];
+    if (typeof v !== 'boolean') throw this.error(name, 'must be true or false', v);
+    return v;
+  }
+
+  number(name: string, fallback: number, range: { min?: number; max?: number } = {}): number {
+    if (!this.has(name)) return fallback;
+    const v = this.#raw[name];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.error(name, 'must be a number', v);
+    return this.#inRange(name, v, range);
+  }
+
+  /** An integer; `trustFallback` skips the range check of a computed default (checked by the caller). */
+  integer(name: string, fallback: number, range: { min?: number; max?: number } = {}, trustFallback = false): number {
+    if (!this.has(name)) return trustFallback ? fallback : this.#inRange(name, fallback, range);
+    const v = this.#raw[name];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.error(name, 'must be a number', v);
+    if (!Number.isInteger(v)) throw this.error(name, 'must be an integer', v);
+    return this.#inRange(name, v, range);
+  }
+
+  nullableInteger(name: string, fallback: number | null, range: { min?: number; max?: number } = {}): number | null {
+    if (!this.has(name)) return fallback;
+    const v = this.#raw[name];
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.error(name, 'must be a number or null', v);
+    if (!Number.isInteger(v)) throw this.error(name, 'must be an integer or null', v);
+    return this.#inRange(name, v, range);
+  }
+
+  /**
+   * A file mode. YAML 1.1 already reads 0777 as octal (511); a quoted "0777" or a
+   * YAML 1.2 style 0o777 arrives as a string and is read as octal too.
+   */
+  fileMode(name: string, fallback: number): number {
+    if (!this.has(name)) return fallback;
+    let v = this.#raw[name];
+    if (typeof v === 'string' && /^0o?[0-7]{1,4}$/.test(v)) v = Number.parseInt(v.replace(/^0o?/, '') || '0', 8);
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw this.error(name, 'must be an octal file mode like 0755', v);
+    return this.#inRange(name, v, { min: 0, max: 0o7777 });
+  }
+
+  /** A list of strings; absent or null reads as empty and null entries are dropped (the original compacted them). */
+  stringList(name: string, check: (s: string) => string | undefined): string[] {
+    if (!this.has(name)) return [];
+    const v = this.#raw[name];
+    if (v === null) return [];
+    if (!Array.isArray(v)) throw this.error(name, 'must be a list', v);
+    const out: string[] = [];
+    v.forEach((item: unknown, i: number) => {
+      if (item === null) return;
+      if (typeof item !== 'string') throw this.error(`${name}[${i}]`, 'must be a string', item);
+      const problem = check(item);
+      if (problem !== undefined) throw this.error(`${name}[${i}]`, `must be ${problem}`, item);
+      out.push(item);
+    });
+    return out;
+  }
+
+  #inRange(name: string, v: number, range: { min?: number; max?: number }): number {
+    if (range.min !== undefined && v < range.min) throw this.error(name, `must be at least ${range.min}`, v);
+    if (range.max !== undefined && v > range.max) throw this.error(name, `must be at most ${range.max}`, v);
+    return v;
+  }
+}
+
+/** The yaml library's pretty messages end their first line with "at line L, column C:" and then quote the source. */
+function firstLine(message: string): string {
+  return message.split('\n')[0].replace(/:$/, '');
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a map';
+  return JSON.stringify(value);
+}

@@ -1,0 +1,70 @@
+// One container as the daemon holds it: the snapshotted record, its live jobs,
+// which connections reference it, its grace timer, and a lock that orders the
+// requests that change it.
+import { join } from 'node:path';
+import { StateError } from '../errors.ts';
+import { Job } from '../jobs/job.ts';
+import type { InfoResponse } from '../protocol/types.ts';
+import { Mutex } from '../util/mutex.ts';
+import type { ContainerRecord, ContainerState } from './model.ts';
+
+export class Container {
+  readonly record: ContainerRecord;
+  readonly jobs = new Map<number, Job>();
+  /** Connections (by id) that named this container. */
+  readonly references = new Set<number>();
+  /** Info taken just before destroy, for Link/Stream answers that finish afterwards. */
+  obituary: InfoResponse | undefined;
+  graceTimer: NodeJS.Timeout | undefined;
+  readonly lock = new Mutex();
+  /** Snapshot writes in flight: at most one running and one queued. */
+  snapshotting: Promise<void> | undefined;
+  snapshotQueued: Promise<void> | undefined;
+
+  constructor(record: ContainerRecord) {
+    this.record = record;
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get handle(): string {
+    return this.record.handle;
+  }
+
+  get state(): ContainerState {
+    return this.record.state;
+  }
+
+  set state(s: ContainerState) {
+    this.record.state = s;
+  }
+
+  get snapshotPath(): string {
+    return join(this.record.path, 'snapshot.json');
+  }
+
+  jobDir(id: number): string {
+    return join(this.record.path, 'jobs', String(id));
+  }
+
+  assertState(...allowed: ContainerState[]): void {
+    if (!allowed.includes(this.state)) throw new StateError(allowed, this.state);
+  }
+
+  addJob(job: Job): void {
+    this.jobs.set(job.id, job);
+    this.record.jobs.push(job.record);
+  }
+
+  forgetJob(job: Job): void {
+    job.forgotten = true;
+    this.jobs.delete(job.id);
+    this.record.jobs = this.record.jobs.filter((j) => j.id !== job.id);
+  }
+
+  runningJobIds(): number[] {
+    return [...this.jobs.values()].filter((j) => j.running).map((j) => j.id);
+  }
+}

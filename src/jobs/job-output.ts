@@ -1,0 +1,68 @@
+// Main-thread side of a job follower: runs a `job.follow` task in a worker and
+// receives its output over a MessagePort. Credits flow back only as fast as the
+// consumer takes chunks, so a slow client holds at most a few chunks in memory.
+import { MessageChannel } from 'node:worker_threads';
+import type { WorkerPool } from '../workers/pool.ts';
+import type { FollowMessage } from './job-tasks.ts';
+
+const INITIAL_CREDIT = 16;
+
+export interface FollowOptions {
+  dir: string;
+  limit: number;
+  /**
+   * Receives each chunk; resolve (or return) when ready for more. Omit to only
+   * watch the job's exit and output size.
+   */
+  onData?: (name: 'stdout' | 'stderr', data: Buffer) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface FollowResult {
+  outcome: 'exit' | 'limit' | 'cancelled' | 'gone';
+  status?: number;
+  /** Output went past the limit and was cut. */
+  truncated: boolean;
+}
+
+export async function followJob(pool: WorkerPool, opts: FollowOptions): Promise<FollowResult> {
+  const { port1, port2 } = new MessageChannel();
+  let truncated = false;
+  let closed = false;
+  const close = () => {
+    if (!closed) {
+      closed = true;
+      port1.close();
+    }
+  };
+  if (opts.signal?.aborted) close();
+  opts.signal?.addEventListener('abort', close, { once: true });
+  // Messages on the port and the task's result travel separately: the result
+  // may arrive before the last chunks, so wait for the port's own end marker.
+  let portDone!: () => void;
+  const portEnded = new Promise<void>((resolve) => (portDone = resolve));
+  port1.on('close', () => portDone());
+  port1.on('message', (m: FollowMessage) => {
+    if (m.kind === 'exit') {
+      truncated = m.truncated;
+      portDone();
+      return;
+    }
+    const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    const ready = opts.onData?.(m.name, data);
+    const grant = () => {
+      if (!closed) port1.postMessage({ credit: 1 });
+    };
+    if (ready instanceof Promise) ready.then(grant, close);
+    else grant();
+  });
+  if (opts.onData && !closed) port1.postMessage({ credit: INITIAL_CREDIT });
+  try {
+    const r = await pool.run('job.follow', { dir: opts.dir, limit: opts.limit, sendData: !!opts.onData, port: port2 }, [port2]);
+    if (r.outcome === 'exit') await portEnded;
+    return { outcome: r.outcome, status: r.status, truncated };
+  } finally {
+    opts.signal?.removeEventListener('abort', close);
+    close();
+  }
+}

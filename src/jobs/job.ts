@@ -1,0 +1,37 @@
+// A job as the main thread tracks it: its record (snapshotted) and the state
+// of its followers. Output and exit status live in the job's folder.
+import type { JobRecord } from '../containers/model.ts';
+
+export class Job {
+  readonly record: JobRecord;
+  readonly dir: string;
+  /** Link/Stream requests reading it right now. */
+  readers = 0;
+  /** Linked or streamed to completion: no longer answers Link/Stream. */
+  forgotten = false;
+  /** Resolves with the exit status once the job has ended. */
+  readonly exited: Promise<number>;
+  private resolveExit!: (status: number) => void;
+
+  constructor(record: JobRecord, dir: string) {
+    this.record = record;
+    this.dir = dir;
+    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+    if (record.state === 'exited') this.resolveExit(record.exit_status ?? 0);
+  }
+
+  get id(): number {
+    return this.record.id;
+  }
+
+  get running(): boolean {
+    return this.record.state === 'running';
+  }
+
+  markExited(status: number): void {
+    if (this.record.state === 'exited') return;
+    this.record.state = 'exited';
+    this.record.exit_status = status;
+    this.resolveExit(status);
+  }
+}

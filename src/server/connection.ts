@@ -1,0 +1,170 @@
+// One client connection: frames in, requests served one at a time in order,
+// responses out. A framing error closes this connection only.
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { WardenError, describeError } from '../errors.ts';
+import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, ProtocolError } from '../protocol/codec.ts';
+import { FrameDecoder } from '../protocol/framing.ts';
+import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/types.ts';
+import type { Container } from '../containers/container.ts';
+import type { RequestContext, WardenService } from '../service/warden-service.ts';
+import { handlers, WAITING_REQUESTS } from './dispatch.ts';
+
+/** Frames read ahead of the one being served before we stop reading the socket. */
+const MAX_QUEUED_FRAMES = 64;
+
+export class Connection {
+  readonly id: number;
+  private readonly socket: Socket;
+  private readonly service: WardenService;
+  private readonly log: Logger;
+  private readonly decoder: FrameDecoder;
+  private readonly queue: Buffer[] = [];
+  private readonly abort = new AbortController();
+  private readonly references = new Set<Container>();
+  private current: RequestName | undefined;
+  private draining = false;
+  closed = false;
+  /** Resolves once the socket is closed and references are released. */
+  readonly done: Promise<void>;
+
+  constructor(id: number, socket: Socket, service: WardenService, log: Logger, maxFrameBytes: number) {
+    this.id = id;
+    this.socket = socket;
+    this.service = service;
+    this.log = log.child({ conn: id });
+    this.decoder = new FrameDecoder(maxFrameBytes);
+    this.done = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.once('close', () => this.onClose());
+  }
+
+  get idle(): boolean {
+    return this.current === undefined && this.queue.length === 0;
+  }
+
+  /** Drain: close now if idle or waiting on a job, else after the current request. */
+  drain(): void {
+    this.draining = true;
+    if (this.current === undefined || WAITING_REQUESTS.has(this.current)) this.close();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.log.warn({ err: describeError(err) }, 'bad frame, closing connection');
+      this.close();
+      return;
+    }
+    if (frames.length === 0) return;
+    this.queue.push(...frames);
+    if (this.queue.length >= MAX_QUEUED_FRAMES) this.socket.pause();
+    if (this.current === undefined) void this.serve();
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.abort.abort();
+    this.queue.length = 0;
+    this.service.release(this.id, this.references);
+    this.references.clear();
+  }
+
+  private async serve(): Promise<void> {
+    while (!this.closed && !this.draining && this.queue.length > 0) {
+      const frame = this.queue.shift()!;
+      if (this.queue.length < MAX_QUEUED_FRAMES / 2) this.socket.resume();
+      let type: MessageTypeName;
+      let payload: Uint8Array;
+      try {
+        ({ type, payload } = decodeEnvelope(frame));
+      } catch (err) {
+        if (err instanceof ProtocolError && /unknown message type/.test(err.message)) {
+          this.write(encodeError(err.message));
+          continue;
+        }
+        this.log.warn({ err: describeError(err) }, 'undecodable message, closing connection');
+        this.close();
+        return;
+      }
+      if (type === 'Error') {
+        this.write(encodeError('Error is not a request'));
+        continue;
+      }
+      this.current = type;
+      await this.handle(type, payload);
+      this.current = undefined;
+    }
+    if (this.draining) this.close();
+  }
+
+  private async handle(type: RequestName, payload: Uint8Array): Promise<void> {
+    const started = performance.now();
+    let handle: string | undefined;
+    try {
+      const req = decodeBody<Record<string, unknown>>(bodyTypeName(type, 'Request'), payload);
+      handle = typeof req.handle === 'string' ? req.handle : undefined;
+      const handler = handlers[type] as (s: WardenService, r: unknown, c: RequestContext) => unknown;
+      const response = await handler(this.service, req, this.context());
+      if (!this.closed) this.write(encodeFrame(type, 'Response', response as object));
+      this.log.debug({ type, handle, ms: round(performance.now() - started) }, 'request');
+    } catch (err) {
+      const message = describeError(err);
+      const expected = err instanceof WardenError || err instanceof ProtocolError || isClientError(err);
+      if (expected) this.log.info({ type, handle, ms: round(performance.now() - started), err: message }, 'request failed');
+      else this.log.error({ type, handle, err: message, stack: (err as Error)?.stack }, 'request failed unexpectedly');
+      if (!this.closed) this.write(encodeError(message));
+    }
+  }
+
+  private context(): RequestContext {
+    return {
+      connectionId: this.id,
+      references: this.references,
+      signal: this.abort.signal,
+      send: (type: 'Stream', body: StreamResponse) => this.writeAndWait(encodeFrame(type, 'Response', body)),
+    };
+  }
+
+  private write(frame: Buffer): boolean {
+    if (this.closed) return false;
+    return this.socket.write(frame);
+  }
+
+  /** Write, then resolve when the socket has room again (flow control for streams). */
+  private writeAndWait(frame: Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(new WardenError('connection closed'));
+    if (this.socket.write(frame)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onDrain = () => {
+        this.socket.off('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.off('drain', onDrain);
+        reject(new WardenError('connection closed'));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
+    });
+  }
+}
+
+function isClientError(err: unknown): boolean {
+  const name = (err as Error)?.name;
+  return name === 'PoolError' || name === 'PoolExhaustedError' || name === 'RlimitError' || name === 'UnsupportedError' || name === 'PathEscapeError';
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

@@ -1,0 +1,132 @@
+// Start-up recovery: walk the depot, re-adopt every container whose snapshot
+// says it was active or stopped and whose backend state is still there, and
+// destroy the rest (folders without a snapshot, half-created containers,
+// containers whose processes are gone). Nothing is left unclaimed.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Backend } from '../backends/backend.ts';
+import { Container } from '../containers/container.ts';
+import type { ContainerRecord, JobRecord } from '../containers/model.ts';
+import type { DepotEntry } from '../containers/snapshot-tasks.ts';
+import { describeError } from '../errors.ts';
+import { Job } from '../jobs/job.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+import { JOB_IDS_FILE, type WardenService } from './warden-service.ts';
+
+export interface RecoveryReport {
+  recovered: string[];
+  destroyed: string[];
+}
+
+function isRecord(v: unknown): v is ContainerRecord {
+  const r = v as ContainerRecord;
+  return !!r && typeof r.id === 'string' && typeof r.handle === 'string' && typeof r.state === 'string';
+}
+
+/** A minimal record for a folder without a usable snapshot: enough for the backend to tear down by id. */
+function orphanRecord(e: DepotEntry): ContainerRecord {
+  return {
+    id: e.id, handle: e.id, state: 'born', path: e.path, network: '', host_ip: '', container_ip: '',
+    uid: -1, ports: [], grace_time: null, bind_mounts: [], rootfs: '', events: [], net_in: [],
+    net_out: [], limits: {}, jobs: [], created_at: 0, backend: {},
+  };
+}
+
+export async function recover(
+  service: WardenService,
+  backend: Backend,
+  pool: WorkerPool,
+  log: Logger,
+): Promise<RecoveryReport> {
+  const report: RecoveryReport = { recovered: [], destroyed: [] };
+  const entries = await pool.run('state.scanDepot', { depot: service.depot });
+  const ceiling = Number((await pool.run('state.readText', { path: join(service.depot, JOB_IDS_FILE) }))?.trim() ?? 0) || 0;
+  let highestJob = ceiling;
+
+  const discard = async (record: ContainerRecord, why: string) => {
+    log.info({ id: record.id, why }, 'recovery: destroying container');
+    try {
+      await backend.destroy(record);
+      await pool.run('state.removeTree', { path: record.path });
+    } catch (err) {
+      log.error({ id: record.id, err: describeError(err) }, 'recovery: destroy failed; the sweep will retry');
+    }
+    report.destroyed.push(record.id);
+  };
+
+  for (const e of entries) {
+    for (const j of e.jobs) highestJob = Math.max(highestJob, j.id);
+    const snap = e.snapshot;
+    if (!isRecord(snap) || snap.id !== e.id) {
+      await discard(orphanRecord(e), 'no snapshot');
+      continue;
+    }
+    if (snap.state !== 'active' && snap.state !== 'stopped') {
+      await discard(snap, `snapshot state ${snap.state}`);
+      continue;
+    }
+    if (!takeResources(service, snap)) {
+      await discard(snap, 'its network, uid or ports are taken by another container');
+      continue;
+    }
+    let alive = false;
+    try {
+      alive = await backend.recover(snap);
+    } catch (err) {
+      log.error({ id: snap.id, err: describeError(err) }, 'recovery: backend could not re-adopt');
+    }
+    if (!alive || service.registry.has(snap.handle)) {
+      releaseResources(service, snap);
+      await discard(snap, alive ? 'duplicate handle' : 'its processes are gone');
+      continue;
+    }
+    const c = new Container(snap);
+    const known = new Map<number, JobRecord>(snap.jobs.map((j) => [j.id, j]));
+    snap.jobs = [];
+    // The job folders are the truth about jobs: a folder exists until the job is forgotten.
+    for (const found of e.jobs) {
+      const rec: JobRecord = known.get(found.id) ?? { id: found.id, state: 'running', privileged: false, discard_output: false };
+      if (found.exit_status !== undefined) {
+        rec.state = 'exited';
+        rec.exit_status = found.exit_status;
+      } else {
+        rec.state = 'running';
+        delete rec.exit_status;
+      }
+      const job = new Job(rec, c.jobDir(found.id));
+      c.addJob(job);
+    }
+    service.registry.add(c);
+    for (const job of c.jobs.values()) if (job.running) service.guard(c, job);
+    service.armGraceTimer(c);
+    await service.snapshot(c).catch(() => {});
+    report.recovered.push(snap.handle);
+  }
+
+  service.startJobIdsAt(highestJob + 1);
+  await backend.sweep(new Set(service.registry.all().map((c) => c.id)));
+  log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length }, 'recovery done');
+  return report;
+}
+
+function takeResources(service: WardenService, r: ContainerRecord): boolean {
+  // take() returns false/undefined for entries outside the (possibly changed)
+  // pools, which are simply not tracked, and throws when one is claimed twice.
+  const { network, uid, port } = service.pools;
+  const undo: (() => void)[] = [];
+  try {
+    if (network.take(r.network)) undo.push(() => network.release(r.network));
+    if (uid.take(r.uid)) undo.push(() => uid.release(r.uid));
+    for (const p of r.ports) if (port.take(p)) undo.push(() => port.release(p));
+    return true;
+  } catch {
+    for (const u of undo) u();
+    return false;
+  }
+}
+
+function releaseResources(service: WardenService, r: ContainerRecord): void {
+  service.pools.network.release(r.network);
+  service.pools.uid.release(r.uid);
+  for (const p of r.ports) service.pools.port.release(p);
+}

@@ -1,0 +1,579 @@
+// The orchestrator: what each request does, read top to bottom — find the
+// container, check its state, take resources, have the backend (in workers) do
+// the host work, snapshot, answer. It owns the registry, the pools, the job ids
+// and the grace timers; it knows nothing of sockets or of Linux.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Backend } from '../backends/backend.ts';
+import type { WardenConfig } from '../config/types.ts';
+import { Container } from '../containers/container.ts';
+import type { ContainerRecord, JobRecord } from '../containers/model.ts';
+import { ContainerRegistry, validateHandle } from '../containers/registry.ts';
+import { NoSuchJobError, WardenError, describeError } from '../errors.ts';
+import { Job } from '../jobs/job.ts';
+import { JobIdAllocator } from '../jobs/job-ids.ts';
+import { followJob } from '../jobs/job-output.ts';
+import { effectiveRlimits } from '../jobs/rlimits.ts';
+import type { Pools } from '../pools/pools.ts';
+import type { Subnet } from '../pools/network-pool.ts';
+import type * as M from '../protocol/types.ts';
+import { DISK_LIMIT_FIELDS } from '../protocol/types.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+import { validateNetOut } from './net-out.ts';
+
+/** What a request handler knows of the connection it serves. */
+export interface RequestContext {
+  readonly connectionId: number;
+  /** Containers this connection referenced (released when it closes). */
+  readonly references: Set<Container>;
+  /** Aborted when the connection goes away (or the daemon drains). */
+  readonly signal: AbortSignal;
+  /** Send one more response frame (Stream); resolves when the socket can take more. */
+  send(type: 'Stream', body: M.StreamResponse): Promise<void>;
+}
+
+export interface ServiceOptions {
+  config: WardenConfig;
+  pool: WorkerPool;
+  backend: Backend;
+  pools: Pools;
+  logger: Logger;
+  /** The daemon's own hard rlimits (jobs cannot get more). */
+  hardLimits: Record<string, number>;
+  /** Environment variables passed to every job (LANG). */
+  jobEnv: Record<string, string>;
+}
+
+export const JOB_IDS_FILE = '.job_ids';
+
+export class WardenService {
+  readonly registry = new ContainerRegistry();
+  readonly config: WardenConfig;
+  readonly pools: Pools;
+  private readonly pool: WorkerPool;
+  private readonly backend: Backend;
+  private readonly log: Logger;
+  private readonly hardLimits: Record<string, number>;
+  private readonly jobEnv: Record<string, string>;
+  private jobIds: JobIdAllocator;
+  /** Job watchers (exit and output limit) still running. */
+  private readonly guards = new Set<Promise<void>>();
+
+  constructor(o: ServiceOptions) {
+    this.config = o.config;
+    this.pool = o.pool;
+    this.backend = o.backend;
+    this.pools = o.pools;
+    this.log = o.logger;
+    this.hardLimits = o.hardLimits;
+    this.jobEnv = o.jobEnv;
+    this.jobIds = new JobIdAllocator(1, (ceiling) => this.persistJobCeiling(ceiling));
+  }
+
+  get depot(): string {
+    return this.config.server.container_depot_path;
+  }
+
+  /** Continue job ids above every id seen or reserved before (recovery). */
+  startJobIdsAt(next: number): void {
+    this.jobIds = new JobIdAllocator(next, (ceiling) => this.persistJobCeiling(ceiling));
+  }
+
+  private persistJobCeiling(ceiling: number): Promise<void> {
+    return this.pool.run('state.writeText', { path: join(this.depot, JOB_IDS_FILE), text: `${ceiling}\n` });
+  }
+
+  // ---- references and grace time ------------------------------------------------
+
+  /** The container named by a request; the connection now references it. */
+  lookup(handle: string, ctx: RequestContext): Container {
+    const c = this.registry.get(handle);
+    this.reference(c, ctx.connectionId);
+    ctx.references.add(c);
+    return c;
+  }
+
+  reference(c: Container, connectionId: number): void {
+    c.references.add(connectionId);
+    if (c.graceTimer) {
+      clearTimeout(c.graceTimer);
+      c.graceTimer = undefined;
+    }
+  }
+
+  /** A connection closed: containers it alone referenced start their grace time. */
+  release(connectionId: number, containers: Iterable<Container>): void {
+    for (const c of containers) {
+      c.references.delete(connectionId);
+      if (c.references.size === 0) this.armGraceTimer(c);
+    }
+  }
+
+  armGraceTimer(c: Container): void {
+    const grace = c.record.grace_time;
+    if (grace === null || c.graceTimer || c.state === 'destroyed') return;
+    c.graceTimer = setTimeout(() => {
+      c.graceTimer = undefined;
+      if (c.references.size > 0 || this.registry.find(c.handle) !== c) return;
+      this.log.info({ handle: c.handle }, 'grace time expired, destroying container');
+      this.destroyContainer(c).catch((err) =>
+        this.log.error({ handle: c.handle, err: describeError(err) }, 'destroy after grace time failed'),
+      );
+    }, grace * 1000);
+    c.graceTimer.unref();
+  }
+
+  // ---- snapshots -------------------------------------------------------------------
+
+  /** Write c's snapshot; concurrent calls coalesce into at most one more write. */
+  snapshot(c: Container): Promise<void> {
+    if (c.state === 'destroyed') return Promise.resolve();
+    if (c.snapshotQueued) return c.snapshotQueued;
+    const write = async (): Promise<void> => {
+      c.snapshotQueued = undefined;
+      try {
+        await this.pool.run('state.writeJson', { path: c.snapshotPath, value: c.record });
+      } finally {
+        c.snapshotting = undefined;
+      }
+    };
+    if (!c.snapshotting) {
+      c.snapshotting = write();
+      return c.snapshotting;
+    }
+    c.snapshotQueued = c.snapshotting.catch(() => {}).then(() => {
+      c.snapshotting = write();
+      return c.snapshotting;
+    });
+    return c.snapshotQueued;
+  }
+
+  async snapshotAll(): Promise<void> {
+    await Promise.all(this.registry.all().map((c) => this.snapshot(c).catch(() => {})));
+  }
+
+  // ---- requests ----------------------------------------------------------------------
+
+  ping(): M.PingResponse {
+    return {};
+  }
+
+  echo(req: M.EchoRequest): M.EchoResponse {
+    return { message: req.message };
+  }
+
+  list(): M.ListResponse {
+    return { handles: this.registry.handles() };
+  }
+
+  async create(req: M.CreateRequest, ctx: RequestContext): Promise<M.CreateResponse> {
+    // Reserve everything synchronously, before the first await.
+    if (req.handle !== undefined && req.handle !== null && Object.hasOwn(req, 'handle')) {
+      validateHandle(req.handle);
+      if (this.registry.has(req.handle)) throw new WardenError(`handle already exists: ${req.handle}`);
+    }
+    for (const m of req.bind_mounts ?? []) {
+      if (!m.src_path.startsWith('/') || !m.dst_path.startsWith('/')) {
+        throw new WardenError(`bind mount paths must be absolute: ${m.src_path} -> ${m.dst_path}`);
+      }
+    }
+    const id = this.registry.newId();
+    const handle = Object.hasOwn(req, 'handle') ? req.handle! : id;
+    const subnet: Subnet = req.network ? this.pools.network.acquireSpecific(req.network) : this.pools.network.acquire();
+    let uid: number;
+    try {
+      uid = this.pools.uid.acquire();
+    } catch (err) {
+      this.pools.network.release(subnet);
+      throw err;
+    }
+    const record: ContainerRecord = {
+      id,
+      handle,
+      state: 'born',
+      path: join(this.depot, id),
+      network: subnet.network,
+      host_ip: subnet.hostIp,
+      container_ip: subnet.containerIp,
+      uid,
+      ports: [],
+      grace_time: Object.hasOwn(req, 'grace_time') ? req.grace_time! : this.config.server.container_grace_time,
+      bind_mounts: (req.bind_mounts ?? []).map((m) => ({ src_path: m.src_path, dst_path: m.dst_path, mode: m.mode })),
+      rootfs: req.rootfs || this.config.server.container_rootfs_path,
+      rootfs_requested: !!req.rootfs,
+      events: [],
+      net_in: [],
+      net_out: [],
+      limits: {},
+      jobs: [],
+      created_at: Date.now(),
+      backend: {},
+    };
+    const c = new Container(record);
+    this.registry.add(c);
+    this.reference(c, ctx.connectionId);
+    ctx.references.add(c);
+    try {
+      await this.pool.run('state.mkdir', { path: record.path, mode: 0o755 });
+      // A snapshot in state born first: a crash during the backend's work then
+      // leaves a record that recovery destroys with everything it names.
+      await this.snapshot(c);
+      await this.backend.create(record);
+      c.state = 'active';
+      await this.snapshot(c);
+    } catch (err) {
+      await this.undoCreate(c);
+      throw new WardenError(`cannot create container: ${describeError(err)}`, { cause: err });
+    }
+    this.log.info({ handle, id }, 'container created');
+    return { handle };
+  }
+
+  private async undoCreate(c: Container): Promise<void> {
+    try {
+      await this.backend.destroy(c.record);
+      await this.pool.run('state.removeTree', { path: c.record.path });
+    } catch (err) {
+      // Leave the folder and its born snapshot for the next start's recovery to finish.
+      this.log.error({ id: c.id, err: describeError(err) }, 'undoing a failed create failed');
+    }
+    this.releaseResources(c);
+    this.registry.remove(c);
+    c.state = 'destroyed';
+  }
+
+  private releaseResources(c: Container): void {
+    this.pools.network.release(c.record.network);
+    this.pools.uid.release(c.record.uid);
+    for (const p of c.record.ports) this.pools.port.release(p);
+  }
+
+  async stop(req: M.StopRequest, ctx: RequestContext): Promise<M.StopResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    const work = c.lock.run(async () => {
+      if (c.state === 'destroyed') return;
+      c.state = 'stopped';
+      await this.snapshot(c);
+      await this.backend.stop(c.record, !!req.kill);
+    });
+    if (req.background) {
+      work.catch((err) => this.log.error({ handle: c.handle, err: describeError(err) }, 'background stop failed'));
+    } else {
+      await work;
+    }
+    return {};
+  }
+
+  async destroy(req: M.DestroyRequest, ctx: RequestContext): Promise<M.DestroyResponse> {
+    const c = this.lookup(req.handle, ctx);
+    await this.destroyContainer(c);
+    return {};
+  }
+
+  /** Stop and release everything; on failure the container stays listed with the error in its events. */
+  async destroyContainer(c: Container): Promise<void> {
+    // Kill first, outside the lock: a graceful Stop holding the lock (waiting out
+    // its TERM timeout) then ends at once instead of delaying the destroy.
+    if (c.state === 'active' || c.state === 'stopped') {
+      await this.backend.stop(c.record, true).catch(() => {});
+    }
+    await c.lock.run(async () => {
+      if (c.state === 'destroyed') return;
+      if (c.graceTimer) clearTimeout(c.graceTimer);
+      c.graceTimer = undefined;
+      c.obituary = await this.info(c).catch(() => this.baseInfo(c));
+      try {
+        await this.backend.destroy(c.record);
+        await this.pool.run('state.removeTree', { path: c.record.path });
+      } catch (err) {
+        const message = `destroy failed: ${describeError(err)}`;
+        c.record.events.push(message);
+        await this.snapshot(c).catch(() => {});
+        throw new WardenError(message, { cause: err });
+      }
+      this.releaseResources(c);
+      this.registry.remove(c);
+      c.state = 'destroyed';
+      c.obituary.state = 'destroyed';
+      this.log.info({ handle: c.handle, id: c.id }, 'container destroyed');
+    });
+  }
+
+  private baseInfo(c: Container): M.InfoResponse {
+    return {
+      state: c.state,
+      events: [...c.record.events],
+      host_ip: c.record.host_ip,
+      container_ip: c.record.container_ip,
+      container_path: c.record.path,
+      job_ids: c.runningJobIds(),
+    };
+  }
+
+  private async info(c: Container): Promise<M.InfoResponse> {
+    if (c.state === 'destroyed') return c.obituary ?? this.baseInfo(c);
+    const extra = await this.backend.info(c.record);
+    return { ...this.baseInfo(c), ...extra };
+  }
+
+  async infoRequest(req: M.InfoRequest, ctx: RequestContext): Promise<M.InfoResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    return this.info(c);
+  }
+
+  async spawn(req: M.SpawnRequest, ctx: RequestContext): Promise<M.SpawnResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active');
+    const rlimits = effectiveRlimits(this.config.server.container_rlimits, req.rlimits, this.hardLimits);
+    const id = await this.jobIds.allocate();
+    c.assertState('active');
+    const dir = c.jobDir(id);
+    const launch = this.backend.jobLaunch(c.record, {
+      id,
+      dir,
+      privileged: !!req.privileged,
+      rlimits,
+      env: { ...this.jobEnv },
+    });
+    const record: JobRecord = {
+      id,
+      state: 'running',
+      privileged: !!req.privileged,
+      discard_output: !!req.discard_output,
+      ...(req.log_tag ? { log_tag: req.log_tag } : {}),
+    };
+    const job = new Job(record, dir);
+    c.addJob(job);
+    try {
+      await this.pool.run('job.start', {
+        dir,
+        script: req.script,
+        argv: launch.argv,
+        env: launch.env,
+        cwd: launch.cwd,
+        discardOutput: !!req.discard_output,
+      });
+    } catch (err) {
+      c.forgetJob(job);
+      this.pool.run('state.removeTree', { path: dir }).catch(() => {});
+      throw new WardenError(`cannot spawn job: ${describeError(err)}`, { cause: err });
+    }
+    this.guard(c, job);
+    return { job_id: id };
+  }
+
+  /** Watch a running job until it exits: enforce the output limit, record the exit. */
+  guard(c: Container, job: Job): void {
+    const limit = this.config.server.job_output_limit;
+    const watch = async (): Promise<void> => {
+      let r = await followJob(this.pool, { dir: job.dir, limit });
+      if (r.outcome === 'limit') {
+        this.log.info({ handle: c.handle, job: job.id, limit }, 'job output limit exceeded, killing job');
+        c.record.events.push(`job ${job.id} killed: output exceeded ${limit} bytes`);
+        await this.backend.killJob(c.record, { id: job.id, dir: job.dir, pid: job.record.pid }).catch(() => {});
+        r = await followJob(this.pool, { dir: job.dir, limit: Infinity });
+      }
+      job.markExited(r.status ?? 255);
+      if (this.registry.find(c.handle) === c) await this.snapshot(c).catch(() => {});
+    };
+    const p = watch()
+      .catch((err) => {
+        this.log.error({ handle: c.handle, job: job.id, err: describeError(err) }, 'job watcher failed');
+        job.markExited(255);
+      })
+      .finally(() => this.guards.delete(p));
+    this.guards.add(p);
+  }
+
+  private findJob(c: Container, jobId: number): Job {
+    const job = c.jobs.get(jobId);
+    if (!job || job.forgotten) throw new NoSuchJobError();
+    return job;
+  }
+
+  /** Read a job's output to its end; then the job is forgotten. */
+  private async readJob(
+    c: Container,
+    job: Job,
+    ctx: RequestContext,
+    onData: (name: 'stdout' | 'stderr', data: Buffer) => void | Promise<void>,
+  ): Promise<{ status: number; info: M.InfoResponse }> {
+    job.readers++;
+    try {
+      const r = await followJob(this.pool, {
+        dir: job.dir,
+        limit: this.config.server.job_output_limit,
+        onData,
+        signal: ctx.signal,
+      });
+      if (r.outcome === 'cancelled') throw new WardenError('connection closed');
+      if (r.outcome === 'gone' && !c.obituary) throw new WardenError('job vanished: its container is gone');
+      const status = r.status ?? (await job.exited);
+      job.markExited(status);
+      const info = await this.info(c).catch(() => this.baseInfo(c));
+      if (!job.forgotten) c.forgetJob(job);
+      return { status, info };
+    } finally {
+      job.readers--;
+      if (job.forgotten && job.readers === 0 && c.state !== 'destroyed') {
+        this.pool.run('state.removeTree', { path: job.dir }).catch(() => {});
+        this.snapshot(c).catch(() => {});
+      }
+    }
+  }
+
+  async link(req: M.LinkRequest, ctx: RequestContext): Promise<M.LinkResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    const job = this.findJob(c, req.job_id);
+    return this.collect(c, job, ctx);
+  }
+
+  private async collect(c: Container, job: Job, ctx: RequestContext): Promise<M.LinkResponse> {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const { status, info } = await this.readJob(c, job, ctx, (name, data) => {
+      (name === 'stdout' ? out : err).push(data);
+    });
+    return { exit_status: status, stdout: Buffer.concat(out), stderr: Buffer.concat(err), info };
+  }
+
+  async stream(req: M.StreamRequest, ctx: RequestContext): Promise<M.StreamResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    const job = this.findJob(c, req.job_id);
+    const { status, info } = await this.readJob(c, job, ctx, (name, data) => ctx.send('Stream', { name, data }));
+    return { exit_status: status, info };
+  }
+
+  async run(req: M.RunRequest, ctx: RequestContext): Promise<M.RunResponse> {
+    const { job_id } = await this.spawn(req, ctx);
+    const c = this.lookup(req.handle, ctx);
+    return this.collect(c, this.findJob(c, job_id), ctx);
+  }
+
+  async netIn(req: M.NetInRequest, ctx: RequestContext): Promise<M.NetInResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active');
+    const pooled = !req.host_port || this.pools.port.contains(req.host_port);
+    const hostPort = !req.host_port ? this.pools.port.acquire() : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
+    const containerPort = req.container_port || hostPort;
+    if (containerPort > 65535 || hostPort > 65535) {
+      if (pooled) this.pools.port.release(hostPort);
+      throw new WardenError('ports must be at most 65535');
+    }
+    try {
+      await c.lock.run(async () => {
+        c.assertState('active');
+        await this.backend.netIn(c.record, hostPort, containerPort);
+        if (pooled) c.record.ports.push(hostPort);
+        c.record.net_in.push({ host_port: hostPort, container_port: containerPort });
+        await this.snapshot(c);
+      });
+    } catch (err) {
+      if (pooled && !c.record.ports.includes(hostPort)) this.pools.port.release(hostPort);
+      throw err;
+    }
+    return { host_port: hostPort, container_port: containerPort };
+  }
+
+  async netOut(req: M.NetOutRequest, ctx: RequestContext): Promise<M.NetOutResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active');
+    const rule = validateNetOut(req);
+    await c.lock.run(async () => {
+      c.assertState('active');
+      await this.backend.netOut(c.record, rule);
+      c.record.net_out.push(rule);
+      await this.snapshot(c);
+    });
+    return {};
+  }
+
+  async copyIn(req: M.CopyInRequest, ctx: RequestContext): Promise<M.CopyInResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active');
+    await this.backend.copyIn(c.record, req);
+    return {};
+  }
+
+  async copyOut(req: M.CopyOutRequest, ctx: RequestContext): Promise<M.CopyOutResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    if (req.owner && !/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/.test(req.owner)) {
+      throw new WardenError(`invalid owner ${JSON.stringify(req.owner)}: expected user or user:group`);
+    }
+    await this.backend.copyOut(c.record, req);
+    return {};
+  }
+
+  private assertLimits(kind: string): void {
+    if (this.backend.name === 'insecure') throw new WardenError(`${kind} is not supported by the insecure backend`);
+  }
+
+  async limitMemory(req: M.LimitMemoryRequest, ctx: RequestContext): Promise<M.LimitMemoryResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    this.assertLimits('limit_memory');
+    if (req.limit_in_bytes) {
+      await c.lock.run(async () => {
+        await this.backend.limitMemory(c.record, req.limit_in_bytes!);
+        c.record.limits.memory_limit_in_bytes = req.limit_in_bytes;
+        await this.snapshot(c);
+      });
+    }
+    return optional({ limit_in_bytes: c.record.limits.memory_limit_in_bytes });
+  }
+
+  async limitCpu(req: M.LimitCpuRequest, ctx: RequestContext): Promise<M.LimitCpuResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    this.assertLimits('limit_cpu');
+    if (req.limit_in_shares) {
+      await c.lock.run(async () => {
+        await this.backend.limitCpu(c.record, req.limit_in_shares!);
+        c.record.limits.cpu_limit_in_shares = req.limit_in_shares;
+        await this.snapshot(c);
+      });
+    }
+    return optional({ limit_in_shares: c.record.limits.cpu_limit_in_shares });
+  }
+
+  async limitBandwidth(req: M.LimitBandwidthRequest, ctx: RequestContext): Promise<M.LimitBandwidthResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    this.assertLimits('limit_bandwidth');
+    await c.lock.run(async () => {
+      await this.backend.limitBandwidth(c.record, req.rate, req.burst);
+      c.record.limits.bandwidth = { rate: req.rate, burst: req.burst };
+      await this.snapshot(c);
+    });
+    return { rate: req.rate, burst: req.burst };
+  }
+
+  async limitDisk(req: M.LimitDiskRequest, ctx: RequestContext): Promise<M.LimitDiskResponse> {
+    const c = this.lookup(req.handle, ctx);
+    c.assertState('active', 'stopped');
+    this.assertLimits('limit_disk');
+    const asked: M.DiskLimits = {};
+    for (const f of DISK_LIMIT_FIELDS) if (Object.hasOwn(req, f) && req[f] !== undefined) asked[f] = req[f];
+    if (Object.keys(asked).length > 0) {
+      await c.lock.run(async () => {
+        c.record.limits.disk = await this.backend.limitDisk(c.record, asked);
+        await this.snapshot(c);
+      });
+    }
+    return { ...(c.record.limits.disk ?? {}) };
+  }
+
+  /** Wait for job watchers to settle (shutdown). */
+  async settle(): Promise<void> {
+    await Promise.race([Promise.allSettled([...this.guards]), new Promise((r) => setTimeout(r, 100))]);
+  }
+}
+
+function optional<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

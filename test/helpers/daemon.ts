@@ -1,0 +1,153 @@
+// Start the real daemon (bin/warden-server) as a separate process on a temp
+// socket and depot, for integration tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { WardenClient } from '../../src/client/client.ts';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const SERVER_BIN = join(ROOT, 'bin/warden-server');
+export const CLIENT_BIN = join(ROOT, 'bin/warden');
+
+export interface DaemonOptions {
+  backend?: 'insecure' | 'linux';
+  /** Extra YAML appended under `server:` (indented two spaces by the caller). */
+  server?: Record<string, unknown>;
+  network?: Record<string, unknown>;
+  port?: Record<string, unknown>;
+  user?: Record<string, unknown>;
+  /** Reuse this folder (depot, socket) instead of a new one: a restart on the same depot. */
+  dir?: string;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+function yamlSection(name: string, values: Record<string, unknown>): string {
+  const lines = Object.entries(values).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`);
+  return `${name}:\n${lines.join('\n')}\n`;
+}
+
+export class TestDaemon {
+  readonly dir: string;
+  readonly socket: string;
+  readonly depot: string;
+  readonly configPath: string;
+  readonly logPath: string;
+  proc: ChildProcess | undefined;
+  private exited: Promise<number | null> | undefined;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.socket = join(dir, 'warden.sock');
+    this.depot = join(dir, 'depot');
+    this.configPath = join(dir, 'warden.yml');
+    this.logPath = join(dir, 'warden.log');
+  }
+
+  static async start(opts: DaemonOptions = {}): Promise<TestDaemon> {
+    const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'warden-test-'));
+    const d = new TestDaemon(dir);
+    if (!opts.dir || !existsSync(d.configPath)) {
+      const server = {
+        unix_domain_path: d.socket,
+        unix_domain_permissions: 0o777,
+        container_klass: opts.backend === 'linux' ? 'Warden::Container::Linux' : 'Warden::Container::Insecure',
+        container_depot_path: d.depot,
+        container_rootfs_path: join(dir, 'rootfs'),
+        container_grace_time: null,
+        pidfile: join(dir, 'warden.pid'),
+        worker_threads: 2,
+        ...opts.server,
+      };
+      writeFileSync(
+        d.configPath,
+        yamlSection('server', server) +
+          yamlSection('health_check_server', { port: await freePort() }) +
+          yamlSection('logging', { level: 'debug', file: d.logPath }) +
+          (opts.network ? yamlSection('network', opts.network) : '') +
+          (opts.port ? yamlSection('port', opts.port) : '') +
+          (opts.user ? yamlSection('user', opts.user) : ''),
+      );
+    }
+    await d.launch();
+    return d;
+  }
+
+  async launch(): Promise<void> {
+    this.proc = spawn(SERVER_BIN, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const proc = this.proc;
+    this.exited = new Promise((res) => proc.once('exit', (code, signal) => res(signal ? null : code)));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`warden-server exited with ${proc.exitCode}; log:\n${this.log()}`);
+      try {
+        const c = await WardenClient.connect(this.socket);
+        await c.ping();
+        await c.close();
+        return;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`warden-server did not come up; log:\n${this.log()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  get pid(): number {
+    return this.proc!.pid!;
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  client(): Promise<WardenClient> {
+    return WardenClient.connect(this.socket);
+  }
+
+  /** Send a signal and wait for the exit code (null when killed by a signal). */
+  async signal(sig: NodeJS.Signals): Promise<number | null> {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc?.exitCode ?? null;
+    this.proc.kill(sig);
+    return this.exited!;
+  }
+
+  /** Drain (SIGUSR2) and wait for the exit. */
+  drain(): Promise<number | null> {
+    return this.signal('SIGUSR2');
+  }
+
+  kill9(): Promise<number | null> {
+    return this.signal('SIGKILL');
+  }
+
+  /** Destroy every container, stop the daemon, remove the folder. */
+  async cleanup(): Promise<void> {
+    try {
+      if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+        const c = await this.client();
+        const { handles = [] } = await c.list();
+        for (const handle of handles) await c.destroy({ handle }).catch(() => {});
+        await c.close();
+      }
+    } catch {
+      /* daemon already gone */
+    }
+    await this.signal('SIGTERM');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
