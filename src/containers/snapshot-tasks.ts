@@ -46,6 +46,10 @@ async function scanDepot(a: { depot: string }): Promise<DepotEntry[]> {
     if (!ent.isDirectory() || ent.name.startsWith('.')) continue;
     const path = join(a.depot, ent.name);
     const entry: DepotEntry = { id: ent.name, path, jobs: [] };
+    // Temp files of snapshot writes a crash interrupted.
+    for (const f of await readdir(path).catch(() => [] as string[])) {
+      if (f.startsWith('snapshot.json.tmp-')) await unlink(join(path, f)).catch(() => {});
+    }
     try {
       entry.snapshot = JSON.parse(await readFile(join(path, 'snapshot.json'), 'utf8'));
     } catch {

@@ -85,7 +85,8 @@ export class TestDaemon {
   }
 
   async launch(): Promise<void> {
-    this.proc = spawn(SERVER_BIN, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // A process group of its own, as under a supervisor: tests may signal the whole group.
+    this.proc = spawn(SERVER_BIN, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     const proc = this.proc;
     this.exited = new Promise((res) => proc.once('exit', (code, signal) => res(signal ? null : code)));
     const deadline = Date.now() + 30_000;
@@ -123,6 +124,13 @@ export class TestDaemon {
   async signal(sig: NodeJS.Signals): Promise<number | null> {
     if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc?.exitCode ?? null;
     this.proc.kill(sig);
+    return this.exited!;
+  }
+
+  /** Signal the daemon's whole process group, as supervisors do, and wait for the exit. */
+  async signalGroup(sig: NodeJS.Signals): Promise<number | null> {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc?.exitCode ?? null;
+    process.kill(-this.pid, sig);
     return this.exited!;
   }
 

@@ -1,0 +1,150 @@
+// Drains, restarts and crashes of the real daemon on the same depot.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestDaemon } from '../helpers/daemon.ts';
+
+const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let daemons: TestDaemon[] = [];
+
+afterEach(async () => {
+  for (const d of daemons.reverse()) await d.cleanup();
+  daemons = [];
+});
+
+async function start(dir?: string): Promise<TestDaemon> {
+  const d = await TestDaemon.start(dir ? { dir } : {});
+  daemons.push(d);
+  return d;
+}
+
+describe('drain (SIGUSR2)', () => {
+  it('keeps a running job: the next daemon links it with its full output and status', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    const { job_id } = await c1.spawn({ handle, script: 'for i in $(seq 1 15); do echo $i; sleep 0.1; done; echo bye >&2; exit 4' });
+    const streaming = c1.link({ handle, job_id }).then(
+      () => 'answered',
+      (err: Error) => `closed: ${err.message}`,
+    );
+    await sleep(300);
+    expect(existsSync(join(d1.dir, 'warden.pid'))).toBe(true);
+    expect(await d1.drain()).toBe(0);
+    expect(await streaming).toMatch(/^closed/); // a client blocked in Link is disconnected
+    expect(existsSync(join(d1.dir, 'warden.pid'))).toBe(false);
+
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    expect((await c2.list()).handles).toEqual([handle]);
+    const r = await c2.link({ handle, job_id });
+    expect(text(r.stdout)).toBe(Array.from({ length: 15 }, (_, i) => `${i + 1}\n`).join(''));
+    expect(text(r.stderr)).toBe('bye\n');
+    expect(r.exit_status).toBe(4);
+    // Job ids continue above every id handed out before.
+    const next = await c2.spawn({ handle, script: 'true' });
+    expect(next.job_id).toBeGreaterThan(job_id);
+    await c2.link({ handle, job_id: next.job_id });
+    await c2.close();
+  });
+
+  it('lets a request in progress finish before exiting', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    const creating = c1.create({});
+    const drained = d1.drain();
+    const created = await creating.then((r) => r.handle, () => undefined);
+    expect(await drained).toBe(0);
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    const handles = (await c2.list()).handles ?? [];
+    expect(handles).toContain(handle);
+    if (created) expect(handles).toContain(created);
+    await c2.close();
+  });
+
+  it('a signal to the whole process group does not kill jobs', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    const { job_id } = await c1.spawn({ handle, script: 'sleep 0.8; echo alive' });
+    await c1.close();
+    await sleep(100);
+    expect(await d1.signalGroup('SIGTERM')).toBe(0);
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    const r = await c2.link({ handle, job_id });
+    expect(text(r.stdout)).toBe('alive\n');
+    expect(r.exit_status).toBe(0);
+    await c2.close();
+  });
+});
+
+describe('crash (kill -9)', () => {
+  it('during creates: the restart keeps whole containers and removes half-made ones', async () => {
+    const d1 = await start();
+    const clients = await Promise.all(Array.from({ length: 4 }, () => d1.client()));
+    const creates = clients.flatMap((c) => Array.from({ length: 5 }, () => c.create({}).catch(() => undefined)));
+    await sleep(40);
+    await d1.kill9();
+    await Promise.all(creates);
+
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    const handles = (await c2.list()).handles ?? [];
+    for (const handle of handles) {
+      const info = await c2.info({ handle });
+      expect(info.state).toBe('active');
+      expect(existsSync(join(info.container_path!, 'snapshot.json'))).toBe(true);
+    }
+    // Every folder left in the depot belongs to a listed container.
+    const folders = readdirSync(d1.depot).filter((f) => !f.startsWith('.'));
+    expect(folders.sort()).toEqual([...handles].sort());
+    for (const handle of handles) await c2.destroy({ handle });
+    expect(readdirSync(d1.depot).filter((f) => !f.startsWith('.'))).toEqual([]);
+    await c2.close();
+  });
+
+  it('during snapshot writes: the restart reads a whole snapshot', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    const writes = (async () => {
+      for (let i = 0; i < 200; i++) await c1.netIn({ handle, container_port: 1000 + i });
+    })().catch(() => undefined);
+    await sleep(150);
+    await d1.kill9();
+    await writes;
+
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    expect((await c2.list()).handles).toEqual([handle]);
+    const info = await c2.info({ handle });
+    const snap = JSON.parse(readFileSync(join(info.container_path!, 'snapshot.json'), 'utf8'));
+    expect(snap.handle).toBe(handle);
+    expect(readdirSync(info.container_path!).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    // The recovered ports are taken again: a new net_in gets a different one.
+    const ports = new Set(snap.net_in.map((r: { host_port: number }) => r.host_port));
+    const { host_port } = await c2.netIn({ handle });
+    expect(ports.has(host_port)).toBe(false);
+    await c2.destroy({ handle });
+    await c2.close();
+  });
+
+  it('removes a depot folder without a snapshot at start', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    await c1.close();
+    await d1.kill9();
+    const { rmSync } = await import('node:fs');
+    rmSync(join(d1.depot, handle, 'snapshot.json'));
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    expect((await c2.list()).handles ?? []).toEqual([]);
+    expect(existsSync(join(d1.depot, handle))).toBe(false);
+    await c2.close();
+  });
+});
