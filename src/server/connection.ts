@@ -104,6 +104,11 @@ export class Connection {
       this.current = type;
       await this.handle(type, payload);
       this.current = undefined;
+      // A client that sends requests without reading the replies would otherwise
+      // have every reply buffered in our memory (writes ignore backpressure):
+      // serve the next request only once the socket has taken this reply. The
+      // queue then fills, reading pauses, and memory stays bounded.
+      if (this.socket.writableNeedDrain) await this.waitForDrain();
     }
     if (this.draining) this.close();
   }
@@ -139,6 +144,20 @@ export class Connection {
   private write(frame: Buffer): boolean {
     if (this.closed) return false;
     return this.socket.write(frame);
+  }
+
+  /** Resolve when the socket has room again or is closed. */
+  private waitForDrain(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.once('drain', done);
+      this.socket.once('close', done);
+    });
   }
 
   /** Write, then resolve when the socket has room again (flow control for streams). */
