@@ -16,6 +16,8 @@ export interface FollowOptions {
    */
   onData?: (name: 'stdout' | 'stderr', data: Buffer) => void | Promise<void>;
   signal?: AbortSignal;
+  /** Watching only: forward the output to this syslog socket. */
+  syslog?: { socket: string; tag: string };
 }
 
 export interface FollowResult {
@@ -58,7 +60,7 @@ export async function followJob(pool: WorkerPool, opts: FollowOptions): Promise<
   });
   if (opts.onData && !closed) port1.postMessage({ credit: INITIAL_CREDIT });
   try {
-    const r = await pool.run('job.follow', { dir: opts.dir, limit: opts.limit, sendData: !!opts.onData, port: port2 }, [port2]);
+    const r = await pool.run('job.follow', { dir: opts.dir, limit: opts.limit, sendData: !!opts.onData, port: port2, syslog: opts.syslog }, [port2]);
     if (r.outcome === 'exit') await portEnded;
     return { outcome: r.outcome, status: r.status, truncated };
   } finally {

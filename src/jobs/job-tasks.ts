@@ -6,6 +6,7 @@ import { mkdir, open, stat, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import { LOST_JOB_STATUS, isAlive, readExitStatus, readJobPids } from './job-files.ts';
+import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
 
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
 const CHUNK = 64 * 1024;
@@ -54,6 +55,8 @@ export interface FollowJobArgs {
   sendData: boolean;
   /** Main thread → worker: `{ credit: n }` grants n more chunks; closing the port cancels. */
   port: MessagePort;
+  /** When watching (not sendData): also forward the output to syslog. */
+  syslog?: SyslogTarget;
 }
 
 export interface FollowJobResult {
@@ -140,6 +143,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
 
   let sent = 0;
   let lastLiveness = Date.now();
+  const sink = !a.sendData && a.syslog ? new SyslogSink(a.syslog) : undefined;
   try {
     for (;;) {
       if (cancelled) return { outcome: 'cancelled' };
@@ -163,6 +167,16 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
           await sleep();
           continue;
         }
+      } else if (sink) {
+        // Forward to syslog everything up to the limit; the sizes tell the rest.
+        for (const f of files) {
+          for (let chunk; sent < a.limit && (chunk = await f.read(a.limit - sent)); ) {
+            sent += chunk.length;
+            progressed = true;
+            await sink.write(f.name, chunk);
+          }
+        }
+        if (sent >= a.limit) sent += await pendingBytes(files);
       } else {
         sent = (await files[0].size()) + (await files[1].size());
       }
@@ -193,6 +207,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   } finally {
     watcher?.close();
     for (const f of files) await f.close();
+    await sink?.close();
     a.port.close();
   }
 }

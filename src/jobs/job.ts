@@ -9,6 +9,8 @@ export class Job {
   readers = 0;
   /** Linked or streamed to completion: no longer answers Link/Stream. */
   forgotten = false;
+  /** Settles when the job's guard (limit watch, syslog forwarding) is done with its folder. */
+  guarded: Promise<unknown> = Promise.resolve();
   /** Resolves with the exit status once the job has ended. */
   readonly exited: Promise<number>;
   private resolveExit!: (status: number) => void;

@@ -367,8 +367,10 @@ export class WardenService {
   /** Watch a running job until it exits: enforce the output limit, record the exit. */
   guard(c: Container, job: Job): void {
     const limit = this.config.server.job_output_limit;
+    const socket = this.config.server.syslog_socket;
+    const syslog = socket && job.record.log_tag ? { socket, tag: job.record.log_tag } : undefined;
     const watch = async (): Promise<void> => {
-      let r = await followJob(this.pool, { dir: job.dir, limit });
+      let r = await followJob(this.pool, { dir: job.dir, limit, syslog });
       if (r.outcome === 'limit') {
         this.log.info({ handle: c.handle, job: job.id, limit }, 'job output limit exceeded, killing job');
         c.record.events.push(`job ${job.id} killed: output exceeded ${limit} bytes`);
@@ -385,6 +387,7 @@ export class WardenService {
       })
       .finally(() => this.guards.delete(p));
     this.guards.add(p);
+    job.guarded = p;
   }
 
   private findJob(c: Container, jobId: number): Job {
@@ -418,7 +421,10 @@ export class WardenService {
     } finally {
       job.readers--;
       if (job.forgotten && job.readers === 0 && c.state !== 'destroyed') {
-        this.pool.run('state.removeTree', { path: job.dir }).catch(() => {});
+        // The guard may still be forwarding the tail to syslog: remove the folder after it.
+        job.guarded
+          .then(() => (c.state === 'destroyed' ? undefined : this.pool.run('state.removeTree', { path: job.dir })))
+          .catch(() => {});
         this.snapshot(c).catch(() => {});
       }
     }

@@ -1,0 +1,59 @@
+// log_tag: job output lines reach the configured syslog socket, tagged.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { TestDaemon } from '../helpers/daemon.ts';
+
+let dir: string;
+let receiver: ChildProcess;
+let d: TestDaemon;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'warden-syslog-'));
+  const socket = join(dir, 'log.sock');
+  // A unix datagram syslog receiver (Node has no unix datagram sockets).
+  receiver = spawn('python3', [
+    '-c',
+    `import socket,sys
+s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+f=open(sys.argv[2],'ab',buffering=0)
+while True: f.write(s.recv(65536)+b'\\n')`,
+    socket,
+    join(dir, 'received'),
+  ]);
+  for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(20);
+  d = await TestDaemon.start({ server: { syslog_socket: socket } });
+});
+
+afterAll(async () => {
+  await d?.cleanup();
+  receiver?.kill();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it('sends stdout at info and stderr at err, tagged warden.<log_tag>', async () => {
+  const c = await d.client();
+  const { handle } = await c.create({});
+  const r = await c.run({ handle, script: 'echo out-line; echo err-line >&2', log_tag: 'app7' });
+  expect(r.exit_status).toBe(0);
+  let got = '';
+  for (let i = 0; i < 100 && !(got.includes('out-line') && got.includes('err-line')); i++) {
+    await sleep(50);
+    got = existsSync(join(dir, 'received')) ? readFileSync(join(dir, 'received'), 'utf8') : '';
+  }
+  const lines = got.split('\n');
+  const out = lines.find((l) => l.includes('out-line'))!;
+  const err = lines.find((l) => l.includes('err-line'))!;
+  // <PRI> = facility user (1) * 8 + severity: info 6 → 14, err 3 → 11.
+  expect(out).toMatch(/^<14>.*warden\.app7.*out-line/);
+  expect(err).toMatch(/^<11>.*warden\.app7.*err-line/);
+  // Without a log_tag nothing is sent.
+  await c.run({ handle, script: 'echo untagged' });
+  await sleep(300);
+  expect(readFileSync(join(dir, 'received'), 'utf8')).not.toContain('untagged');
+  await c.destroy({ handle });
+  await c.close();
+});
