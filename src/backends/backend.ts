@@ -57,4 +57,9 @@ export interface Backend {
   limitCpu(c: ContainerRecord, shares: number): Promise<void>;
   limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void>;
   limitDisk(c: ContainerRecord, limits: DiskLimits): Promise<DiskLimits>;
+  /**
+   * Resolves when the kernel OOM-kills a process of the container ('oom') or the
+   * container is gone. Backends without memory limits leave it out.
+   */
+  watchOom?(c: ContainerRecord): Promise<{ event: 'oom' | 'gone' | 'cancelled' }>;
 }

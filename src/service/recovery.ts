@@ -99,6 +99,7 @@ export async function recover(
     service.registry.add(c);
     for (const job of c.jobs.values()) if (job.running) service.guard(c, job);
     service.armGraceTimer(c);
+    if (c.state === 'active') service.watchOom(c);
     await service.snapshot(c).catch(() => {});
     report.recovered.push(snap.handle);
   }

@@ -221,6 +221,7 @@ export class WardenService {
       await this.backend.create(record);
       c.state = 'active';
       await this.snapshot(c);
+      this.watchOom(c);
     } catch (err) {
       await this.undoCreate(c);
       throw new WardenError(`cannot create container: ${describeError(err)}`, { cause: err });
@@ -362,6 +363,25 @@ export class WardenService {
     }
     this.guard(c, job);
     return { job_id: id };
+  }
+
+  /** On an OOM kill: record the `out of memory` event and stop the container, as the original did. */
+  watchOom(c: Container): void {
+    if (!this.backend.watchOom) return;
+    this.backend
+      .watchOom(c.record)
+      .then(async ({ event }) => {
+        if (event !== 'oom' || this.registry.find(c.handle) !== c || c.state === 'destroyed') return;
+        this.log.info({ handle: c.handle }, 'out of memory: stopping container');
+        c.record.events.push('out of memory');
+        await c.lock.run(async () => {
+          if (c.state !== 'active') return;
+          c.state = 'stopped';
+          await this.snapshot(c);
+          await this.backend.stop(c.record, true);
+        });
+      })
+      .catch((err) => this.log.warn({ handle: c.handle, err: describeError(err) }, 'OOM watch ended'));
   }
 
   /** Watch a running job until it exits: enforce the output limit, record the exit. */

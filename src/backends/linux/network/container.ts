@@ -1,0 +1,209 @@
+// A container's network: create, net_in, net_out, restore after a daemon
+// restart, destroy, and the boot-time sweep of leftovers nobody claims.
+import { readdir } from 'node:fs/promises';
+import { CHAINS, checkId, hostIface, idFromChain, idFromIface, ifbIface, instanceChain, instanceLogChain } from './names.ts';
+import { HostCommandError } from './exec.ts';
+import {
+  applyBatch,
+  applyFresh,
+  deleteOf,
+  exactlyOnce,
+  iptables,
+  listChain,
+  listTable,
+  newBatch,
+  type Batch,
+  type Table,
+} from './iptables.ts';
+import {
+  checkNetIn,
+  instanceChainsBatch,
+  instanceJumpSpec,
+  natJumpSpec,
+  netInSpec,
+  netOutSpec,
+  validateNetOut,
+} from './rules.ts';
+import { checkSpec, createVeth, deleteIfaces, restoreHostEnd } from './veth.ts';
+import { clearBandwidth, limitBandwidth } from './shaping.ts';
+import type { BandwidthLimit, ContainerNetSpec, NetInRule, NetOutRule } from './types.ts';
+
+function withSetupHint(err: unknown): unknown {
+  if (err instanceof HostCommandError && /No chain\/target\/match|does not exist/i.test(err.stderr)) {
+    err.message += ' (are the base chains set up? setupNetworkHost runs at daemon start)';
+  }
+  return err;
+}
+
+/**
+ * Veth pair into /proc/<initPid>/ns/net, the container's chains and their jumps.
+ * Undoes everything on failure.
+ */
+export async function createContainerNetwork(spec: ContainerNetSpec, initPid: number): Promise<void> {
+  const ctx = 'create network';
+  checkId(spec.id);
+  checkSpec(spec, ctx);
+  try {
+    const b = instanceChainsBatch(spec, [], []);
+    b.filter.push(`-A ${CHAINS.instances} ${instanceJumpSpec(spec.id)}`);
+    b.nat.push(`-A ${CHAINS.prerouting} ${natJumpSpec(spec.id)}`);
+    // Rules and veth in parallel: until the rules are in, warden-forward drops the interface's traffic.
+    const [r, v] = await Promise.allSettled([
+      applyBatch(b, ctx).catch((err) => Promise.reject(withSetupHint(err))),
+      createVeth(spec, initPid),
+    ]);
+    if (r.status === 'rejected') throw r.reason;
+    if (v.status === 'rejected') throw v.reason;
+  } catch (err) {
+    await destroyContainerNetwork(spec.id).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Whether rule (in `iptables -S` form) sends packets to one of the chains. */
+function targets(rule: string, chains: string[]): boolean {
+  return chains.some((c) => rule.endsWith(` -j ${c}`) || rule.endsWith(` -g ${c}`) || rule.includes(` -j ${c} `) || rule.includes(` -g ${c} `));
+}
+
+/** Batch lines removing every rule that jumps to the chains, then the chains, as listed in tables. */
+function removeChains(b: Batch, tables: Record<'filter' | 'nat', Map<string, string[]>>, chainsToGo: Set<string>): void {
+  const names = [...chainsToGo];
+  for (const table of ['filter', 'nat'] as const) {
+    const chains = tables[table];
+    for (const [name, rules] of chains) {
+      if (chainsToGo.has(name)) continue;
+      for (const r of rules) if (targets(r, names)) b[table].push(deleteOf(r));
+    }
+    for (const name of names) if (chains.has(name)) b[table].push(`-F ${name}`);
+    for (const name of names) if (chains.has(name)) b[table].push(`-X ${name}`);
+  }
+}
+
+async function readTables(ctx: string): Promise<Record<'filter' | 'nat', Map<string, string[]>>> {
+  const [filter, nat] = await Promise.all([listTable('filter', ctx), listTable('nat', ctx)]);
+  return { filter, nat };
+}
+
+/** Removes the container's chains and every jump to them, from what is really there. */
+async function removeChainsExactly(id: string, ctx: string): Promise<void> {
+  const own = new Set([instanceChain(id), instanceLogChain(id)]);
+  await applyFresh(async () => {
+    const b = newBatch();
+    removeChains(b, await readTables(ctx), own);
+    return b;
+  }, ctx);
+}
+
+/** Idempotent and bounded in time: chains and jump rules, NAT rules, qdiscs, ifb, veth. */
+export async function destroyContainerNetwork(id: string): Promise<void> {
+  const ctx = 'destroy network';
+  checkId(id);
+  const chain = instanceChain(id);
+  const logChain = instanceLogChain(id);
+  // The common case in one atomic batch; anything unusual (already gone, half made,
+  // duplicated jumps) fails it as a whole, and the exact path reads what is there.
+  const b = newBatch();
+  b.filter.push(
+    `-D ${CHAINS.instances} ${instanceJumpSpec(id)}`,
+    `-F ${chain}`,
+    `-X ${chain}`,
+    `-F ${logChain}`,
+    `-X ${logChain}`,
+  );
+  b.nat.push(`-D ${CHAINS.prerouting} ${natJumpSpec(id)}`, `-F ${chain}`, `-X ${chain}`);
+  const rules = applyBatch(b, ctx).catch(() => removeChainsExactly(id, ctx));
+  // Deleting the host end takes the container end and both qdiscs with it.
+  const ifaces = deleteIfaces([ifbIface(id), hostIface(id)], ctx);
+  const results = await Promise.allSettled([rules, ifaces]);
+  const failed = results.filter((x) => x.status === 'rejected').map((x) => (x as PromiseRejectedResult).reason as Error);
+  if (failed.length === 1) throw failed[0];
+  if (failed.length > 1) throw new Error(failed.map((e) => e.message).join('; '), { cause: failed[0] });
+}
+
+/** DNAT hostPort on every host address (127.0.0.1 included) to containerIp:containerPort. Idempotent. */
+export async function netIn(spec: ContainerNetSpec, hostPort: number, containerPort: number): Promise<void> {
+  const ctx = 'net_in';
+  checkId(spec.id);
+  checkNetIn(spec, hostPort, containerPort);
+  const rule = [instanceChain(spec.id), ...netInSpec(spec, hostPort, containerPort)];
+  if (await ruleExists('nat', rule, ctx)) return;
+  await iptables(['-t', 'nat', '-A', ...rule], ctx);
+}
+
+/** Validates, then allows the traffic described (newest rule first, as the original). Idempotent. */
+export async function netOut(spec: ContainerNetSpec, rule: NetOutRule): Promise<void> {
+  const ctx = 'net_out';
+  validateNetOut(rule);
+  checkId(spec.id);
+  const chain = instanceChain(spec.id);
+  const ruleSpec = netOutSpec(spec.id, rule);
+  if (await ruleExists('filter', [chain, ...ruleSpec], ctx)) return;
+  await iptables(['-t', 'filter', '-I', chain, '1', ...ruleSpec], ctx);
+}
+
+async function ruleExists(table: Table, rule: string[], ctx: string): Promise<boolean> {
+  try {
+    await iptables(['-t', table, '-C', ...rule], ctx);
+    return true;
+  } catch (err) {
+    if (err instanceof HostCommandError && err.exitCode === 1) return false;
+    throw err;
+  }
+}
+
+/**
+ * After a daemon restart: rebuilds the container's chains with exactly these rules, makes sure
+ * each jump exists once, re-applies host-end settings and the bandwidth limit (or clears it).
+ */
+export async function restoreContainerNetwork(
+  spec: ContainerNetSpec,
+  netInRules: NetInRule[],
+  netOutRules: NetOutRule[],
+  bandwidth?: BandwidthLimit,
+): Promise<void> {
+  const ctx = 'restore network';
+  checkId(spec.id);
+  checkSpec(spec, ctx);
+  for (const r of netInRules) checkNetIn(spec, r.host_port, r.container_port);
+  for (const r of netOutRules) validateNetOut(r);
+  if (!(await restoreHostEnd(spec.id, ctx))) {
+    throw new Error(`${ctx}: interface ${hostIface(spec.id)} is gone; the container's network cannot be restored`);
+  }
+  await applyFresh(async () => {
+    const b = instanceChainsBatch(spec, netInRules, netOutRules);
+    const [instances, prerouting] = await Promise.all([
+      listChain('filter', CHAINS.instances, ctx),
+      listChain('nat', CHAINS.prerouting, ctx),
+    ]);
+    if (!instances || !prerouting) throw new Error(`${ctx}: base chains missing: run setupNetworkHost first`);
+    exactlyOnce(b.filter, instances, `-A ${CHAINS.instances} ${instanceJumpSpec(spec.id)}`);
+    exactlyOnce(b.nat, prerouting, `-A ${CHAINS.prerouting} ${natJumpSpec(spec.id)}`);
+    return b;
+  }, ctx);
+  if (bandwidth) await limitBandwidth(spec.id, bandwidth.rate, bandwidth.burst);
+  else await clearBandwidth(spec.id, ctx);
+}
+
+export interface SweepOptions {
+  /** Only consider ids for which this returns true (default: every id of ours). */
+  include?: (id: string) => boolean;
+}
+
+/**
+ * Destroys the network of every id that has an interface or chain of ours but is not
+ * claimed: one iptables batch and one `ip -batch` however many there are.
+ */
+export async function sweepNetwork(claimedIds: Set<string>, opts: SweepOptions = {}): Promise<void> {
+  const ctx = 'sweep network';
+  const unclaimed = (id: string | undefined): id is string =>
+    id !== undefined && !claimedIds.has(id) && (opts.include === undefined || opts.include(id));
+  await applyFresh(async () => {
+    const tables = await readTables(ctx);
+    const chains = new Set([...tables.filter.keys(), ...tables.nat.keys()].filter((n) => unclaimed(idFromChain(n))));
+    const b = newBatch();
+    if (chains.size > 0) removeChains(b, tables, chains);
+    return b;
+  }, ctx);
+  const ifaces = (await readdir('/sys/class/net')).filter((n) => unclaimed(idFromIface(n)));
+  await deleteIfaces(ifaces, ctx);
+}

@@ -1,0 +1,201 @@
+// Host-wide network setup: kernel settings and the base iptables chains every
+// container's rules hang off (see rules.ts for the whole layout).
+//
+// Rules that depend on the configuration carry `-s <pool>`, so daemons (or test
+// suites) with different pools can share a host: setting up one pool rewrites
+// only its own rules, and the pool's MASQUERADE rule doubles as its registration.
+import { readdir } from 'node:fs/promises';
+import { CHAINS, IFACE_MATCH, INSTANCE_CHAIN_PREFIX, idFromIface } from './names.ts';
+import { formatCidr, parseCidr } from './ipv4.ts';
+import { applyFresh, deleteOf, exactlyOnce, listTable, newBatch, type Batch } from './iptables.ts';
+import { raiseSysctl, writeSysctl } from './sysctl.ts';
+import type { NetworkHostConfig } from './types.ts';
+
+const CTX = 'network setup';
+
+/** Pools set up through this module instance (what teardownNetworkHost() without a pool removes). */
+const setUpPools = new Set<string>();
+
+/** Neighbour table sizes: two entries per container; the defaults (128/512/1024) overflow near 1,000 containers. */
+const NEIGH_GC_THRESH = { gc_thresh1: 8192, gc_thresh2: 16384, gc_thresh3: 32768 } as const;
+
+const ESTABLISHED = '-m conntrack --ctstate RELATED,ESTABLISHED';
+
+/** Static content of warden-forward (rebuilt on every setup). */
+const FORWARD_RULES = [
+  `-A ${CHAINS.forward} ${ESTABLISHED} -j ACCEPT`,
+  // net_in: connections DNATed to a container, from anywhere including other containers.
+  `-A ${CHAINS.forward} -o ${IFACE_MATCH} -m conntrack --ctstate DNAT -j ACCEPT`,
+  // Other traffic towards containers is the host's FORWARD policy's business.
+  `-A ${CHAINS.forward} ! -i ${IFACE_MATCH} -j RETURN`,
+  `-A ${CHAINS.forward} -j ${CHAINS.instances}`,
+  // A w-* interface with no chain (being set up or torn down) sends nothing.
+  `-A ${CHAINS.forward} -j DROP`,
+];
+
+/** The first rules of warden-input, in this order. */
+const INPUT_HEAD = [
+  `-A ${CHAINS.input} ${ESTABLISHED} -j ACCEPT`,
+  // route_localnet on the host ends would otherwise open the host's loopback services to containers.
+  `-A ${CHAINS.input} -d 127.0.0.0/8 -j DROP`,
+];
+
+const DEFAULT_TAIL = `-A ${CHAINS.default} -j REJECT --reject-with icmp-port-unreachable`;
+const LOCALNET_SNAT = `-A ${CHAINS.postrouting} -s 127.0.0.0/8 -o ${IFACE_MATCH} -j MASQUERADE`;
+
+/** Jumps from the built-in chains: table, rule. */
+const TOP_JUMPS: ReadonlyArray<readonly ['filter' | 'nat', string]> = [
+  ['filter', `-A FORWARD -i ${IFACE_MATCH} -j ${CHAINS.forward}`],
+  ['filter', `-A FORWARD -o ${IFACE_MATCH} -j ${CHAINS.forward}`],
+  ['filter', `-A INPUT -i ${IFACE_MATCH} -j ${CHAINS.input}`],
+  ['nat', `-A PREROUTING -m addrtype --dst-type LOCAL -j ${CHAINS.prerouting}`],
+  ['nat', `-A OUTPUT -m addrtype --dst-type LOCAL -j ${CHAINS.prerouting}`],
+  ['nat', `-A POSTROUTING -j ${CHAINS.postrouting}`],
+];
+
+const FILTER_BASE = [CHAINS.forward, CHAINS.instances, CHAINS.default, CHAINS.input];
+const NAT_BASE = [CHAINS.prerouting, CHAINS.postrouting];
+
+interface CheckedConfig {
+  pool: string;
+  allow: string[];
+  deny: string[];
+  allowHostAccess: boolean;
+}
+
+function checkConfig(cfg: NetworkHostConfig): CheckedConfig {
+  const pool = parseCidr(cfg.poolNetwork);
+  if (!pool || !cfg.poolNetwork.includes('/') || pool.prefix < 1 || pool.prefix > 30) {
+    throw new Error(`${CTX}: network.pool_network ${JSON.stringify(cfg.poolNetwork)} is not an IPv4 CIDR with a prefix of /1 to /30`);
+  }
+  const nets = (key: string, list: string[]): string[] =>
+    list.map((n) => {
+      const c = parseCidr(n);
+      if (!c) throw new Error(`${CTX}: network.${key} entry ${JSON.stringify(n)} is not an IPv4 address or CIDR`);
+      return formatCidr(c);
+    });
+  return {
+    pool: formatCidr(pool),
+    allow: nets('allow_networks', cfg.allowNetworks),
+    deny: nets('deny_networks', cfg.denyNetworks),
+    allowHostAccess: cfg.allowHostAccess,
+  };
+}
+
+/** `-d X` as iptables prints it (it leaves out 0.0.0.0/0). */
+function dest(cidr: string): string {
+  return cidr.endsWith('/0') ? '' : ` -d ${cidr}`;
+}
+
+function isPoolRule(rule: string, pool: string): boolean {
+  return rule.includes(` -s ${pool} `);
+}
+
+/** Idempotent: kernel settings, base chains, jumps, and this pool's rules (replacing its previous ones). */
+export async function setupNetworkHost(cfg: NetworkHostConfig): Promise<void> {
+  const c = checkConfig(cfg);
+
+  await writeSysctl('net/ipv4/ip_forward', 1, CTX);
+  for (const [k, v] of Object.entries(NEIGH_GC_THRESH)) await raiseSysctl(`net/ipv4/neigh/default/${k}`, v, CTX);
+
+  setUpPools.add(c.pool);
+  await applyFresh(async () => setupBatch(c, ...(await Promise.all([listTable('filter', CTX), listTable('nat', CTX)]))), CTX);
+}
+
+function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<string, string[]>): Batch {
+  const b = newBatch();
+
+  for (const chain of FILTER_BASE) if (!filter.has(chain)) b.filter.push(`-N ${chain}`);
+  for (const chain of NAT_BASE) if (!nat.has(chain)) b.nat.push(`-N ${chain}`);
+
+  // warden-forward holds no per-container rules: rebuild it whole (declaring it empties it).
+  b.filter.push(`:${CHAINS.forward} - [0:0]`, ...FORWARD_RULES);
+
+  // warden-default: this pool's allow then deny rules on top, REJECT last.
+  const defaults = filter.get(CHAINS.default) ?? [];
+  for (const r of defaults) if (isPoolRule(r, c.pool) || r === DEFAULT_TAIL) b.filter.push(deleteOf(r));
+  const poolDefaults = [
+    ...c.allow.map((n) => `-s ${c.pool}${dest(n)} -j ACCEPT`),
+    ...c.deny.map((n) => `-s ${c.pool}${dest(n)} -j DROP`),
+  ];
+  poolDefaults.forEach((spec, i) => b.filter.push(`-I ${CHAINS.default} ${i + 1} ${spec}`));
+  b.filter.push(DEFAULT_TAIL);
+
+  // warden-input: established and the loopback guard first, then this pool's host access rule.
+  const input = filter.get(CHAINS.input) ?? [];
+  if (input[0] !== INPUT_HEAD[0] || input[1] !== INPUT_HEAD[1]) {
+    for (const r of input) if (INPUT_HEAD.includes(r)) b.filter.push(deleteOf(r));
+    INPUT_HEAD.forEach((r, i) => b.filter.push(`-I ${CHAINS.input} ${i + 1} ${r.slice(`-A ${CHAINS.input} `.length)}`));
+  }
+  for (const r of input) if (isPoolRule(r, c.pool)) b.filter.push(deleteOf(r));
+  if (!c.allowHostAccess) b.filter.push(`-A ${CHAINS.input} -s ${c.pool} -j REJECT --reject-with icmp-host-prohibited`);
+
+  // warden-postrouting: 127.0.0.1 net_in traffic leaves with the host end's address; the pool is masqueraded outwards.
+  const post = nat.get(CHAINS.postrouting) ?? [];
+  exactlyOnce(b.nat, post, LOCALNET_SNAT);
+  for (const r of post) if (isPoolRule(r, c.pool)) b.nat.push(deleteOf(r));
+  b.nat.push(`-A ${CHAINS.postrouting} -s ${c.pool} ! -o ${IFACE_MATCH} -j MASQUERADE`);
+
+  for (const [table, rule] of TOP_JUMPS) {
+    const chain = rule.split(' ')[1]!;
+    exactlyOnce(b[table], (table === 'filter' ? filter : nat).get(chain) ?? [], rule);
+  }
+  return b;
+}
+
+/**
+ * Removes this pool's rules, then the base chains and their jumps if nothing else uses
+ * them: no per-container chain, no w-* interface, no other pool's rules. Without
+ * poolNetwork, the pools set up through this module instance are this caller's.
+ */
+export async function teardownNetworkHost(poolNetwork?: string): Promise<void> {
+  const ctx = 'network teardown';
+  let own: string[];
+  if (poolNetwork === undefined) {
+    own = [...setUpPools];
+  } else {
+    const pool = parseCidr(poolNetwork);
+    if (!pool) throw new Error(`${ctx}: ${JSON.stringify(poolNetwork)} is not an IPv4 CIDR`);
+    own = [formatCidr(pool)];
+  }
+  await applyFresh(async () => {
+    const [filter, nat, ifaces] = await Promise.all([listTable('filter', ctx), listTable('nat', ctx), readdir('/sys/class/net')]);
+    return teardownBatch(own, filter, nat, ifaces);
+  }, ctx);
+  for (const p of own) setUpPools.delete(p);
+}
+
+function teardownBatch(own: string[], filter: Map<string, string[]>, nat: Map<string, string[]>, ifaces: string[]): Batch {
+  const b = newBatch();
+  let otherPools = false;
+  const prune = (table: 'filter' | 'nat', chains: Map<string, string[]>, names: string[]) => {
+    for (const name of names) {
+      for (const r of chains.get(name) ?? []) {
+        if (own.some((p) => isPoolRule(r, p))) b[table].push(deleteOf(r));
+        else if (/ -s \d+\.\d+\.\d+\.\d+\/\d+ /.test(r) && !r.includes(' -s 127.0.0.0/8 ')) otherPools = true;
+      }
+    }
+  };
+  prune('filter', filter, [CHAINS.default, CHAINS.input]);
+  prune('nat', nat, [CHAINS.postrouting]);
+  const inUse =
+    otherPools ||
+    ifaces.some((n) => idFromIface(n) !== undefined) ||
+    [...filter.keys(), ...nat.keys()].some((n) => n.startsWith(INSTANCE_CHAIN_PREFIX));
+  if (inUse) return b;
+  const all = newBatch();
+  removeBase(all, filter, nat);
+  return all;
+}
+
+function removeBase(b: Batch, filter: Map<string, string[]>, nat: Map<string, string[]>): void {
+  const targets = (names: string[]) => (r: string) => names.some((n) => r.endsWith(` -j ${n}`) || r.includes(` -j ${n} `));
+  const jumpsTo = { filter: targets(FILTER_BASE), nat: targets(NAT_BASE) };
+  for (const [table, chains, base] of [['filter', filter, FILTER_BASE], ['nat', nat, NAT_BASE]] as const) {
+    for (const builtin of ['INPUT', 'FORWARD', 'OUTPUT', 'PREROUTING', 'POSTROUTING']) {
+      for (const r of chains.get(builtin) ?? []) if (jumpsTo[table](r)) b[table].push(deleteOf(r));
+    }
+    for (const chain of base) if (chains.has(chain)) b[table].push(`-F ${chain}`);
+    for (const chain of base) if (chains.has(chain)) b[table].push(`-X ${chain}`);
+  }
+}

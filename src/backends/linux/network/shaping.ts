@@ -1,0 +1,102 @@
+// Bandwidth limits with tc token buckets, both directions:
+// - towards the container: tbf as the root qdisc of the host end w-<id>-0;
+// - from the container: the host end's ingress is redirected to the ifb
+//   w-<id>-2, whose root tbf shapes it (a policer would drop instead of queue).
+// `replace` everywhere, so a new limit applies live and repeating is harmless.
+import { checkId, hostIface, ifbIface } from './names.ts';
+import { run } from './exec.ts';
+import { ifaceExists } from './sysctl.ts';
+import { deleteIfaces } from './veth.ts';
+import type { BandwidthStat } from './types.ts';
+
+const CTX = 'limit_bandwidth';
+/** Queueing delay tbf allows before dropping. */
+const LATENCY = '25ms';
+/** Fixed handle of our redirect filter, so `filter replace` never adds a second one. */
+const REDIRECT_HANDLE = '800::1';
+
+function checkAmount(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`${CTX}: ${name} ${JSON.stringify(v)} must be a positive whole number of bytes`);
+}
+
+/** rate in bytes/s, burst in bytes, applied to both directions. */
+export async function limitBandwidth(id: string, rate: number, burst: number): Promise<void> {
+  checkId(id);
+  checkAmount('rate', rate);
+  checkAmount('burst', burst);
+  const host = hostIface(id);
+  const ifb = ifbIface(id);
+  if (!(await ifaceExists(host))) throw new Error(`${CTX}: interface ${host} does not exist (container network not set up)`);
+  if (!(await ifaceExists(ifb))) {
+    await run('ip', ['-batch', '-'], { context: CTX, input: `link add ${ifb} type ifb\nlink set ${ifb} up\n` }).catch(async (err) => {
+      if (!(await ifaceExists(ifb))) throw err; // a concurrent call created it
+    });
+  }
+  const tbf = `tbf rate ${rate * 8}bit burst ${burst} latency ${LATENCY}`;
+  await run('tc', ['-batch', '-'], {
+    context: CTX,
+    input: [
+      `qdisc replace dev ${ifb} root ${tbf}`,
+      `qdisc replace dev ${host} handle ffff: ingress`,
+      `filter replace dev ${host} parent ffff: protocol all prio 1 handle ${REDIRECT_HANDLE} u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
+      `qdisc replace dev ${host} root ${tbf}`,
+    ].join('\n') + '\n',
+  });
+}
+
+/** Removes any limit: the ifb (with its qdisc) and the host end's qdiscs. */
+export async function clearBandwidth(id: string, context: string): Promise<void> {
+  checkId(id);
+  await deleteIfaces([ifbIface(id)], context);
+  const host = hostIface(id);
+  if (!(await ifaceExists(host))) return;
+  // -force: a qdisc that is not there is fine.
+  await run('tc', ['-force', '-batch', '-'], {
+    context,
+    input: `qdisc del dev ${host} root\nqdisc del dev ${host} ingress\n`,
+  }).catch(() => undefined);
+}
+
+interface TcQdisc {
+  kind?: string;
+  root?: boolean;
+  options?: { rate?: number; burst?: number };
+}
+
+/** tc -j prints one JSON array per command of a batch, back to back. */
+function parseJsonArrays(text: string): TcQdisc[][] {
+  const out: TcQdisc[][] = [];
+  for (const chunk of text.split(/(?<=\])\s*(?=\[)/)) {
+    if (chunk.trim() !== '') out.push(JSON.parse(chunk) as TcQdisc[]);
+  }
+  return out;
+}
+
+function rootTbf(list: TcQdisc[] | undefined): { rate: number; burst: number } | undefined {
+  const q = list?.find((x) => x.kind === 'tbf' && x.root);
+  if (typeof q?.options?.rate !== 'number' || typeof q.options.burst !== 'number') return undefined;
+  return { rate: q.options.rate, burst: q.options.burst };
+}
+
+/**
+ * The limits in force, read back from the kernel (bytes/s and bytes; burst as tc
+ * rounds it), or undefined when none is set. No fork unless a limit exists.
+ */
+export async function bandwidthStat(id: string): Promise<BandwidthStat | undefined> {
+  checkId(id);
+  const ctx = 'bandwidth stat';
+  const host = hostIface(id);
+  const ifb = ifbIface(id);
+  if (!(await ifaceExists(ifb)) || !(await ifaceExists(host))) return undefined;
+  const out = await run('tc', ['-j', '-batch', '-'], { context: ctx, input: `qdisc show dev ${host}\nqdisc show dev ${ifb}\n` });
+  let lists: TcQdisc[][];
+  try {
+    lists = parseJsonArrays(out);
+  } catch (err) {
+    throw new Error(`${ctx}: unexpected tc output: ${out.slice(0, 200)}`, { cause: err });
+  }
+  const into = rootTbf(lists[0]);
+  const from = rootTbf(lists[1]);
+  if (!into && !from) return undefined;
+  return { in_rate: into?.rate ?? 0, in_burst: into?.burst ?? 0, out_rate: from?.rate ?? 0, out_burst: from?.burst ?? 0 };
+}

@@ -1,0 +1,31 @@
+// Kernel settings through /proc/sys (no fork). Paths resolve in the calling
+// thread's network namespace, which for the daemon is the host's.
+import { readFile, writeFile, access } from 'node:fs/promises';
+
+export async function readSysctl(key: string): Promise<string> {
+  return (await readFile(`/proc/sys/${key}`, 'utf8')).trim();
+}
+
+export async function writeSysctl(key: string, value: string | number, context: string): Promise<void> {
+  try {
+    await writeFile(`/proc/sys/${key}`, `${value}\n`);
+  } catch (err) {
+    throw new Error(`${context}: setting ${key.replaceAll('/', '.')}=${value} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Raises an integer setting to at least min; never lowers what an operator configured. */
+export async function raiseSysctl(key: string, min: number, context: string): Promise<void> {
+  const current = Number(await readSysctl(key));
+  if (!(current >= min)) await writeSysctl(key, min, context);
+}
+
+/** Whether a network interface exists in our namespace (no fork). */
+export async function ifaceExists(name: string): Promise<boolean> {
+  try {
+    await access(`/sys/class/net/${name}`);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,422 @@
+// The Linux network module for real, as root: fake containers are processes in
+// new network namespaces. Traffic goes only to loopback and to namespaces made
+// here; the egress guard drops anything from the test pool that would leave.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { randomInt } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import net from 'node:net';
+import { execa } from 'execa';
+import {
+  bandwidthStat,
+  createContainerNetwork,
+  destroyContainerNetwork,
+  limitBandwidth,
+  netIn,
+  netOut,
+  restoreContainerNetwork,
+  setupNetworkHost,
+  sweepNetwork,
+  teardownNetworkHost,
+  type ContainerNetSpec,
+  type NetOutRule,
+} from '../../src/backends/linux/network/index.ts';
+import { formatIpv4, parseIpv4 } from '../../src/backends/linux/network/ipv4.ts';
+import { egressGuardRules, installEgressGuard, removeEgressGuard } from './helpers/egress-guard.ts';
+import {
+  icmpPing,
+  inNetns,
+  measureDownload,
+  measureUpload,
+  pingFromHost,
+  pingFromNetns,
+  startNetns,
+  startServer,
+  type Netns,
+} from './helpers/netns.ts';
+
+const POOL = '10.244.0.0/22';
+const BASE32 = '0123456789abcdefghijklmnopqrstuv';
+// Ids of this run share a random 3-character prefix, so sweeps here never touch anyone else's.
+const RUN = Array.from({ length: 3 }, () => BASE32[randomInt(32)]).join('');
+const isRoot = process.getuid?.() === 0;
+
+let seq = 0;
+// A random first /30 per run: another suite on the same pool rarely collides.
+const firstNet = randomInt(0, 200);
+
+function nextSpec(): ContainerNetSpec {
+  const n = seq++;
+  const id = RUN + n.toString(32).padStart(8, '0');
+  const base = parseIpv4('10.244.0.0')! + 4 * (firstNet + n);
+  return { id, hostIp: formatIpv4(base + 1), containerIp: formatIpv4(base + 2), mtu: 1500 };
+}
+
+// Everything a test made, undone in afterEach even when the test failed.
+const cleanups: Array<() => unknown> = [];
+
+async function container(opts: { network?: boolean } = {}): Promise<{ spec: ContainerNetSpec; ns: Netns }> {
+  const ns = await startNetns();
+  cleanups.push(() => ns.kill());
+  const spec = nextSpec();
+  cleanups.push(() => destroyContainerNetwork(spec.id));
+  if (opts.network !== false) await createContainerNetwork(spec, ns.pid);
+  return { spec, ns };
+}
+
+async function server(pid: number, ports: number[]): Promise<void> {
+  const s = await startServer(pid, ports);
+  cleanups.push(() => s.stop());
+}
+
+/** A free TCP port on the host (for net_in host ports and host listeners). */
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+async function ruleset(): Promise<string> {
+  const { stdout } = await execa('iptables-save');
+  return stdout;
+}
+
+/** The rules (iptables-save lines) that mention any of the needles: robust against other suites' rules. */
+async function rulesWith(...needles: string[]): Promise<string[]> {
+  return (await ruleset()).split('\n').filter((l) => l.startsWith('-A ') && needles.some((n) => l.includes(n)));
+}
+
+/** Base chains' rules and this suite's pool rules. */
+function baseRules(): Promise<string[]> {
+  return rulesWith(POOL, '-A warden-forward ', '-j warden-', 'warden-default -j REJECT', 'warden-input -m', 'warden-input -d', '127.0.0.0/8 -o w-+');
+}
+
+async function ourTraces(id: string): Promise<string[]> {
+  const traces: string[] = [];
+  for (const n of await readdir('/sys/class/net')) if (n.startsWith(`w-${id}-`)) traces.push(`interface ${n}`);
+  for (const line of (await ruleset()).split('\n')) {
+    if (line.includes(`warden-i-${id}`) || line.includes(`w-${id}-`)) traces.push(`iptables: ${line}`);
+  }
+  const { stdout } = await execa('tc', ['qdisc', 'show']);
+  for (const line of stdout.split('\n')) if (line.includes(`w-${id}-`)) traces.push(`qdisc: ${line}`);
+  return traces;
+}
+
+describe.skipIf(!isRoot)('linux network', () => {
+  beforeAll(async () => {
+    await installEgressGuard(POOL);
+    await setupNetworkHost({ poolNetwork: POOL, allowNetworks: [], denyNetworks: [], allowHostAccess: false });
+  });
+
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await Promise.resolve(fn()).catch(() => undefined);
+  });
+
+  afterAll(async () => {
+    await sweepNetwork(new Set(), { include: (id) => id.startsWith(RUN) }).catch(() => undefined);
+    await teardownNetworkHost(POOL).catch(() => undefined);
+    await removeEgressGuard();
+  });
+
+  it('installs the egress guard first in FORWARD, and setup is idempotent', async () => {
+    const guard = await egressGuardRules();
+    expect(guard.some((r) => r.startsWith('mangle:') && r.includes(`-s ${POOL} ! -o w-+`) && r.endsWith('-j DROP'))).toBe(true);
+    expect(guard.some((r) => r.startsWith('filter:'))).toBe(true);
+    const { stdout } = await execa('iptables', ['-w', '-t', 'mangle', '-S', 'FORWARD']);
+    expect(stdout.split('\n')[1]).toContain('warden-egress-guard');
+
+    const before = (await baseRules()).filter((l) => !l.includes('warden-instances -i'));
+    expect(before.length).toBeGreaterThan(10);
+    await setupNetworkHost({ poolNetwork: POOL, allowNetworks: [], denyNetworks: [], allowHostAccess: false });
+    await installEgressGuard(POOL);
+    expect((await baseRules()).filter((l) => !l.includes('warden-instances -i'))).toEqual(before);
+  });
+
+  it('applies allow_networks, deny_networks and allow_host_access, and setup replaces them', async () => {
+    const a = await container();
+    const b = await container();
+    await server(b.ns.pid, [9101]);
+    const port = await freePort();
+    const srv = net.createServer((s) => s.end('pong\n'));
+    await new Promise<void>((r) => srv.listen(port, a.spec.hostIp, r));
+    cleanups.push(() => srv.close());
+    const normal = { poolNetwork: POOL, allowNetworks: [], denyNetworks: [], allowHostAccess: false };
+    cleanups.push(() => setupNetworkHost(normal));
+
+    await setupNetworkHost({ ...normal, allowNetworks: [`${b.spec.containerIp}/32`], denyNetworks: ['10.244.3.0/24'], allowHostAccess: true });
+    const defaults = (await rulesWith('-A warden-default ')).filter((l) => l.includes(POOL) || l.includes('REJECT'));
+    expect(defaults).toEqual([
+      `-A warden-default -s ${POOL} -d ${b.spec.containerIp}/32 -j ACCEPT`,
+      `-A warden-default -s ${POOL} -d 10.244.3.0/24 -j DROP`,
+      '-A warden-default -j REJECT --reject-with icmp-port-unreachable',
+    ]);
+    expect(await pingFromNetns(a.ns.pid, b.spec.containerIp, 9101)).toBe('pong');
+    expect(await pingFromNetns(a.ns.pid, a.spec.hostIp, port)).toBe('pong');
+
+    await setupNetworkHost(normal);
+    expect(await rulesWith(`-d ${b.spec.containerIp}/32 -j ACCEPT`, '-d 10.244.3.0/24 -j DROP')).toEqual([]);
+    expect(await pingFromNetns(a.ns.pid, b.spec.containerIp, 9101)).toMatch(/ECONNREFUSED|timeout/);
+    expect(await pingFromNetns(a.ns.pid, a.spec.hostIp, port)).toMatch(/ECONNREFUSED|EHOSTUNREACH|timeout/);
+  });
+
+  it('creates the veth pair and reaches the container from the host (ICMP and TCP)', async () => {
+    const ns = await startNetns();
+    cleanups.push(() => ns.kill());
+    const spec = { ...nextSpec(), mtu: 1400 };
+    cleanups.push(() => destroyContainerNetwork(spec.id));
+
+    const t0 = performance.now();
+    await createContainerNetwork(spec, ns.pid);
+    const createMs = performance.now() - t0;
+
+    const host = await execa('ip', ['-o', '-4', 'addr', 'show', 'dev', `w-${spec.id}-0`]);
+    expect(host.stdout).toContain(`${spec.hostIp}/30`);
+    const inner = await inNetns(ns.pid, ['ip', '-o', '-4', 'addr', 'show', 'dev', `w-${spec.id}-1`]);
+    expect(inner.stdout).toContain(`${spec.containerIp}/30`);
+    expect((await inNetns(ns.pid, ['ip', 'route', 'show', 'default'])).stdout).toContain(`via ${spec.hostIp}`);
+    expect((await inNetns(ns.pid, ['ip', 'link', 'show', 'lo'])).stdout).toContain('UP');
+    expect((await inNetns(ns.pid, ['ip', 'link', 'show', `w-${spec.id}-1`])).stdout).toContain('mtu 1400');
+
+    expect(await icmpPing(undefined, spec.containerIp)).toBe(true);
+    await server(ns.pid, [7001]);
+    expect(await pingFromHost(spec.containerIp, 7001)).toBe('pong');
+
+    const t1 = performance.now();
+    await destroyContainerNetwork(spec.id);
+    const destroyMs = performance.now() - t1;
+    console.log(`create network ${createMs.toFixed(1)} ms, destroy network ${destroyMs.toFixed(1)} ms`);
+  });
+
+  it('refuses to put the container end into the host namespace', async () => {
+    const spec = nextSpec();
+    await expect(createContainerNetwork(spec, process.pid)).rejects.toThrow(/host's network namespace/);
+    expect(await ourTraces(spec.id)).toEqual([]);
+  });
+
+  it('undoes everything when create fails half way', async () => {
+    const spec = nextSpec();
+    // A pid that does not exist: the chains are made first, then the veth step fails.
+    await expect(createContainerNetwork(spec, 999_999_999)).rejects.toThrow(/create network/);
+    expect(await ourTraces(spec.id)).toEqual([]);
+  });
+
+  it('net_in: reachable via 127.0.0.1, the host end address and from another container', async () => {
+    const a = await container();
+    const b = await container();
+    await server(a.ns.pid, [8080]);
+    const hostPort = await freePort();
+
+    expect(await pingFromHost('127.0.0.1', hostPort, 500)).not.toBe('pong');
+    await netIn(a.spec, hostPort, 8080);
+    await netIn(a.spec, hostPort, 8080); // idempotent
+    const nat = await execa('iptables', ['-w', '-t', 'nat', '-S', `warden-i-${a.spec.id}`]);
+    expect(nat.stdout.split('\n').filter((l) => l.includes('DNAT'))).toHaveLength(1);
+
+    expect(await pingFromHost('127.0.0.1', hostPort)).toBe('pong');
+    expect(await pingFromHost(a.spec.hostIp, hostPort)).toBe('pong');
+    // Container b reaches a's port through its own gateway (a host address), despite b's default deny.
+    expect(await pingFromNetns(b.ns.pid, b.spec.hostIp, hostPort)).toBe('pong');
+  });
+
+  it('net_out: default deny, then allowed by port, by port range, and ICMP', async () => {
+    const a = await container();
+    const b = await container();
+    await server(b.ns.pid, [9001, 9005]);
+    // The host reaches b: the server is up.
+    expect(await pingFromHost(b.spec.containerIp, 9001)).toBe('pong');
+
+    expect(await pingFromNetns(a.ns.pid, b.spec.containerIp, 9001)).toMatch(/ECONNREFUSED|timeout/);
+    expect(await icmpPing(a.ns.pid, b.spec.containerIp)).toBe(false);
+
+    await netOut(a.spec, { network: `${b.spec.containerIp}/32`, port: 9001 });
+    expect(await pingFromNetns(a.ns.pid, b.spec.containerIp, 9001)).toBe('pong');
+    expect(await pingFromNetns(a.ns.pid, b.spec.containerIp, 9005)).toMatch(/ECONNREFUSED|timeout/);
+
+    await netOut(a.spec, { network: b.spec.containerIp, port_range: '9004:9006', protocol: 0 });
+    expect(await pingFromNetns(a.ns.pid, b.spec.containerIp, 9005)).toBe('pong');
+
+    await netOut(a.spec, { network: b.spec.containerIp, protocol: 2, icmp_type: 8, icmp_code: 0 });
+    expect(await icmpPing(a.ns.pid, b.spec.containerIp)).toBe(true);
+    // b's own default deny is untouched: b cannot open connections to a.
+    await server(a.ns.pid, [9010]);
+    expect(await pingFromNetns(b.ns.pid, a.spec.containerIp, 9010)).toMatch(/ECONNREFUSED|timeout/);
+
+    await netOut(a.spec, { network: '10.244.3.0-10.244.3.9', protocol: 3, log: true });
+    await netOut(a.spec, { network: '10.244.3.0-10.244.3.9', protocol: 3, log: true }); // idempotent
+    const chain = (await execa('iptables', ['-w', '-S', `warden-i-${a.spec.id}`])).stdout.split('\n');
+    expect(chain.filter((l) => l.includes('--dst-range 10.244.3.0-10.244.3.9') && l.includes(`-g warden-i-${a.spec.id}-log`))).toHaveLength(1);
+    expect(chain.at(-1)).toBe(`-A warden-i-${a.spec.id} -g warden-default`);
+    const log = (await execa('iptables', ['-w', '-S', `warden-i-${a.spec.id}-log`])).stdout;
+    expect(log).toContain('-j LOG');
+  });
+
+  it('containers cannot open connections to host addresses (allow_host_access false)', async () => {
+    const a = await container();
+    const port = await freePort();
+    const srv = net.createServer((s) => s.end('pong\n'));
+    await new Promise<void>((r) => srv.listen(port, a.spec.hostIp, r));
+    cleanups.push(() => srv.close());
+    expect(await pingFromNetns(a.ns.pid, a.spec.hostIp, port)).toMatch(/ECONNREFUSED|EHOSTUNREACH|timeout/);
+    // The host's connections to the container, and their replies, are fine.
+    await server(a.ns.pid, [7002]);
+    expect(await pingFromHost(a.spec.containerIp, 7002)).toBe('pong');
+  });
+
+  it('the egress guard drops pool traffic leaving through a non-w interface', async () => {
+    const a = await container();
+    await netOut(a.spec, { network: '0.0.0.0/0', protocol: 3 });
+    // An "outside" that is only another namespace of ours, behind an interface not named w-*.
+    const outside = await startNetns();
+    cleanups.push(() => outside.kill());
+    const third = randomInt(0, 255);
+    const ifname = `wg${RUN}${randomInt(1000)}`;
+    await execa('ip', ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(outside.pid)]);
+    cleanups.push(() => execa('ip', ['link', 'del', ifname], { reject: false }));
+    await execa('ip', ['addr', 'add', `198.18.${third}.1/30`, 'dev', ifname]);
+    await execa('ip', ['link', 'set', ifname, 'up']);
+    await inNetns(outside.pid, ['ip', 'addr', 'add', `198.18.${third}.2/30`, 'dev', 'eth0']);
+    await inNetns(outside.pid, ['ip', 'link', 'set', 'eth0', 'up']);
+    await server(outside.pid, [7003]);
+    expect(await pingFromHost(`198.18.${third}.2`, 7003)).toBe('pong');
+
+    expect(await pingFromNetns(a.ns.pid, `198.18.${third}.2`, 7003, 1500)).toBe('timeout');
+  });
+
+  it('rejects invalid net_out rules with a message the user can act on', async () => {
+    const spec = nextSpec(); // validation comes before any host change
+    const cases: Array<[NetOutRule, RegExp]> = [
+      [{}, /at least one of network, port or port_range/],
+      [{ protocol: 2 }, /at least one of network, port or port_range/],
+      [{ network: '10.0.0.300' }, /network "10.0.0.300" is not an IPv4 address/],
+      [{ network: '10.0.0.0/33' }, /is not an IPv4 address, a CIDR/],
+      [{ network: '10.0.0.9-10.0.0.1' }, /range like/],
+      [{ port: 0 }, /port 0 is out of range/],
+      [{ port: 70000 }, /port 70000 is out of range/],
+      [{ port: 80, port_range: '1:2' }, /either port or port_range/],
+      [{ port_range: '90:80' }, /port_range "90:80" must be "a:b" with 1 <= a < b/],
+      [{ port_range: '80:80' }, /must be "a:b"/],
+      [{ port_range: '80-90' }, /must be "a:b"/],
+      [{ port: 53, protocol: 2 }, /need protocol TCP or UDP, not ICMP/],
+      [{ port: 53, protocol: 3 }, /need protocol TCP or UDP, not ALL/],
+      [{ network: '10.0.0.1', icmp_type: 8 }, /icmp_type needs protocol ICMP/],
+      [{ network: '10.0.0.1', protocol: 2, icmp_code: 0 }, /icmp_code needs an icmp_type/],
+      [{ network: '10.0.0.1', protocol: 2, icmp_type: 256 }, /icmp_type 256 is out of range/],
+      [{ network: '10.0.0.1', protocol: 7 as never }, /protocol 7 is unknown/],
+    ];
+    for (const [rule, message] of cases) {
+      await expect(netOut(spec, rule), JSON.stringify(rule)).rejects.toThrow(message);
+    }
+    await expect(netIn(spec, 0, 80)).rejects.toThrow(/host_port 0 is out of range/);
+    await expect(limitBandwidth(spec.id, 0, 1000)).rejects.toThrow(/rate 0 must be a positive/);
+    // Host failures carry the step, the command and its error.
+    await expect(netIn(spec, 5000, 80)).rejects.toThrow(/^net_in: iptables .*-A warden-i-\w+ .* failed: /);
+    await expect(limitBandwidth(spec.id, 1000, 1000)).rejects.toThrow(/limit_bandwidth: interface w-\w+-0 does not exist/);
+  });
+
+  it('shapes both directions to the limit (within 20%) and changes the limit live', async () => {
+    const a = await container();
+    await server(a.ns.pid, [7004]);
+    const rate = 500_000; // 4 Mbit/s
+    const burst = 64 * 1024;
+    const bytes = 2_000_000;
+    expect(await bandwidthStat(a.spec.id)).toBeUndefined();
+    await limitBandwidth(a.spec.id, rate, burst);
+    const stat = await bandwidthStat(a.spec.id);
+    expect(stat).toMatchObject({ in_rate: rate, out_rate: rate });
+    expect(Math.abs(stat!.in_burst - burst)).toBeLessThan(burst * 0.01);
+    expect(Math.abs(stat!.out_burst - burst)).toBeLessThan(burst * 0.01);
+
+    const into = await measureUpload(a.spec.containerIp, 7004, bytes);
+    const from = await measureDownload(a.spec.containerIp, 7004, bytes);
+    console.log(`shaped at ${rate} B/s: host->container ${into.toFixed(0)} B/s, container->host ${from.toFixed(0)} B/s`);
+    expect(into / rate).toBeGreaterThan(0.8);
+    expect(into / rate).toBeLessThan(1.2);
+    expect(from / rate).toBeGreaterThan(0.8);
+    expect(from / rate).toBeLessThan(1.2);
+
+    await limitBandwidth(a.spec.id, 2 * rate, burst);
+    await limitBandwidth(a.spec.id, 2 * rate, burst); // repeatable, no duplicate filter
+    expect(await bandwidthStat(a.spec.id)).toMatchObject({ in_rate: 2 * rate, out_rate: 2 * rate });
+    const filters = await execa('tc', ['filter', 'show', 'dev', `w-${a.spec.id}-0`, 'parent', 'ffff:']);
+    expect(filters.stdout.match(/mirred/g)).toHaveLength(1);
+  });
+
+  it('destroy leaves no interface, chain, rule or qdisc, and can be repeated', async () => {
+    const a = await container();
+    await netIn(a.spec, await freePort(), 80);
+    await netOut(a.spec, { network: '10.244.3.0/24', port: 80, log: true });
+    await limitBandwidth(a.spec.id, 100_000, 20_000);
+    expect((await ourTraces(a.spec.id)).length).toBeGreaterThan(0);
+
+    await destroyContainerNetwork(a.spec.id);
+    expect(await ourTraces(a.spec.id)).toEqual([]);
+    await destroyContainerNetwork(a.spec.id);
+    expect(await ourTraces(a.spec.id)).toEqual([]);
+  });
+
+  it('restore rebuilds rules idempotently after a restart', async () => {
+    const a = await container();
+    await server(a.ns.pid, [8081]);
+    const hostPort = await freePort();
+    const rules: NetOutRule[] = [{ network: '10.244.3.0/24', port: 80 }, { network: '10.244.3.7', protocol: 1, port_range: '100:200', log: true }];
+    await netIn(a.spec, hostPort, 8081);
+    for (const r of rules) await netOut(a.spec, r);
+    await limitBandwidth(a.spec.id, 300_000, 30_000);
+    const mine = () => rulesWith(`warden-i-${a.spec.id}`, `w-${a.spec.id}-`);
+    const before = await mine();
+    expect(before.length).toBeGreaterThan(5);
+
+    // A daemon restart: chains may exist; restoring twice changes nothing.
+    await restoreContainerNetwork(a.spec, [{ host_port: hostPort, container_port: 8081 }], rules, { rate: 300_000, burst: 30_000 });
+    await restoreContainerNetwork(a.spec, [{ host_port: hostPort, container_port: 8081 }], rules, { rate: 300_000, burst: 30_000 });
+    expect(await mine()).toEqual(before);
+    expect(await pingFromHost('127.0.0.1', hostPort)).toBe('pong');
+    expect(await bandwidthStat(a.spec.id)).toMatchObject({ in_rate: 300_000, out_rate: 300_000 });
+
+    // Rules lost (e.g. a host firewall reload dropped our per-container chain contents): restore brings them back.
+    await execa('iptables', ['-w', '-t', 'nat', '-F', `warden-i-${a.spec.id}`]);
+    expect(await pingFromHost('127.0.0.1', hostPort, 500)).not.toBe('pong');
+    await restoreContainerNetwork(a.spec, [{ host_port: hostPort, container_port: 8081 }], rules);
+    expect(await pingFromHost('127.0.0.1', hostPort)).toBe('pong');
+    expect(await bandwidthStat(a.spec.id)).toBeUndefined(); // no limit recorded: cleared
+  });
+
+  it('sweep removes unclaimed leftovers and keeps claimed ones', async () => {
+    const kept = await container();
+    const leftover = await container();
+    const chainOnly = nextSpec(); // a half-made leftover: chains but no interface
+    await execa('iptables', ['-w', '-N', `warden-i-${chainOnly.id}`]);
+    cleanups.push(() => destroyContainerNetwork(chainOnly.id));
+
+    await sweepNetwork(new Set([kept.spec.id]), { include: (id) => id.startsWith(RUN) });
+    expect(await ourTraces(leftover.spec.id)).toEqual([]);
+    expect(await ourTraces(chainOnly.id)).toEqual([]);
+    expect((await ourTraces(kept.spec.id)).length).toBeGreaterThan(0);
+    await server(kept.ns.pid, [7005]);
+    expect(await pingFromHost(kept.spec.containerIp, 7005)).toBe('pong');
+  });
+
+  it('creates and destroys several containers concurrently', async () => {
+    const made = await Promise.all(Array.from({ length: 8 }, () => container({ network: false })));
+    const t0 = performance.now();
+    await Promise.all(made.map(({ spec, ns }) => createContainerNetwork(spec, ns.pid)));
+    const createMs = performance.now() - t0;
+    for (const { spec } of made) expect(await icmpPing(undefined, spec.containerIp)).toBe(true);
+    const t1 = performance.now();
+    await Promise.all(made.map(({ spec }) => destroyContainerNetwork(spec.id)));
+    const destroyMs = performance.now() - t1;
+    console.log(`8 concurrent: create ${createMs.toFixed(0)} ms, destroy ${destroyMs.toFixed(0)} ms`);
+    for (const { spec } of made) expect(await ourTraces(spec.id)).toEqual([]);
+  });
+
+  // Last: takes this suite's pool rules away.
+  it('teardown removes this pool\'s rules, and the base chains when nothing else uses them', async () => {
+    await teardownNetworkHost(POOL);
+    expect((await rulesWith(POOL)).filter((l) => !l.includes('warden-egress-guard'))).toEqual([]);
+    const others = (await rulesWith(' -s ')).filter((l) => /warden-(default|input|postrouting) -s (?!127\.)/.test(l));
+    const leftovers = (await rulesWith('warden-')).filter((l) => !l.includes('warden-egress-guard'));
+    if (others.length === 0 && !leftovers.some((l) => l.includes('warden-i-'))) expect(leftovers).toEqual([]);
+    await teardownNetworkHost(POOL); // repeatable
+  });
+});
