@@ -1,0 +1,46 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ContainerRecord } from '../../src/containers/model.ts';
+import { snapshotTasks, writeFileAtomic } from '../../src/containers/snapshot-tasks.ts';
+
+const depot = mkdtempSync(join(tmpdir(), 'warden-depot-'));
+afterAll(() => rmSync(depot, { recursive: true, force: true }));
+
+function record(id: string): ContainerRecord {
+  return {
+    id, handle: `h-${id}`, state: 'active', path: join(depot, id), network: '10.254.0.4',
+    host_ip: '10.254.0.5', container_ip: '10.254.0.6', uid: 10001, ports: [61001], grace_time: null,
+    bind_mounts: [{ src_path: '/a', dst_path: '/b', mode: 1 }], rootfs: '/r', events: ['out of memory'],
+    net_in: [{ host_port: 61001, container_port: 8080 }], net_out: [{ network: '10.0.0.0/8', protocol: 0 }],
+    limits: { memory_limit_in_bytes: 1 << 26, disk: { byte_limit: 1 << 20 } },
+    jobs: [{ id: 3, state: 'running', privileged: false, discard_output: false, log_tag: 'x' }],
+    created_at: 1, backend: { init_pid: 42 },
+  };
+}
+
+describe('snapshots', () => {
+  it('round-trips a record through an atomic write and the depot scan', async () => {
+    const r = record('aaaaaaaaaaa');
+    mkdirSync(join(r.path, 'jobs/3'), { recursive: true });
+    mkdirSync(join(r.path, 'jobs/4'), { recursive: true });
+    writeFileSync(join(r.path, 'jobs/4/exit_status'), '9\n');
+    await snapshotTasks['state.writeJson']({ path: join(r.path, 'snapshot.json'), value: r });
+    mkdirSync(join(depot, 'bbbbbbbbbbb')); // a folder with no snapshot
+    writeFileSync(join(r.path, 'snapshot.json.tmp-dead'), '{"half'); // an interrupted write
+    const entries = await snapshotTasks['state.scanDepot']({ depot });
+    const a = entries.find((e) => e.id === 'aaaaaaaaaaa')!;
+    expect(a.snapshot).toEqual(r);
+    expect(a.jobs.sort((x, y) => x.id - y.id)).toEqual([{ id: 3, exit_status: undefined }, { id: 4, exit_status: 9 }]);
+    expect(entries.find((e) => e.id === 'bbbbbbbbbbb')!.snapshot).toBeUndefined();
+    expect(readdirSync(r.path).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('replaces the old content whole', async () => {
+    const p = join(depot, 'file.json');
+    await writeFileAtomic(p, 'old');
+    await writeFileAtomic(p, 'new');
+    expect(readdirSync(depot).filter((f) => f.startsWith('file.json'))).toEqual(['file.json']);
+  });
+});
