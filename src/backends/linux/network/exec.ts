@@ -37,6 +37,8 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       forceKillAfterDelay: 2_000,
       stripFinalNewline: false,
+      // A session of its own: a signal for the daemon's process group must not kill it.
+      detached: true,
       env: { LC_ALL: 'C' },
       extendEnv: true,
     });

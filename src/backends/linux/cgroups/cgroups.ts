@@ -1,0 +1,234 @@
+// The container's cgroups. runc creates them from the bundle's relative
+// cgroupsPath (<parent>/instance-<id>), which it resolves per hierarchy under its
+// own cgroup: the daemon's (the process's memory cgroup may be nested, e.g. under
+// /process_api/..., while the other controllers sit at the root). We compute the
+// same paths here, record them in c.backend at create, and read or write the
+// files directly (no fork per Info; `runc update` would also rewrite every other
+// resource from its stale copy of the config).
+import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { instanceName } from '../paths.ts';
+
+export interface CgroupHierarchy {
+  /** v1 controllers of this hierarchy (e.g. ['cpu','cpuacct'], ['name=systemd']), or ['unified'] for v2. */
+  controllers: string[];
+  /** Our own cgroup's directory in this hierarchy. */
+  own: string;
+}
+
+/** Controller (or 'unified') → the container's cgroup directory. */
+export type CgroupPaths = Record<string, string>;
+
+interface Mount {
+  root: string;
+  point: string;
+  fstype: string;
+  superOptions: string[];
+}
+
+function parseMountinfo(text: string): Mount[] {
+  const mounts: Mount[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const f = pre.split(' ');
+    const g = post.split(' ');
+    mounts.push({ root: unescape(f[3]), point: unescape(f[4]), fstype: g[0], superOptions: (g[2] ?? '').split(',') });
+  }
+  return mounts;
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+let cached: Promise<CgroupHierarchy[]> | undefined;
+
+/** Every cgroup hierarchy this process is in, with our own directory in it (cached per worker). */
+export function hierarchies(): Promise<CgroupHierarchy[]> {
+  cached ??= loadHierarchies().catch((err) => {
+    cached = undefined;
+    throw err;
+  });
+  return cached;
+}
+
+async function loadHierarchies(): Promise<CgroupHierarchy[]> {
+  const [self, mountinfo] = await Promise.all([
+    readFile('/proc/self/cgroup', 'utf8'),
+    readFile('/proc/self/mountinfo', 'utf8'),
+  ]);
+  const mounts = parseMountinfo(mountinfo).filter((m) => m.fstype === 'cgroup' || m.fstype === 'cgroup2');
+  const out: CgroupHierarchy[] = [];
+  for (const line of self.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const [, , ctrl, path] = m;
+    const controllers = ctrl === '' ? ['unified'] : ctrl.split(',');
+    const mount = mounts.find((mt) =>
+      ctrl === '' ? mt.fstype === 'cgroup2' : mt.fstype === 'cgroup' && controllers.every((c) => mt.superOptions.includes(c)),
+    );
+    if (!mount) continue;
+    // Our path is relative to the hierarchy's root; the mount may show only a subtree of it.
+    const rel = path.startsWith(mount.root) ? path.slice(mount.root.length) : path;
+    out.push({ controllers, own: join(mount.point, rel) });
+  }
+  return out;
+}
+
+/** The cgroupsPath runc gets: relative, so it lands under the daemon's own cgroup in each hierarchy. */
+export function runtimeCgroupsPath(parent: string, id: string): string {
+  return `${parent}/${instanceName(id)}`;
+}
+
+export async function containerCgroups(parent: string, id: string): Promise<CgroupPaths> {
+  const paths: CgroupPaths = {};
+  for (const h of await hierarchies()) {
+    const dir = join(h.own, parent, instanceName(id));
+    for (const c of h.controllers) paths[c] = dir;
+  }
+  return paths;
+}
+
+/** The parent directories (<own>/<parent>) in each hierarchy. */
+export async function parentCgroups(parent: string): Promise<string[]> {
+  return (await hierarchies()).map((h) => join(h.own, parent));
+}
+
+/** Distinct directories of a container's cgroups (controllers sharing a hierarchy share one). */
+export function cgroupDirs(paths: CgroupPaths): string[] {
+  return [...new Set(Object.values(paths))];
+}
+
+/** Where to list a container's processes: the pids controller, else any. */
+export function procsDir(paths: CgroupPaths): string {
+  return paths.pids ?? paths.memory ?? paths.unified ?? Object.values(paths)[0];
+}
+
+export async function readPids(paths: CgroupPaths): Promise<number[]> {
+  try {
+    const text = await readFile(join(procsDir(paths), 'cgroup.procs'), 'utf8');
+    return text.split('\n').filter(Boolean).map(Number);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+export async function readNumber(file: string): Promise<number> {
+  return Number((await readFile(file, 'utf8')).trim());
+}
+
+export async function readKeyValues(file: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    const [k, v] = line.split(' ');
+    if (k && v !== undefined) out.set(k, Number(v));
+  }
+  return out;
+}
+
+/**
+ * Sets memory.limit_in_bytes and memory.memsw.limit_in_bytes to bytes, in the order
+ * that keeps limit <= memsw true at every step (raise memsw first, lower limit first).
+ */
+export async function setMemoryLimit(paths: CgroupPaths, bytes: number): Promise<void> {
+  const dir = paths.memory;
+  if (!dir) throw new Error('no memory cgroup');
+  const limitFile = join(dir, 'memory.limit_in_bytes');
+  const memswFile = join(dir, 'memory.memsw.limit_in_bytes');
+  const hasMemsw = await readFile(memswFile, 'utf8').then(() => true, () => false);
+  const current = await readNumber(limitFile);
+  const value = String(bytes);
+  try {
+    if (!hasMemsw) {
+      await writeFile(limitFile, value);
+    } else if (bytes >= current) {
+      await writeFile(memswFile, value);
+      await writeFile(limitFile, value);
+    } else {
+      await writeFile(limitFile, value);
+      await writeFile(memswFile, value);
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EBUSY') throw new Error(`memory limit ${bytes} is below what the container uses now`, { cause: err });
+    throw err;
+  }
+}
+
+export async function setCpuShares(paths: CgroupPaths, shares: number): Promise<void> {
+  if (!paths.cpu) throw new Error('no cpu cgroup');
+  await writeFile(join(paths.cpu, 'cpu.shares'), String(shares));
+}
+
+/** The kernel's count of OOM kills in the container's memory cgroup, or undefined when the group is gone. */
+export async function oomKillCount(paths: CgroupPaths): Promise<number | undefined> {
+  if (!paths.memory) return undefined;
+  try {
+    const kv = await readKeyValues(join(paths.memory, 'memory.oom_control'));
+    return kv.get('oom_kill') ?? 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Removes the container's cgroup directories (children first); missing ones are fine. */
+export async function removeCgroups(paths: CgroupPaths): Promise<void> {
+  const failures: string[] = [];
+  for (const dir of cgroupDirs(paths)) {
+    try {
+      await removeTree(dir);
+    } catch (err) {
+      failures.push(`${dir}: ${(err as Error).message}`);
+    }
+  }
+  if (failures.length) throw new Error(`cannot remove cgroups: ${failures.join('; ')}`);
+}
+
+async function removeTree(dir: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const e of entries) if (e.isDirectory()) await removeTree(join(dir, e.name));
+  // A group whose last process just died can stay busy for a moment.
+  for (let i = 0; ; i++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || i >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** Kills every process of the cgroup: cgroup.kill on v2 when present, else SIGKILL to each pid. */
+export async function killAll(paths: CgroupPaths): Promise<void> {
+  if (paths.unified) {
+    try {
+      await writeFile(join(paths.unified, 'cgroup.kill'), '1');
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        // no such group or no cgroup.kill: fall through
+      } else throw err;
+    }
+  }
+  for (const pid of await readPids(paths)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}

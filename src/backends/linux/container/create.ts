@@ -1,0 +1,118 @@
+// create: the whole life of a container's setup, in order; any failure undoes
+// every step done so far, in reverse.
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ContainerRecord } from '../../../containers/model.ts';
+import { containerPaths } from '../paths.ts';
+import { run, UndoStack, messageOf } from '../exec.ts';
+import type { LinuxHostSettings } from '../settings.ts';
+import { createSubvolume, deleteSubvolume, setByteLimit } from '../disk/subvolume.ts';
+import { hostnameFor, writeEtcFiles } from '../rootfs/etc-files.ts';
+import { mountOverlay, unmountOverlay } from '../rootfs/overlay.ts';
+import { buildConfig } from '../bundle/spec.ts';
+import { containerCgroups, removeCgroups, runtimeCgroupsPath } from '../cgroups/cgroups.ts';
+import { createContainer, deleteContainer, startContainer, type Runtime } from '../runtime/runc.ts';
+import { procStat } from '../procfs.ts';
+import { createContainerNetwork, destroyContainerNetwork } from '../network/index.ts';
+import { checkContainerId, netSpec, type LinuxFacts } from './facts.ts';
+import { diskByteLimit } from '../limits.ts';
+
+export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<LinuxFacts> {
+  checkContainerId(c.id);
+  const p = containerPaths(c.path);
+  const lower = c.rootfs || s.baseRootfs;
+  const rt: Runtime = { binary: s.runtime, root: s.runtimeRoot };
+  const undo = new UndoStack();
+  try {
+    await checkBindMounts(c);
+    // Remove the folder on failure only if we made it (the daemon may have made it first).
+    await undo.step('folder', () => mkdir(c.path, { recursive: true }), async (made) => {
+      if (made !== undefined) await rm(c.path, { recursive: true, force: true });
+    });
+    await Promise.all([p.run, p.etc, p.bundle].map((d) => mkdir(d, { recursive: true })));
+
+    const subvolume = await undo.step(
+      'subvolume',
+      () => createSubvolume(p.subvolume, s.depot, s.diskQuota),
+      (info) => deleteSubvolume(p.subvolume, info, s.depot),
+    );
+    const bytes = diskByteLimit(c.limits.disk);
+    if (bytes && subvolume.btrfs) await setByteLimit(p.subvolume, bytes);
+
+    await mkdir(p.upper, { recursive: true });
+    await mkdir(p.work, { recursive: true });
+    const hostname = hostnameFor(c.handle, c.id);
+    const etc = await writeEtcFiles({
+      lower, upper: p.upper, hostname, containerIp: c.container_ip, uid: c.uid, dnsServers: s.dnsServers,
+    });
+
+    await undo.step('overlay', () => mountOverlay({ lower, upper: p.upper, work: p.work, merged: p.mnt }), () => unmountOverlay(p.mnt));
+    if (etc.previousVcapUid !== undefined) {
+      // vcap's files in the base rootfs carry its old uid: give them to the pooled one.
+      const home = join(p.mnt, 'home', 'vcap');
+      await run('chown', ['-R', '-h', `--from=${etc.previousVcapUid}`, `${c.uid}:${c.uid}`, home], { context: 'renumber vcap' });
+    }
+
+    const config = await buildConfig({
+      root: p.mnt,
+      hostname,
+      cgroupsPath: runtimeCgroupsPath(s.cgroupParent, c.id),
+      bindMounts: c.bind_mounts ?? [],
+      memoryLimit: c.limits.memory_limit_in_bytes,
+      cpuShares: c.limits.cpu_limit_in_shares,
+    });
+    await writeFile(p.configJson, JSON.stringify(config, null, 1));
+
+    const cgroups = await containerCgroups(s.cgroupParent, c.id);
+    await undo.step(
+      'runtime container',
+      () => createContainer(rt, c.id, p.bundle, p.pidFile, p.runtimeLog),
+      async () => {
+        await deleteContainer(rt, c.id);
+        await removeCgroups(cgroups);
+      },
+    );
+    const initPid = Number((await readFile(p.pidFile, 'utf8')).trim());
+    const st = await procStat(initPid);
+    if (!st) throw new Error(`init ${initPid} vanished right after runtime create`);
+
+    const spec = netSpec(c, s);
+    await undo.step('network', () => createContainerNetwork(spec, initPid), () => destroyContainerNetwork(c.id));
+    await startContainer(rt, c.id);
+
+    await writeFile(p.settings, settingsFile(c, s, lower, initPid));
+    return { initPid, initStartTime: st.startTime, cgroups, subvolume, runtime: rt };
+  } catch (err) {
+    const wrapped = new Error(`create ${c.id}: ${messageOf(err)}`, { cause: err });
+    return undo.unwind(wrapped);
+  }
+}
+
+async function checkBindMounts(c: ContainerRecord): Promise<void> {
+  for (const b of c.bind_mounts ?? []) {
+    if (!b.src_path?.startsWith('/') || !b.dst_path?.startsWith('/')) {
+      throw new Error(`bind mount ${b.src_path} -> ${b.dst_path}: paths must be absolute`);
+    }
+    if (b.dst_path.split('/').includes('..')) throw new Error(`bind mount destination ${b.dst_path} contains '..'`);
+    const st = await stat(b.src_path).catch(() => undefined);
+    if (!st) throw new Error(`bind mount source ${b.src_path} does not exist`);
+  }
+}
+
+/** <path>/etc/config: the container's settings in the original's shell format, for operators. */
+function settingsFile(c: ContainerRecord, s: LinuxHostSettings, rootfs: string, initPid: number): string {
+  const kv: Record<string, string | number> = {
+    id: c.id,
+    handle: c.handle,
+    network_host_ip: c.host_ip,
+    network_container_ip: c.container_ip,
+    network_netmask: '255.255.255.252',
+    user_uid: c.uid,
+    rootfs_path: rootfs,
+    container_iface_mtu: s.mtu,
+    init_pid: initPid,
+    runtime: s.runtime,
+    runtime_root: s.runtimeRoot,
+  };
+  return Object.entries(kv).map(([k, v]) => `${k}=${JSON.stringify(String(v))}\n`).join('');
+}

@@ -1,0 +1,96 @@
+// One btrfs subvolume per container (<path>/tmp: overlay upper + work dirs); its
+// level-0 qgroup carries the disk limit. Usage is read from sysfs
+// (/sys/fs/btrfs/<fsid>/qgroups/0_<subvolid>/referenced), so Info does not fork.
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { run, HostCommandError } from '../exec.ts';
+import { isBtrfs } from './depot.ts';
+
+export interface SubvolumeInfo {
+  /** false: a plain directory (depot not on btrfs and disk quotas off). */
+  btrfs: boolean;
+  subvolId?: number;
+  fsid?: string;
+}
+
+export async function createSubvolume(path: string, parentFs: string, quota: boolean): Promise<SubvolumeInfo> {
+  if (!quota && !(await isBtrfs(parentFs))) {
+    await mkdir(path, { recursive: true });
+    return { btrfs: false };
+  }
+  await run('btrfs', ['subvolume', 'create', path], { context: `create subvolume ${path}` });
+  try {
+    const [id, fsid] = await Promise.all([subvolumeId(path), filesystemId(parentFs)]);
+    return { btrfs: true, subvolId: id, fsid };
+  } catch (err) {
+    await run('btrfs', ['subvolume', 'delete', path], { context: `delete subvolume ${path}` }).catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function subvolumeId(path: string): Promise<number> {
+  const out = await run('btrfs', ['inspect-internal', 'rootid', path], { context: `subvolume id of ${path}` });
+  return Number(out.trim());
+}
+
+const fsids = new Map<string, string>();
+
+/** The filesystem's UUID (its /sys/fs/btrfs directory name). */
+export async function filesystemId(path: string): Promise<string> {
+  const cachedId = fsids.get(path);
+  if (cachedId) return cachedId;
+  const out = await run('findmnt', ['-n', '-o', 'UUID', '-T', path], { context: `btrfs filesystem of ${path}` });
+  const m = /([0-9a-f-]{36})/.exec(out);
+  if (!m) throw new Error(`cannot find the btrfs uuid of ${path} in: ${out}`);
+  fsids.set(path, m[1]);
+  return m[1];
+}
+
+/** Deletes the subvolume and its qgroup (a qgroup left behind stays forever); missing is fine. */
+export async function deleteSubvolume(path: string, info: SubvolumeInfo, depot: string): Promise<void> {
+  if (!info.btrfs) {
+    await rm(path, { recursive: true, force: true });
+    return;
+  }
+  const exists = await isBtrfs(path).catch(() => false);
+  if (exists) {
+    await run('btrfs', ['subvolume', 'delete', '--commit-after', path], { context: `delete subvolume ${path}` });
+  }
+  if (info.subvolId !== undefined) {
+    // The kernel drops the subvolume's qgroup itself once the cleaner has dropped the tree
+    // (ms here); wait for that, then make sure no stale qgroup stays behind.
+    await run('btrfs', ['subvolume', 'sync', depot, String(info.subvolId)], { context: `wait for subvolume ${info.subvolId}`, timeoutMs: 30_000 });
+    await destroyQgroup(info.subvolId, depot);
+  }
+}
+
+export async function destroyQgroup(subvolId: number, depot: string): Promise<void> {
+  try {
+    await run('btrfs', ['qgroup', 'destroy', `0/${subvolId}`, depot], { context: `destroy qgroup 0/${subvolId}` });
+  } catch (err) {
+    // Gone already (newer kernels drop it with the subvolume), or quotas are off.
+    if (err instanceof HostCommandError && /No such file|does not exist|not enabled|ENOENT/i.test(err.stderr)) return;
+    throw err;
+  }
+}
+
+/** Sets (bytes > 0) or clears (0) the referenced-bytes limit of the subvolume's qgroup. */
+export async function setByteLimit(path: string, bytes: number): Promise<void> {
+  await run('btrfs', ['qgroup', 'limit', bytes > 0 ? String(bytes) : 'none', path], {
+    context: `limit disk of ${path}`,
+  });
+}
+
+async function readSysfs(info: SubvolumeInfo, name: string): Promise<number | undefined> {
+  if (!info.btrfs || !info.fsid || info.subvolId === undefined) return undefined;
+  try {
+    const text = await readFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/${name}`, 'utf8');
+    return Number(text.trim());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes referenced by the subvolume (btrfs accounts at transaction commit: lags by up to ~30 s). */
+export function bytesUsed(info: SubvolumeInfo): Promise<number | undefined> {
+  return readSysfs(info, 'referenced');
+}

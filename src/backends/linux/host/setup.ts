@@ -1,0 +1,85 @@
+// Host preparation at daemon start (idempotent): the tools we drive, the cgroup
+// parents, the btrfs depot with quotas, the network's base chains.
+import { access, constants, mkdir, readFile, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LinuxHostSettings } from '../settings.ts';
+import { parentCgroups } from '../cgroups/cgroups.ts';
+import { prepareDepot, unmountDepot } from '../disk/depot.ts';
+import { setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
+import type { HardLimits } from '../jobs/launch.ts';
+
+/** Tool → Debian package that provides it. */
+const TOOLS: Array<[string, string]> = [
+  ['ip', 'iproute2'], ['tc', 'iproute2'], ['iptables', 'iptables'], ['iptables-restore', 'iptables'],
+  ['btrfs', 'btrfs-progs'], ['mkfs.btrfs', 'btrfs-progs'], ['losetup', 'mount'], ['mount', 'mount'],
+  ['nsenter', 'util-linux'], ['tar', 'tar'], ['chown', 'coreutils'],
+];
+
+const PATH_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+async function findTool(name: string): Promise<string | undefined> {
+  if (name.includes('/')) return (await access(name, constants.X_OK).then(() => name, () => undefined));
+  const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), ...PATH_DIRS];
+  for (const d of dirs) {
+    const p = join(d, name);
+    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+  }
+  return undefined;
+}
+
+export async function checkTools(s: LinuxHostSettings): Promise<void> {
+  const runtimePackage = s.runtime.endsWith('crun') ? 'crun' : 'runc';
+  const missing: string[] = [];
+  for (const [tool, pkg] of [[s.runtime, runtimePackage] as [string, string], ...TOOLS]) {
+    if (!(await findTool(tool))) missing.push(`${tool} (apt-get install ${pkg})`);
+  }
+  if (missing.length) throw new Error(`Linux backend: missing host tools: ${missing.join(', ')}`);
+}
+
+export interface HostFacts {
+  hardLimits: HardLimits;
+}
+
+const LIMIT_NAMES: Record<string, string> = {
+  'Max cpu time': 'cpu', 'Max file size': 'fsize', 'Max data size': 'data', 'Max stack size': 'stack',
+  'Max core file size': 'core', 'Max resident set': 'rss', 'Max processes': 'nproc', 'Max open files': 'nofile',
+  'Max locked memory': 'memlock', 'Max address space': 'as', 'Max file locks': 'locks',
+  'Max pending signals': 'sigpending', 'Max msgqueue size': 'msgqueue', 'Max nice priority': 'nice',
+  'Max realtime priority': 'rtprio',
+};
+
+/** Our hard rlimits: without CAP_SYS_RESOURCE a job's limits cannot go above them. */
+export async function hardLimits(): Promise<HardLimits> {
+  const out: HardLimits = {};
+  for (const line of (await readFile('/proc/self/limits', 'utf8')).split('\n')) {
+    for (const [label, name] of Object.entries(LIMIT_NAMES)) {
+      if (!line.startsWith(label)) continue;
+      const hard = line.slice(label.length).trim().split(/\s+/)[1];
+      if (hard && hard !== 'unlimited') out[name] = Number(hard);
+    }
+  }
+  return out;
+}
+
+export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
+  await checkTools(s);
+  await mkdir(s.runtimeRoot, { recursive: true, mode: 0o700 });
+  for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
+  await prepareDepot(s);
+  await setupNetworkHost(s.network);
+  return { hardLimits: await hardLimits() };
+}
+
+/** Undoes setupHost where nothing uses it any more (tests; operators uninstalling). */
+export async function teardownHost(s: LinuxHostSettings): Promise<void> {
+  const errors: string[] = [];
+  for (const dir of await parentCgroups(s.cgroupParent)) {
+    await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') errors.push(`${dir}: ${err.message}`);
+    });
+  }
+  await teardownNetworkHost(s.network.poolNetwork).catch((err: Error) => errors.push(err.message));
+  await unmountDepot(s).catch((err: Error) => errors.push(err.message));
+  await rmdir(s.runtimeRoot).catch(() => undefined);
+  if (errors.length) throw new Error(`teardown host: ${errors.join('; ')}`);
+}

@@ -1,0 +1,34 @@
+// info: memory, cpu, disk and bandwidth figures from files (cgroups, btrfs sysfs);
+// the only fork is tc's, and only when a bandwidth limit is set.
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import type { ContainerRecord } from '../../containers/model.ts';
+import { MEMORY_STAT_FIELDS, type InfoResponse, type MemoryStat } from '../../protocol/types.ts';
+import { readKeyValues } from './cgroups/cgroups.ts';
+import { bytesUsed } from './disk/subvolume.ts';
+import { bandwidthStat } from './network/index.ts';
+import { liveFacts } from './container/facts.ts';
+
+export async function containerInfo(c: ContainerRecord): Promise<InfoResponse> {
+  const f = liveFacts(c);
+  const mem = f.cgroups.memory;
+  const acct = f.cgroups.cpuacct;
+  const [memStat, usage, cpuStat, bytes, bw] = await Promise.all([
+    mem ? readKeyValues(join(mem, 'memory.stat')).catch(() => undefined) : undefined,
+    acct ? readFile(join(acct, 'cpuacct.usage'), 'utf8').then(Number, () => undefined) : undefined,
+    acct ? readKeyValues(join(acct, 'cpuacct.stat')).catch(() => undefined) : undefined,
+    bytesUsed(f.subvolume),
+    c.limits?.bandwidth ? bandwidthStat(c.id).catch(() => undefined) : undefined,
+  ]);
+  const memory_stat: MemoryStat = {};
+  if (memStat) for (const k of MEMORY_STAT_FIELDS) if (memStat.has(k)) memory_stat[k] = memStat.get(k);
+  return {
+    host_ip: c.host_ip,
+    container_ip: c.container_ip,
+    container_path: c.path,
+    memory_stat,
+    cpu_stat: { usage: usage ?? 0, user: cpuStat?.get('user') ?? 0, system: cpuStat?.get('system') ?? 0 },
+    disk_stat: { bytes_used: bytes ?? 0, inodes_used: 0 },
+    bandwidth_stat: bw ?? { in_rate: 0, in_burst: 0, out_rate: 0, out_burst: 0 },
+  };
+}

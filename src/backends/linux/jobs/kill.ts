@@ -1,0 +1,42 @@
+// killJob: SIGKILL every process of one job at once. A job is the session that
+// `runc exec` started (runc makes the job's bash a session leader; its pid is in
+// <job.dir>/container.pid): every process of the container in that session dies,
+// and the runtime process that waits for it.
+import { readFile } from 'node:fs/promises';
+import type { ContainerRecord } from '../../../containers/model.ts';
+import { readPids } from '../cgroups/cgroups.ts';
+import { procStat, signal } from '../procfs.ts';
+import { liveFacts } from '../container/facts.ts';
+import { jobPidFile } from './launch.ts';
+
+async function readPidFile(dir: string, waitMs: number): Promise<number | undefined> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const text = await readFile(jobPidFile(dir), 'utf8').catch(() => '');
+    const pid = Number(text.trim());
+    if (pid > 0) return pid;
+    if (Date.now() >= deadline) return undefined;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function killJobProcesses(c: ContainerRecord, job: { id: number; dir: string; pid?: number }): Promise<void> {
+  const f = liveFacts(c);
+  // A job that is just starting has no pid file yet: wait a moment for it.
+  const leader = await readPidFile(job.dir, job.pid ? 1_000 : 0);
+  if (leader !== undefined && leader !== f.initPid) {
+    for (let round = 0; round < 3; round++) {
+      let found = 0;
+      for (const pid of await readPids(f.cgroups)) {
+        const st = await procStat(pid);
+        if (st && (st.session === leader || pid === leader)) {
+          signal(pid, 'SIGKILL');
+          found++;
+        }
+      }
+      if (found === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  if (job.pid) signal(job.pid, 'SIGKILL');
+}

@@ -1,0 +1,68 @@
+// How a job runs: `runc exec --process <job.dir>/process.json` with /bin/bash
+// reading the script from stdin. Pure (no I/O): it runs on the daemon's main
+// thread; the process spec is written by the launched command itself (a host
+// /bin/sh that writes its first argument to the file, then execs runc), so the
+// supervisor needs nothing but argv.
+import { join } from 'node:path';
+import type { ContainerRecord } from '../../../containers/model.ts';
+import type { JobLaunch, JobSpec } from '../../backend.ts';
+import { DEFAULT_ROOT_CAPS, PATH_ENV } from '../bundle/spec.ts';
+import type { Runtime } from '../runtime/runc.ts';
+
+/** Warden rlimit names → OCI rlimit types. */
+const RLIMITS: Record<string, string> = {
+  as: 'RLIMIT_AS', core: 'RLIMIT_CORE', cpu: 'RLIMIT_CPU', data: 'RLIMIT_DATA', fsize: 'RLIMIT_FSIZE',
+  locks: 'RLIMIT_LOCKS', memlock: 'RLIMIT_MEMLOCK', msgqueue: 'RLIMIT_MSGQUEUE', nice: 'RLIMIT_NICE',
+  nofile: 'RLIMIT_NOFILE', nproc: 'RLIMIT_NPROC', rss: 'RLIMIT_RSS', rtprio: 'RLIMIT_RTPRIO',
+  sigpending: 'RLIMIT_SIGPENDING', stack: 'RLIMIT_STACK',
+};
+
+/** Hard limits of the daemon's process by Warden name (from the setupHost task): without CAP_SYS_RESOURCE nothing can go above them. */
+export type HardLimits = Record<string, number>;
+
+export function jobPidFile(dir: string): string {
+  return join(dir, 'container.pid');
+}
+
+export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits = {}): Record<string, unknown> {
+  const root = job.privileged;
+  const uid = root ? 0 : c.uid;
+  const home = root ? '/root' : '/home/vcap';
+  const user = root ? 'root' : 'vcap';
+  const env = new Map<string, string>([['PATH', PATH_ENV.slice(5)]]);
+  for (const [k, v] of Object.entries(job.env ?? {})) env.set(k, v);
+  env.set('HOME', home);
+  env.set('USER', user);
+  const rlimits = Object.entries(job.rlimits ?? {})
+    .filter(([name, v]) => RLIMITS[name] !== undefined && Number.isFinite(v) && v >= 0)
+    .map(([name, v]) => {
+      const value = hard[name] !== undefined ? Math.min(v, hard[name]) : v;
+      return { type: RLIMITS[name], hard: value, soft: value };
+    });
+  const caps = root ? DEFAULT_ROOT_CAPS : [];
+  return {
+    terminal: false,
+    user: { uid, gid: uid, additionalGids: [] },
+    args: ['/bin/bash'],
+    env: [...env].map(([k, v]) => `${k}=${v}`),
+    cwd: home,
+    capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+    noNewPrivileges: !root,
+    rlimits,
+  };
+}
+
+/** The supervisor runs argv with the script on stdin; argv's exit status is the job's (128+N when killed by signal N). */
+export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}): JobLaunch {
+  const spec = JSON.stringify(processSpec(c, job, hard));
+  const processFile = join(job.dir, 'process.json');
+  return {
+    argv: [
+      '/bin/sh', '-c',
+      'printf "%s" "$1" > "$2" && exec "$3" --root "$4" exec --process "$2" --pid-file "$5" "$6"',
+      'warden-job', spec, processFile, rt.binary, rt.root, jobPidFile(job.dir), c.id,
+    ],
+    env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+    cwd: job.dir,
+  };
+}

@@ -1,0 +1,75 @@
+// limit_memory, limit_cpu, limit_disk: cgroup files and btrfs qgroups.
+import type { DiskLimits } from '../../protocol/types.ts';
+import type { CgroupPaths } from './cgroups/cgroups.ts';
+import { readNumber, setCpuShares, setMemoryLimit } from './cgroups/cgroups.ts';
+import { setByteLimit, type SubvolumeInfo } from './disk/subvolume.ts';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** Quota blocks are 1 KiB, as in the original (setquota units). */
+const BLOCK = 1024;
+
+const INODE_FIELDS = ['inode_limit', 'inode', 'inode_soft', 'inode_hard'] as const;
+
+/**
+ * The byte limit a LimitDisk request asks for: byte_* fields first, then block_*
+ * fields (1 KiB blocks); hard over soft over the plain aliases. undefined when none
+ * is given; 0 clears.
+ */
+export function diskByteLimit(l: DiskLimits | undefined): number | undefined {
+  if (!l) return undefined;
+  const bytes = l.byte_hard || l.byte_limit || l.byte || l.byte_soft;
+  if (bytes) return bytes;
+  const blocks = l.block_hard || l.block_limit || l.block || l.block_soft;
+  if (blocks) return blocks * BLOCK;
+  const given = [l.byte_hard, l.byte_limit, l.byte, l.byte_soft, l.block_hard, l.block_limit, l.block, l.block_soft];
+  return given.some((v) => v === 0) ? 0 : undefined;
+}
+
+/** Throws a clear error when the request sets an inode limit: btrfs qgroups count bytes only. */
+export function checkDiskLimits(l: DiskLimits): void {
+  for (const f of INODE_FIELDS) {
+    if (l[f]) throw new Error(`limit_disk: ${f} is not supported by this backend (btrfs qgroups limit bytes only)`);
+  }
+}
+
+/** The limits in force, in every alias of the message (hard and plain aliases; no soft limits). */
+export function diskLimitsInForce(bytes: number): DiskLimits {
+  const blocks = Math.ceil(bytes / BLOCK);
+  return {
+    byte_limit: bytes, byte: bytes, byte_hard: bytes, byte_soft: 0,
+    block_limit: blocks, block: blocks, block_hard: blocks, block_soft: 0,
+    inode_limit: 0, inode: 0, inode_hard: 0, inode_soft: 0,
+  };
+}
+
+export async function currentByteLimit(info: SubvolumeInfo): Promise<number> {
+  if (!info.btrfs || !info.fsid || info.subvolId === undefined) return 0;
+  try {
+    const v = (await readFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/max_referenced`, 'utf8')).trim();
+    const n = Number(v);
+    return Number.isFinite(n) && n > 0 && n < 2 ** 63 ? n : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export async function limitDisk(subvolumePath: string, info: SubvolumeInfo, limits: DiskLimits): Promise<DiskLimits> {
+  checkDiskLimits(limits);
+  const bytes = diskByteLimit(limits);
+  if (bytes !== undefined) {
+    if (!info.btrfs) throw new Error('limit_disk: disk quotas are disabled (quota.disk_quota_enabled is false and the depot is not btrfs)');
+    await setByteLimit(subvolumePath, bytes);
+  }
+  return diskLimitsInForce(bytes ?? (await currentByteLimit(info)));
+}
+
+export async function limitMemory(paths: CgroupPaths, bytes: number | undefined): Promise<number> {
+  if (bytes) await setMemoryLimit(paths, bytes);
+  return readNumber(join(paths.memory ?? '', 'memory.limit_in_bytes'));
+}
+
+export async function limitCpu(paths: CgroupPaths, shares: number | undefined): Promise<number> {
+  if (shares) await setCpuShares(paths, shares);
+  return readNumber(join(paths.cpu ?? '', 'cpu.shares'));
+}

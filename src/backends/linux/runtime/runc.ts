@@ -1,0 +1,76 @@
+// The OCI runtime (runc) commands the backend uses. Containers live under our own
+// `--root`, so listing it lists only ours.
+import { readFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { run, wrapExecError, HostCommandError } from '../exec.ts';
+
+export interface Runtime {
+  binary: string;
+  root: string;
+}
+
+function base(rt: Runtime): string[] {
+  return ['--root', rt.root];
+}
+
+export interface RuntimeState {
+  id: string;
+  pid: number;
+  status: 'creating' | 'created' | 'running' | 'stopped' | 'paused' | string;
+  bundle: string;
+}
+
+/**
+ * `runc create`: the container's init is started, stopped before exec. The init inherits
+ * runc's stdio, so it gets /dev/null (a pipe would stay open for the container's whole
+ * life and we would wait for its end); runc's own messages go to its --log file.
+ */
+export async function createContainer(rt: Runtime, id: string, bundle: string, pidFile: string, logFile: string): Promise<void> {
+  const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, '--pid-file', pidFile, id];
+  try {
+    await execa(rt.binary, args, { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore', timeout: 60_000, detached: true });
+  } catch (err) {
+    const text = (await readFile(logFile, 'utf8').catch(() => ''))
+      .trim().split('\n').slice(-3).map((l) => /msg="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l).join('; ');
+    throw new HostCommandError(
+      `${rt.binary} create ${id} failed: ${text || (err as Error).message}`,
+      [rt.binary, ...args].join(' '),
+      (err as { exitCode?: number }).exitCode,
+      text,
+      err,
+    );
+  }
+}
+
+export async function startContainer(rt: Runtime, id: string): Promise<void> {
+  await run(rt.binary, [...base(rt), 'start', id], { context: `start ${id}` });
+}
+
+/** The runtime's state of the container, or undefined when it does not know it. */
+export async function containerState(rt: Runtime, id: string): Promise<RuntimeState | undefined> {
+  try {
+    const out = await execa(rt.binary, [...base(rt), 'state', id], { stdin: 'ignore', timeout: 30_000, detached: true });
+    return JSON.parse(out.stdout) as RuntimeState;
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+    if (/does not exist|not exist/i.test(stderr)) return undefined;
+    throw wrapExecError(err, `state of ${id}`, `${rt.binary} state ${id}`, 30_000);
+  }
+}
+
+/** Kills every process and removes the runtime's record and cgroups; unknown ids are fine. */
+export async function deleteContainer(rt: Runtime, id: string): Promise<void> {
+  try {
+    await run(rt.binary, [...base(rt), 'delete', '--force', id], { context: `delete ${id}`, timeoutMs: 30_000 });
+  } catch (err) {
+    if (err instanceof HostCommandError && /does not exist|not exist/i.test(err.stderr)) return;
+    throw err;
+  }
+}
+
+/** Ids of every container under our runtime root. */
+export async function listContainers(rt: Runtime): Promise<string[]> {
+  const out = await run(rt.binary, [...base(rt), 'list', '--format', 'json'], { context: 'list containers' });
+  const list = JSON.parse(out.trim() || 'null') as Array<{ id: string }> | null;
+  return (list ?? []).map((c) => c.id);
+}

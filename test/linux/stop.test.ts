@@ -1,0 +1,77 @@
+// stop (TERM, then KILL after the timeout; kill: KILL at once) and killJob (root).
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeTestHost, type TestHost } from './helpers/linux-host.ts';
+import { linuxTasks } from '../../src/backends/linux/tasks.ts';
+import { containerState } from '../../src/backends/linux/runtime/runc.ts';
+import type { ContainerRecord } from '../../src/containers/model.ts';
+import type { LinuxFacts } from '../../src/backends/linux/container/facts.ts';
+
+let t: TestHost;
+
+beforeAll(async () => {
+  t = await makeTestHost();
+});
+
+afterAll(async () => {
+  await t?.cleanup();
+});
+
+async function processCount(c: ContainerRecord): Promise<number> {
+  const f = c.backend as unknown as LinuxFacts;
+  return (await readFile(join(f.cgroups.pids!, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).length;
+}
+
+async function until(cond: () => Promise<boolean>, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+it('sends TERM, then KILL to what ignores it, and keeps the init', async () => {
+  const c = await t.create();
+  const polite = t.job(c, 'sleep 30');
+  const stubborn = t.job(c, 'trap "" TERM; while :; do sleep 0.05; done');
+  await until(async () => (await processCount(c)) >= 6);
+  const t0 = Date.now();
+  await linuxTasks['linux.stop']({ c, kill: false, timeoutMs: 600 });
+  const ms = Date.now() - t0;
+  expect((await polite).exitCode).toBe(143);
+  expect((await stubborn).exitCode).toBe(137);
+  expect(ms).toBeGreaterThanOrEqual(550);
+  expect(ms).toBeLessThan(6_000);
+  const f = c.backend as unknown as LinuxFacts;
+  const state = await containerState(f.runtime, c.id);
+  expect(state?.status).toBe('running');
+  expect(state?.pid).toBe(f.initPid);
+  await t.destroy(c);
+});
+
+it('kills at once with kill', async () => {
+  const c = await t.create();
+  const job = t.job(c, 'trap "" TERM; sleep 30');
+  await until(async () => (await processCount(c)) >= 4);
+  const t0 = Date.now();
+  await linuxTasks['linux.stop']({ c, kill: true });
+  expect(Date.now() - t0).toBeLessThan(3_000);
+  expect((await job).exitCode).toBe(137);
+  await t.destroy(c);
+});
+
+it('kills one job and all its processes, leaving the others', async () => {
+  const c = await t.create();
+  const dir = join(c.path, 'jobs', 'victim');
+  const victim = t.job(c, 'sleep 30 & sleep 31 & wait', { dir });
+  const other = t.job(c, 'sleep 1; echo survived');
+  await until(async () => (await readFile(join(dir, 'container.pid'), 'utf8').catch(() => '')) !== '');
+  await until(async () => (await processCount(c)) >= 7);
+  await linuxTasks['linux.killJob']({ c, job: { id: 1, dir } });
+  expect((await victim).exitCode).toBe(137);
+  expect((await other).stdout).toBe('survived');
+  const r = await t.job(c, 'ps -o comm= | grep -c "^sleep" || true');
+  expect(Number(r.stdout)).toBe(1); // only the init's own sleep
+  await t.destroy(c);
+});
