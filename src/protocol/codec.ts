@@ -22,6 +22,16 @@ const root = protobuf.parse(readFileSync(join(import.meta.dirname, 'warden.proto
 root.resolveAll();
 
 const envelope = root.lookupType('warden.Message');
+// The same envelope with `type` read as a plain int32 (an enum's wire format).
+// protobufjs 8 treats proto2 enums as closed and drops a value it does not
+// know, so decoding with `envelope` turned an unknown type number into
+// "missing required 'type'" and the connection was closed, instead of the
+// "unknown message type N" ErrorResponse after which the connection carries on.
+const rawEnvelope = new protobuf.Type('RawMessage')
+  .add(new protobuf.Field('type', 1, 'int32', 'required'))
+  .add(new protobuf.Field('payload', 2, 'bytes', 'required'));
+new protobuf.Root().define('warden').add(rawEnvelope);
+rawEnvelope.root.resolveAll();
 const typeNameById = new Map<number, MessageTypeName>(
   Object.entries(MessageType).map(([name, id]) => [id, name as MessageTypeName]),
 );
@@ -130,7 +140,7 @@ export interface Envelope {
 export function decodeEnvelope(bytes: Uint8Array): Envelope {
   let msg: { type: number; payload: Uint8Array };
   try {
-    msg = envelope.decode(bytes) as unknown as { type: number; payload: Uint8Array };
+    msg = rawEnvelope.decode(bytes) as unknown as { type: number; payload: Uint8Array };
   } catch (err) {
     throw new ProtocolError(`cannot decode Message: ${(err as Error).message}`);
   }

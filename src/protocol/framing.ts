@@ -6,6 +6,8 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 export class FramingError extends Error {
   override name = 'FramingError';
+  /** Whole frames that came before the bad bytes in the same push (see push). */
+  frames: Buffer[] = [];
 }
 
 export class FrameDecoder {
@@ -26,12 +28,27 @@ export class FrameDecoder {
     return this.buffered;
   }
 
-  /** Feed a chunk; returns the complete frame bodies it finished. Throws FramingError. */
+  /**
+   * Feed a chunk; returns the complete frame bodies it finished. Throws
+   * FramingError, carrying in `frames` the frames the chunk finished before
+   * the bad bytes: whether a good frame and a bad one arrive in one read or in
+   * two is up to the kernel, so the good one must not be lost either way.
+   */
   push(chunk: Buffer): Buffer[] {
     if (chunk.length === 0) return [];
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: Buffer[] = [];
+    try {
+      this.extract(frames);
+    } catch (err) {
+      if (err instanceof FramingError) err.frames = frames;
+      throw err;
+    }
+    return frames;
+  }
+
+  private extract(frames: Buffer[]): void {
     for (;;) {
       if (this.expected < 0) {
         const header = this.readHeader();
@@ -46,7 +63,6 @@ export class FrameDecoder {
       frames.push(all.subarray(0, this.expected));
       this.expected = -1;
     }
-    return frames;
   }
 
   private readHeader(): number | undefined {

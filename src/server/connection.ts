@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WardenError, describeError } from '../errors.ts';
 import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, ProtocolError } from '../protocol/codec.ts';
-import { FrameDecoder } from '../protocol/framing.ts';
+import { FrameDecoder, FramingError } from '../protocol/framing.ts';
 import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/types.ts';
 import type { Container } from '../containers/container.ts';
 import type { RequestContext, WardenService } from '../service/warden-service.ts';
@@ -12,6 +12,14 @@ import { handlers, WAITING_REQUESTS } from './dispatch.ts';
 
 /** Frames read ahead of the one being served before we stop reading the socket. */
 const MAX_QUEUED_FRAMES = 64;
+/**
+ * Bytes of frames read ahead before we stop reading the socket. Counting frames
+ * alone let one connection hold 64 frames of up to max_frame_bytes (16 MiB by
+ * default): a gigabyte.
+ */
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
+/** How long a closing connection waits for its peer to take the last replies. */
+const CLOSE_AFTER_WRITING_MS = 5000;
 
 export class Connection {
   readonly id: number;
@@ -20,10 +28,15 @@ export class Connection {
   private readonly log: Logger;
   private readonly decoder: FrameDecoder;
   private readonly queue: Buffer[] = [];
+  private queuedBytes = 0;
   private readonly abort = new AbortController();
   private readonly references = new Set<Container>();
   private current: RequestName | undefined;
+  /** serve() is running (possibly waiting for the socket to drain between requests). */
+  private serving = false;
   private draining = false;
+  /** A framing error was read: serve the frames before it, then close. */
+  private broken = false;
   closed = false;
   /** Resolves once the socket is closed and references are released. */
   readonly done: Promise<void>;
@@ -58,32 +71,60 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.broken) return;
     let frames: Buffer[];
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {
+      // Stop reading; the requests that came before the bad bytes are still
+      // answered (as the original did), whether or not they arrived in the same
+      // read, and then the connection is closed.
       this.log.warn({ err: describeError(err) }, 'bad frame, closing connection');
-      this.close();
-      return;
+      this.stopReading();
+      frames = err instanceof FramingError ? err.frames : [];
+      if (frames.length === 0 && !this.serving) {
+        this.closeAfterWriting();
+        return;
+      }
     }
     if (frames.length === 0) return;
     this.queue.push(...frames);
-    if (this.queue.length >= MAX_QUEUED_FRAMES) this.socket.pause();
-    if (this.current === undefined) void this.serve();
+    for (const f of frames) this.queuedBytes += f.length;
+    if (this.queue.length >= MAX_QUEUED_FRAMES || this.queuedBytes >= MAX_QUEUED_BYTES) this.socket.pause();
+    if (!this.serving) void this.serve();
   }
 
   private onClose(): void {
     this.closed = true;
     this.abort.abort();
     this.queue.length = 0;
+    this.queuedBytes = 0;
     this.service.release(this.id, this.references);
     this.references.clear();
   }
 
   private async serve(): Promise<void> {
-    while (!this.closed && !this.draining && this.queue.length > 0) {
+    this.serving = true;
+    try {
+      await this.serveQueue();
+    } finally {
+      this.serving = false;
+    }
+  }
+
+  private async serveQueue(): Promise<void> {
+    for (;;) {
+      // A client that sends requests without reading the replies would otherwise
+      // have every reply buffered in our memory (writes ignore backpressure):
+      // serve the next request (or answer the next bad one) only once the socket
+      // has taken the replies so far. The queue then fills, reading pauses, and
+      // memory stays bounded.
+      if (this.socket.writableNeedDrain) await this.waitForDrain();
+      if (this.closed || this.draining || this.queue.length === 0) break;
       const frame = this.queue.shift()!;
-      if (this.queue.length < MAX_QUEUED_FRAMES / 2) this.socket.resume();
+      this.queuedBytes -= frame.length;
+      const roomy = this.queue.length < MAX_QUEUED_FRAMES / 2 && this.queuedBytes < MAX_QUEUED_BYTES / 2;
+      if (roomy && !this.broken) this.socket.resume();
       let type: MessageTypeName;
       let payload: Uint8Array;
       try {
@@ -94,8 +135,9 @@ export class Connection {
           continue;
         }
         this.log.warn({ err: describeError(err) }, 'undecodable message, closing connection');
-        this.close();
-        return;
+        // Frames after it are not served; replies to those before it still go out.
+        this.stopReading();
+        break;
       }
       if (type === 'Error') {
         this.write(encodeError('Error is not a request'));
@@ -104,13 +146,30 @@ export class Connection {
       this.current = type;
       await this.handle(type, payload);
       this.current = undefined;
-      // A client that sends requests without reading the replies would otherwise
-      // have every reply buffered in our memory (writes ignore backpressure):
-      // serve the next request only once the socket has taken this reply. The
-      // queue then fills, reading pauses, and memory stays bounded.
-      if (this.socket.writableNeedDrain) await this.waitForDrain();
     }
-    if (this.draining) this.close();
+    if (this.draining || this.broken) this.closeAfterWriting();
+  }
+
+  /** After bad input: read nothing more, serve nothing more than what came before it. */
+  private stopReading(): void {
+    this.broken = true;
+    this.socket.pause();
+  }
+
+  /**
+   * Close once the replies written so far have left our buffer: destroy()
+   * drops whatever the kernel has not taken yet, which cut the last reply
+   * short. A peer that does not read gets a few seconds, not forever (a
+   * draining daemon waits for every connection to close).
+   */
+  private closeAfterWriting(): void {
+    if (this.closed) return;
+    if (this.socket.writableLength === 0) {
+      this.close();
+      return;
+    }
+    this.socket.end(() => this.close());
+    setTimeout(() => this.close(), CLOSE_AFTER_WRITING_MS).unref();
   }
 
   private async handle(type: RequestName, payload: Uint8Array): Promise<void> {
@@ -179,9 +238,14 @@ export class Connection {
   }
 }
 
+/**
+ * Failures caused by what the client asked (a missing source path, an unknown
+ * owner, an exhausted pool) are ordinary answers. Only programming errors are
+ * logged as internal, with their stack. Errors from workers arrive as plain
+ * Errors, so the test is on what they are not.
+ */
 function isClientError(err: unknown): boolean {
-  const name = (err as Error)?.name;
-  return name === 'PoolError' || name === 'PoolExhaustedError' || name === 'RlimitError' || name === 'UnsupportedError' || name === 'PathEscapeError';
+  return !(err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError || err instanceof RangeError);
 }
 
 function round(ms: number): number {

@@ -13,6 +13,9 @@ import { Job } from '../jobs/job.ts';
 import type { WorkerPool } from '../workers/pool.ts';
 import { JOB_IDS_FILE, type WardenService } from './warden-service.ts';
 
+/** Containers destroyed at once during recovery (each is several host commands). */
+const DISCARD_CONCURRENCY = 4;
+
 export interface RecoveryReport {
   recovered: string[];
   destroyed: string[];
@@ -54,30 +57,38 @@ export async function recover(
     report.destroyed.push(record.id);
   };
 
+  // Every candidate is asked at once and destroys run a few at a time: recovery keeps
+  // the daemon down, and per-container round trips (host commands cost tens of ms
+  // each) made 100 containers take 30 s; backends batch concurrent recover calls.
+  // Depot order still decides which of two records with one handle wins.
+  const candidates: { e: DepotEntry; snap: ContainerRecord }[] = [];
+  const discards: { record: ContainerRecord; why: string }[] = [];
   for (const e of entries) {
     for (const j of e.jobs) highestJob = Math.max(highestJob, j.id);
     const snap = e.snapshot;
     if (!isRecord(snap) || snap.id !== e.id) {
-      await discard(orphanRecord(e), 'no snapshot');
-      continue;
+      discards.push({ record: orphanRecord(e), why: 'no snapshot' });
+    } else if (snap.state !== 'active' && snap.state !== 'stopped') {
+      discards.push({ record: snap, why: `snapshot state ${snap.state}` });
+    } else if (!takeResources(service, snap)) {
+      discards.push({ record: snap, why: 'its network, uid or ports are taken by another container' });
+    } else {
+      candidates.push({ e, snap });
     }
-    if (snap.state !== 'active' && snap.state !== 'stopped') {
-      await discard(snap, `snapshot state ${snap.state}`);
-      continue;
-    }
-    if (!takeResources(service, snap)) {
-      await discard(snap, 'its network, uid or ports are taken by another container');
-      continue;
-    }
-    let alive = false;
-    try {
-      alive = await backend.recover(snap);
-    } catch (err) {
-      log.error({ id: snap.id, err: describeError(err) }, 'recovery: backend could not re-adopt');
-    }
-    if (!alive || service.registry.has(snap.handle)) {
+  }
+  const alive = await Promise.all(
+    candidates.map(({ snap }) =>
+      backend.recover(snap).catch((err) => {
+        log.error({ id: snap.id, err: describeError(err) }, 'recovery: backend could not re-adopt');
+        return false;
+      }),
+    ),
+  );
+  const snapshots: Promise<void>[] = [];
+  for (const [i, { e, snap }] of candidates.entries()) {
+    if (!alive[i] || service.registry.has(snap.handle)) {
       releaseResources(service, snap);
-      await discard(snap, alive ? 'duplicate handle' : 'its processes are gone');
+      discards.push({ record: snap, why: alive[i] ? 'duplicate handle' : 'its processes are gone' });
       continue;
     }
     const c = new Container(snap);
@@ -100,9 +111,16 @@ export async function recover(
     for (const job of c.jobs.values()) if (job.running) service.guard(c, job);
     service.armGraceTimer(c);
     if (c.state === 'active') service.watchOom(c);
-    await service.snapshot(c).catch(() => {});
+    snapshots.push(service.snapshot(c).catch(() => {}));
     report.recovered.push(snap.handle);
   }
+  const queue = [...discards];
+  await Promise.all(
+    Array.from({ length: Math.min(DISCARD_CONCURRENCY, queue.length) }, async () => {
+      for (let d = queue.shift(); d !== undefined; d = queue.shift()) await discard(d.record, d.why);
+    }),
+  );
+  await Promise.all(snapshots);
 
   service.startJobIdsAt(highestJob + 1);
   await backend.sweep(new Set(service.registry.all().map((c) => c.id)));

@@ -111,7 +111,9 @@ export class WardenService {
 
   armGraceTimer(c: Container): void {
     const grace = c.record.grace_time;
-    if (grace === null || c.graceTimer || c.state === 'destroyed') return;
+    // Not while born: Create arms it when it is done (a reaper racing a create
+    // would destroy a container the create then goes on to finish).
+    if (grace === null || c.graceTimer || c.state === 'destroyed' || c.state === 'born') return;
     c.graceTimer = setTimeout(() => {
       c.graceTimer = undefined;
       if (c.references.size > 0 || this.registry.find(c.handle) !== c) return;
@@ -222,9 +224,10 @@ export class WardenService {
       c.state = 'active';
       await this.snapshot(c);
       this.watchOom(c);
+      if (c.references.size === 0) this.armGraceTimer(c);
     } catch (err) {
       await this.undoCreate(c);
-      throw new WardenError(`cannot create container: ${describeError(err)}`, { cause: err });
+      throw new WardenError('cannot create container', { cause: err });
     }
     this.log.info({ handle, id }, 'container created');
     return { handle };
@@ -291,7 +294,7 @@ export class WardenService {
         const message = `destroy failed: ${describeError(err)}`;
         c.record.events.push(message);
         await this.snapshot(c).catch(() => {});
-        throw new WardenError(message, { cause: err });
+        throw new WardenError(message);
       }
       this.releaseResources(c);
       this.registry.remove(c);
@@ -359,7 +362,7 @@ export class WardenService {
     } catch (err) {
       c.forgetJob(job);
       this.pool.run('state.removeTree', { path: dir }).catch(() => {});
-      throw new WardenError(`cannot spawn job: ${describeError(err)}`, { cause: err });
+      throw new WardenError('cannot spawn job', { cause: err });
     }
     this.guard(c, job);
     return { job_id: id };
@@ -521,6 +524,7 @@ export class WardenService {
   async copyIn(req: M.CopyInRequest, ctx: RequestContext): Promise<M.CopyInResponse> {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active');
+    if (!req.src_path.startsWith('/')) throw new WardenError(`src_path must be an absolute host path: ${req.src_path}`);
     await this.backend.copyIn(c.record, req);
     return {};
   }
@@ -528,6 +532,7 @@ export class WardenService {
   async copyOut(req: M.CopyOutRequest, ctx: RequestContext): Promise<M.CopyOutResponse> {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active', 'stopped');
+    if (!req.dst_path.startsWith('/')) throw new WardenError(`dst_path must be an absolute host path: ${req.dst_path}`);
     if (req.owner && !/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/.test(req.owner)) {
       throw new WardenError(`invalid owner ${JSON.stringify(req.owner)}: expected user or user:group`);
     }

@@ -169,7 +169,8 @@ describe('jobs', () => {
   });
 
   it('kills a job whose output passes job_output_limit and keeps what fits', async () => {
-    const r = await c.run({ handle, script: 'yes 0123456789abcdef | head -c 10000000; echo never' });
+    // Endless output: the link can only return if the limit killed the job.
+    const r = await c.run({ handle, script: 'yes 0123456789abcdef' });
     expect(r.exit_status).not.toBe(0);
     const out = text(r.stdout);
     expect(out.length).toBeLessThanOrEqual(64 * 1024);

@@ -117,7 +117,22 @@ async function copyIn(a: { root: string; src: string; dst: string }): Promise<vo
   await copyEntry(a.src.replace(/\/+$/, '') || '/', a.src.endsWith('/'), dst, a.dst.endsWith('/'));
 }
 
+/** user[:group] must name an existing user (and group) on the host. */
+async function checkOwner(owner: string): Promise<void> {
+  const [user, group] = owner.split(':');
+  await run('getent', ['passwd', user]).catch(() => {
+    throw new Error(`unknown owner: no user ${user} on the host`);
+  });
+  if (group) {
+    await run('getent', ['group', group]).catch(() => {
+      throw new Error(`unknown owner: no group ${group} on the host`);
+    });
+  }
+}
+
 async function copyOut(a: { root: string; src: string; dst: string; owner?: string }): Promise<void> {
+  // An unknown owner fails before anything is copied.
+  if (a.owner) await checkOwner(a.owner);
   const contentsOnly = a.src.endsWith('/');
   const src = await resolveInside(a.root, a.src, contentsOnly);
   const result = await copyEntry(src, contentsOnly, a.dst, a.dst.endsWith('/'));
