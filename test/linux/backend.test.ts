@@ -18,11 +18,9 @@ let pool: WorkerPool;
 let backend: LinuxBackend;
 let c: ContainerRecord | undefined;
 // Piscina workers load workers/tasks.ts natively: that needs Node >= 23 (node_modules/.bin/node),
-// e.g. PATH=$PWD/node_modules/.bin:$PATH vitest run ...; under an older `node` this file is skipped.
-const nativeTs = Number(process.versions.node.split('.')[0]) >= 23;
+// as npm test provides (PATH=$PWD/node_modules/.bin:$PATH vitest run ...).
 
 beforeAll(async () => {
-  if (!nativeTs) return;
   const config = defaultConfig({ localPortRange: [32768, 61000] });
   config.server.container_depot_path = join(base, 'depot');
   config.server.container_rootfs_path = await ensureTestRootfs();
@@ -45,12 +43,11 @@ afterAll(async () => {
     await pool.run('linux.teardownHost', { host: backend.settings }).catch(() => undefined);
     await pool.close();
   }
-  if (!nativeTs) return;
   await rm(base, { recursive: true, force: true });
   await rm(`/run/warden-test-${tag}`, { recursive: true, force: true });
 });
 
-it.skipIf(!nativeTs)('creates, runs a job, reports info and destroys through the pool', async () => {
+it('creates, runs a job, reports info and destroys through the pool', async () => {
   const id = randomId();
   c = {
     id, handle: id, state: 'born', path: join(backend.settings.depot, id),
