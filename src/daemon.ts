@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Backend } from './backends/backend.ts';
 import { InsecureBackend } from './backends/insecure/insecure-backend.ts';
 import { loadConfig } from './config/config.ts';
@@ -11,6 +11,7 @@ import { pinoLevel } from './config/log-level.ts';
 import type { WardenConfig } from './config/types.ts';
 import { describeError } from './errors.ts';
 import { parseHardLimits } from './jobs/rlimits.ts';
+import { DaemonMetrics } from './metrics/metrics.ts';
 import { createPools } from './pools/pools.ts';
 import { startHealthCheck } from './server/health.ts';
 import { Listener } from './server/listener.ts';
@@ -22,15 +23,41 @@ export interface Daemon {
   config: WardenConfig;
   service: WardenService;
   log: Logger;
+  metrics: DaemonMetrics;
   /** Drain and stop: containers and jobs keep running for the next daemon. */
   shutdown(reason: string): Promise<void>;
+  /** SIGHUP: reopen logging.file (after logrotate moved it) and re-read logging.level. */
+  reload(): Promise<void>;
 }
 
-export function createLogger(config: WardenConfig): Logger {
-  const dest = config.logging.file
+/** This build's version (package.json), for logs and warden_build_info. */
+export const VERSION: string = (() => {
+  try {
+    return String(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version ?? 'unknown');
+  } catch {
+    return 'unknown';
+  }
+})();
+
+type Destination = DestinationStream & { reopen?(): void; flush?(cb?: (err?: Error) => void): void };
+
+export function createLogger(config: WardenConfig): { log: Logger; destination: Destination } {
+  const destination = config.logging.file
     ? pino.destination({ dest: config.logging.file, mkdir: true, sync: false })
     : pino.destination({ dest: 1, sync: false });
-  return pino({ level: pinoLevel(config.logging.level), base: { pid: process.pid } }, dest);
+  const log = pino({ level: pinoLevel(config.logging.level), base: { pid: process.pid } }, destination);
+  return { log, destination };
+}
+
+/** Keys whose values differ between two configs (a.b.c), to say what a SIGHUP does not apply. */
+function changedKeys(a: unknown, b: unknown, prefix = ''): string[] {
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].flatMap((k) =>
+      changedKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
+    );
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
 }
 
 async function createBackend(config: WardenConfig, pool: WorkerPool): Promise<Backend> {
@@ -43,7 +70,7 @@ async function createBackend(config: WardenConfig, pool: WorkerPool): Promise<Ba
 
 export async function startDaemon(configPath: string): Promise<Daemon> {
   const config = await loadConfig(configPath);
-  const log = createLogger(config);
+  const { log, destination } = createLogger(config);
   for (const w of config.warnings ?? []) log.warn({ config: configPath }, w);
   // Read once at start: what the daemon may grant jobs (no CAP_SYS_RESOURCE here).
   const hardLimits = parseHardLimits(readFileSync('/proc/self/limits', 'utf8'));
@@ -60,37 +87,91 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
   });
 
   let health: Server | undefined;
+  let draining = false;
   const listener = new Listener(service, log, {
     path: config.server.unix_domain_path,
     permissions: config.server.unix_domain_permissions,
     maxFrameBytes: config.server.max_frame_bytes,
   });
+  const metrics = new DaemonMetrics({
+    service,
+    workers: pool,
+    connections: () => listener.connectionCount,
+    draining: () => draining,
+    backend: backend.name,
+    version: VERSION,
+  });
+  service.observer = metrics;
   try {
     await backend.setupHost();
     await recover(service, backend, pool, log);
     await listener.listen();
-    if (config.health_check_server.port > 0) health = await startHealthCheck(config.health_check_server.port);
+    if (config.health_check_server.port > 0) {
+      health = await startHealthCheck(config.health_check_server.port, {
+        draining: () => draining,
+        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
+        containers: (handles) => service.bulkInfo(handles),
+      });
+    }
     if (config.server.pidfile) await writeFile(config.server.pidfile, `${process.pid}\n`);
   } catch (err) {
     await pool.close().catch(() => {});
     log.flush?.();
     throw err;
   }
-  log.info({ backend: backend.name, containers: service.registry.size }, 'warden started');
+  log.info(
+    { backend: backend.name, version: VERSION, containers: service.registry.size, max_containers: config.server.max_containers },
+    'warden started',
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
+      // From here /healthz answers 503, so balancers and upgrade scripts see the drain.
+      draining = true;
       log.info({ reason }, 'draining');
       await listener.drain();
-      health?.close();
       await service.snapshotAll();
       if (config.server.pidfile) await unlink(config.server.pidfile).catch(() => {});
+      service.stopping = true;
       await pool.close();
+      health?.close();
       log.info('drained, exiting');
       await new Promise<void>((resolve) => log.flush(() => resolve()));
     })();
     return stopping;
   };
-  return { config, service, log, shutdown };
+
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = (): Promise<void> => {
+    reloading = reloading.then(async () => {
+      if (config.logging.file) {
+        destination.reopen?.();
+        log.info({ file: config.logging.file }, 'log file reopened');
+      }
+      let fresh: WardenConfig;
+      try {
+        fresh = await loadConfig(configPath);
+      } catch (err) {
+        log.warn({ config: configPath, err: describeError(err) }, 'SIGHUP: config not re-read; logging.level unchanged');
+        return;
+      }
+      const level = pinoLevel(fresh.logging.level);
+      if (level !== log.level) {
+        // Said at info, under whichever of the two levels shows it.
+        const line = { from: log.level, to: level };
+        const shownBefore = log.isLevelEnabled('info');
+        if (shownBefore) log.info(line, 'log level changed');
+        log.level = level;
+        if (!shownBefore) log.info(line, 'log level changed');
+        config.logging.level = fresh.logging.level;
+      }
+      const { warnings: _w, source: _s, ...before } = config;
+      const { warnings: _fw, source: _fs, ...after } = fresh;
+      const pending = changedKeys(before, after);
+      if (pending.length > 0) log.warn({ keys: pending }, 'SIGHUP re-reads only logging.level; these changes need a restart');
+    });
+    return reloading;
+  };
+  return { config, service, log, metrics, shutdown, reload };
 }

@@ -1,23 +1,56 @@
-// bin/warden-server: `warden-server --config FILE` runs the daemon in the foreground.
+// bin/warden-server: `warden-server --config FILE` runs the daemon in the foreground;
+// `warden-server --check-config FILE` validates a config and prints it in full.
 import { parseArgs } from 'node:util';
-import { startDaemon } from './daemon.ts';
+import { ConfigError, loadConfig } from './config/config.ts';
+import { formatConfig } from './config/format.ts';
+import { startDaemon, type Daemon } from './daemon.ts';
 import { describeError } from './errors.ts';
 
-const usage = 'usage: warden-server --config FILE';
+const usage = `usage: warden-server --config FILE       run the daemon in the foreground
+       warden-server --check-config FILE validate FILE, print the effective config (defaults filled in); exit 0 or 1`;
+
+/** Validates the config file; prints the effective config on stdout and any warnings on stderr. */
+async function checkConfig(file: string): Promise<number> {
+  try {
+    const config = await loadConfig(file);
+    process.stdout.write(`# ${file}: valid; the effective config, defaults filled in:\n${formatConfig(config)}`);
+    for (const w of config.warnings ?? []) process.stderr.write(`warden-server: warning: ${w}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`warden-server: invalid config: ${err instanceof ConfigError ? err.message : describeError(err)}\n`);
+    return 1;
+  }
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      'check-config': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) {
     console.log(usage);
     return;
   }
+  if (values['check-config'] !== undefined) {
+    process.exitCode = await checkConfig(values['check-config']);
+    return;
+  }
   if (!values.config) throw new Error(`--config is required\n${usage}`);
-  const daemon = await startDaemon(values.config);
+
+  // SIGHUP (logrotate's postrotate, `systemctl reload`) must not kill a daemon that is
+  // still starting; it takes effect once it serves.
+  let daemon: Daemon | undefined;
+  process.on('SIGHUP', () => {
+    daemon?.reload().catch((err) => daemon?.log.error({ err: describeError(err) }, 'SIGHUP handling failed'));
+  });
+  daemon = await startDaemon(values.config);
+  const started = daemon;
   const exit = (signal: string) => {
-    daemon
+    started
       .shutdown(signal)
       .then(() => process.exit(0))
       .catch((err) => {

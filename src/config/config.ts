@@ -89,6 +89,7 @@ export function parseConfig(text: string, source?: string, options: ParseOptions
     user: readUser(r.section('user')),
     warnings,
   };
+  settleMaxContainers(config, warnings);
   if (source !== undefined) config.source = source;
   return config;
 }
@@ -127,6 +128,7 @@ function readServer(r: Reader): ServerConfig {
     'unix_domain_path', 'unix_domain_permissions', 'container_klass', 'container_rootfs_path',
     'container_depot_path', 'container_grace_time', 'container_rlimits', 'job_output_limit', 'pidfile',
     'quota', 'allow_nested_warden', 'container_runtime', 'worker_threads', 'max_frame_bytes', 'syslog_socket',
+    'max_containers',
   ]);
   const klass = r.string('container_klass', 'Warden::Container::Insecure');
   if (!(CONTAINER_KLASSES as readonly string[]).includes(klass)) {
@@ -150,7 +152,32 @@ function readServer(r: Reader): ServerConfig {
     worker_threads: r.integer('worker_threads', availableParallelism(), { min: 1, max: 1024 }),
     max_frame_bytes: r.integer('max_frame_bytes', 16 * 1024 * 1024, { min: 1024 }),
     syslog_socket: r.nullableString('syslog_socket', null),
+    // 0 stands for "not given" until the pools are known (see poolCapacity).
+    max_containers: r.nullableInteger('max_containers', null, { min: 1 }) ?? 0,
   };
+}
+
+/**
+ * The most containers the pools allow: each takes one /30 and one uid (ports only
+ * with NetIn, so they do not bound the count).
+ */
+export function poolCapacity(config: Pick<WardenConfig, 'network' | 'user'>): number {
+  return Math.min(config.network.pool_size, config.user.pool_size);
+}
+
+/** server.max_containers: the pools' capacity when not given, and never more. */
+function settleMaxContainers(config: WardenConfig, warnings: string[]): void {
+  const capacity = poolCapacity(config);
+  const asked = config.server.max_containers;
+  if (asked === 0) {
+    config.server.max_containers = capacity;
+  } else if (asked > capacity) {
+    warnings.push(
+      `server.max_containers ${asked} is more than the pools allow (network.pool_size ${config.network.pool_size}, ` +
+        `user.pool_size ${config.user.pool_size}); using ${capacity}`,
+    );
+    config.server.max_containers = capacity;
+  }
 }
 
 function readRlimits(r: Reader): Record<string, number> {

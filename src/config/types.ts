@@ -26,6 +26,11 @@ export interface ServerConfig {
   max_frame_bytes: number;
   /** When set, job output with a log_tag is also sent to this syslog socket. */
   syslog_socket: string | null;
+  /**
+   * Most containers at once; a Create past it is refused. Default (and ceiling):
+   * what the pools allow, the smaller of network.pool_size and user.pool_size.
+   */
+  max_containers: number;
 }
 
 export interface NetworkConfig {

@@ -7,7 +7,7 @@ import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, Pro
 import { FrameDecoder, FramingError } from '../protocol/framing.ts';
 import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/types.ts';
 import type { Container } from '../containers/container.ts';
-import type { RequestContext, WardenService } from '../service/warden-service.ts';
+import type { RequestContext, RequestOutcome, WardenService } from '../service/warden-service.ts';
 import { handlers, WAITING_REQUESTS } from './dispatch.ts';
 
 /** Frames read ahead of the one being served before we stop reading the socket. */
@@ -181,14 +181,24 @@ export class Connection {
       const handler = handlers[type] as (s: WardenService, r: unknown, c: RequestContext) => unknown;
       const response = await handler(this.service, req, this.context());
       if (!this.closed) this.write(encodeFrame(type, 'Response', response as object));
-      this.log.debug({ type, handle, ms: round(performance.now() - started) }, 'request');
+      // Create's handle is in its answer when the client let the daemon pick it.
+      handle ??= typeof (response as { handle?: unknown })?.handle === 'string' ? (response as { handle: string }).handle : undefined;
+      this.logRequest(type, handle, started, 'ok');
     } catch (err) {
       const message = describeError(err);
       const expected = err instanceof WardenError || err instanceof ProtocolError || isClientError(err);
-      if (expected) this.log.info({ type, handle, ms: round(performance.now() - started), err: message }, 'request failed');
-      else this.log.error({ type, handle, err: message, stack: (err as Error)?.stack }, 'request failed unexpectedly');
+      this.logRequest(type, handle, started, expected ? 'error' : 'internal', message, expected ? undefined : (err as Error)?.stack);
       if (!this.closed) this.write(encodeError(message));
     }
+  }
+
+  /** The one log line of every request (info; internal failures at error, with their stack), and its metrics. */
+  private logRequest(type: RequestName, handle: string | undefined, started: number, outcome: RequestOutcome, err?: string, stack?: string): void {
+    const ms = performance.now() - started;
+    const line = { type, handle, ms: round(ms), outcome, ...(err === undefined ? {} : { err }) };
+    if (outcome === 'internal') this.log.error({ ...line, stack }, 'request failed unexpectedly');
+    else this.log.info(line, outcome === 'ok' ? 'request' : 'request failed');
+    this.service.observer.requestDone?.(type, outcome, ms / 1000);
   }
 
   private context(): RequestContext {

@@ -32,6 +32,29 @@ export interface RequestContext {
   send(type: 'Stream', body: M.StreamResponse): Promise<void>;
 }
 
+/** How a request ended: answered, refused with an ErrorResponse, or an internal failure. */
+export type RequestOutcome = 'ok' | 'error' | 'internal';
+
+/**
+ * Hooks for the daemon's metrics (src/metrics/); every one optional, none may
+ * throw or block. The service calls the container ones, Connection requestDone.
+ */
+export interface ServiceObserver {
+  requestDone?(type: string, outcome: RequestOutcome, seconds: number): void;
+  oom?(handle: string): void;
+  destroyFailed?(handle: string): void;
+  createRefused?(reason: 'max_containers'): void;
+}
+
+/** One entry of bulkInfo(), shaped like Garden's BulkInfo entries. */
+export interface BulkInfoEntry {
+  info?: M.InfoResponse;
+  error?: string;
+}
+
+/** Containers whose Info bulkInfo() reads at once. */
+const BULK_INFO_CONCURRENCY = 16;
+
 export interface ServiceOptions {
   config: WardenConfig;
   pool: WorkerPool;
@@ -42,6 +65,7 @@ export interface ServiceOptions {
   hardLimits: Record<string, number>;
   /** Environment variables passed to every job (LANG). */
   jobEnv: Record<string, string>;
+  observer?: ServiceObserver;
 }
 
 export const JOB_IDS_FILE = '.job_ids';
@@ -50,6 +74,13 @@ export class WardenService {
   readonly registry = new ContainerRegistry();
   readonly config: WardenConfig;
   readonly pools: Pools;
+  /** Metrics hooks (set by the daemon). */
+  observer: ServiceObserver;
+  /**
+   * Set by a draining daemon before its workers end: the job and OOM watchers end
+   * with them (the next daemon starts them again), which is no failure to report.
+   */
+  stopping = false;
   private readonly pool: WorkerPool;
   private readonly backend: Backend;
   private readonly log: Logger;
@@ -67,6 +98,7 @@ export class WardenService {
     this.log = o.logger;
     this.hardLimits = o.hardLimits;
     this.jobEnv = o.jobEnv;
+    this.observer = o.observer ?? {};
     this.jobIds = new JobIdAllocator(1, (ceiling) => this.persistJobCeiling(ceiling));
   }
 
@@ -170,6 +202,11 @@ export class WardenService {
 
   async create(req: M.CreateRequest, ctx: RequestContext): Promise<M.CreateResponse> {
     // Reserve everything synchronously, before the first await.
+    const max = this.config.server.max_containers;
+    if (this.registry.size >= max) {
+      this.observer.createRefused?.('max_containers');
+      throw new WardenError(`cannot create container: the daemon holds its maximum of ${max} containers (server.max_containers)`);
+    }
     if (req.handle !== undefined && req.handle !== null && Object.hasOwn(req, 'handle')) {
       validateHandle(req.handle);
       if (this.registry.has(req.handle)) throw new WardenError(`handle already exists: ${req.handle}`);
@@ -292,6 +329,7 @@ export class WardenService {
         await this.pool.run('state.removeTree', { path: c.record.path });
       } catch (err) {
         const message = `destroy failed: ${describeError(err)}`;
+        this.observer.destroyFailed?.(c.handle);
         c.record.events.push(message);
         await this.snapshot(c).catch(() => {});
         throw new WardenError(message);
@@ -319,6 +357,32 @@ export class WardenService {
     if (c.state === 'destroyed') return c.obituary ?? this.baseInfo(c);
     const extra = await this.backend.info(c.record);
     return { ...this.baseInfo(c), ...extra };
+  }
+
+  /**
+   * Info of many containers (default: all) for dashboards (GET /containers). It
+   * references none of them, so polling never holds off a grace time.
+   */
+  async bulkInfo(handles: string[] = this.registry.handles()): Promise<Record<string, BulkInfoEntry>> {
+    // A Map, then fromEntries: handles are the client's strings ("__proto__" too).
+    const out = new Map<string, BulkInfoEntry>();
+    const queue = [...new Set(handles)];
+    for (const h of queue) out.set(h, {});
+    const one = async (handle: string): Promise<BulkInfoEntry> => {
+      const c = this.registry.find(handle);
+      if (!c) return { error: 'unknown handle' };
+      try {
+        return { info: c.state === 'active' || c.state === 'stopped' ? await this.info(c) : this.baseInfo(c) };
+      } catch (err) {
+        return { error: describeError(err) };
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(BULK_INFO_CONCURRENCY, queue.length) }, async () => {
+        for (let h = queue.shift(); h !== undefined; h = queue.shift()) out.set(h, await one(h));
+      }),
+    );
+    return Object.fromEntries(out);
   }
 
   async infoRequest(req: M.InfoRequest, ctx: RequestContext): Promise<M.InfoResponse> {
@@ -376,6 +440,7 @@ export class WardenService {
       .then(async ({ event }) => {
         if (event !== 'oom' || this.registry.find(c.handle) !== c || c.state === 'destroyed') return;
         this.log.info({ handle: c.handle }, 'out of memory: stopping container');
+        this.observer.oom?.(c.handle);
         c.record.events.push('out of memory');
         await c.lock.run(async () => {
           if (c.state !== 'active') return;
@@ -384,7 +449,9 @@ export class WardenService {
           await this.backend.stop(c.record, true);
         });
       })
-      .catch((err) => this.log.warn({ handle: c.handle, err: describeError(err) }, 'OOM watch ended'));
+      .catch((err) => {
+        if (!this.stopping) this.log.warn({ handle: c.handle, err: describeError(err) }, 'OOM watch ended');
+      });
   }
 
   /** Watch a running job until it exits: enforce the output limit, record the exit. */
@@ -405,6 +472,7 @@ export class WardenService {
     };
     const p = watch()
       .catch((err) => {
+        if (this.stopping) return;
         this.log.error({ handle: c.handle, job: job.id, err: describeError(err) }, 'job watcher failed');
         job.markExited(255);
       })

@@ -84,9 +84,10 @@ export class TestDaemon {
     return d;
   }
 
-  async launch(): Promise<void> {
+  /** Start the daemon (again); `bin` runs another build's warden-server on this config and depot (an upgrade). */
+  async launch(bin: string = SERVER_BIN): Promise<void> {
     // A process group of its own, as under a supervisor: tests may signal the whole group.
-    this.proc = spawn(SERVER_BIN, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+    this.proc = spawn(bin, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     const proc = this.proc;
     this.exited = new Promise((res) => proc.once('exit', (code, signal) => res(signal ? null : code)));
     const deadline = Date.now() + 30_000;
@@ -102,6 +103,13 @@ export class TestDaemon {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+  }
+
+  /** health_check_server.port from the written config. */
+  get healthPort(): number {
+    const m = /^health_check_server:\n {2}port: (\d+)$/m.exec(readFileSync(this.configPath, 'utf8'));
+    if (!m) throw new Error(`no health_check_server.port in ${this.configPath}`);
+    return Number(m[1]);
   }
 
   get pid(): number {

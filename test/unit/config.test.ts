@@ -40,6 +40,8 @@ describe('defaults', () => {
       worker_threads: availableParallelism(),
       max_frame_bytes: 16 * 1024 * 1024,
       syslog_socket: null,
+      // Ours: what the pools allow (64 networks in the /24, 64 uids).
+      max_containers: 64,
     });
     expect(c.health_check_server).toEqual({ port: 2345 });
     expect(c.logging).toEqual({ level: 'info', file: null, syslog: null });
