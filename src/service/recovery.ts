@@ -42,9 +42,18 @@ export async function recover(
   log: Logger,
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { recovered: [], destroyed: [] };
+  // How long each phase took, in the 'recovery done' line: the daemon is down meanwhile.
+  const ms: Record<string, number> = {};
+  let t = performance.now();
+  const lap = (phase: string) => {
+    const now = performance.now();
+    ms[phase] = Math.round(now - t);
+    t = now;
+  };
   const entries = await pool.run('state.scanDepot', { depot: service.depot });
   const ceiling = Number((await pool.run('state.readText', { path: join(service.depot, JOB_IDS_FILE) }))?.trim() ?? 0) || 0;
   let highestJob = ceiling;
+  lap('scan');
 
   const discard = async (record: ContainerRecord, why: string) => {
     log.info({ id: record.id, why }, 'recovery: destroying container');
@@ -84,6 +93,7 @@ export async function recover(
       }),
     ),
   );
+  lap('recover');
   const snapshots: Promise<void>[] = [];
   for (const [i, { e, snap }] of candidates.entries()) {
     if (!alive[i] || service.registry.has(snap.handle)) {
@@ -120,11 +130,14 @@ export async function recover(
       for (let d = queue.shift(); d !== undefined; d = queue.shift()) await discard(d.record, d.why);
     }),
   );
+  lap('destroy');
   await Promise.all(snapshots);
+  lap('snapshot');
 
   service.startJobIdsAt(highestJob + 1);
   await backend.sweep(new Set(service.registry.all().map((c) => c.id)));
-  log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length }, 'recovery done');
+  lap('sweep');
+  log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
   return report;
 }
 

@@ -37,7 +37,14 @@ export class WorkerPool {
     };
   }
 
+  /**
+   * Ends the workers at once. Called at shutdown, after every snapshot is written:
+   * what still runs then are long-lived watchers (job followers, OOM watches) that
+   * the next daemon starts again. piscina's close() would wait for them — for a
+   * job or a container that lives on, until its 30 s closeTimeout, and then fail
+   * the drain (exit 1).
+   */
   async close(): Promise<void> {
-    await this.piscina.close({ force: true });
+    await this.piscina.destroy();
   }
 }

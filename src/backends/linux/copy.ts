@@ -1,7 +1,12 @@
 // copy_in / copy_out: a tar stream between the host and the container, the
-// container end run as vcap inside the container's namespaces (nsenter into the
-// init, root dir included), so every path on that side is resolved in the
-// container: a symlink there can never make a copy read or write a host path.
+// container end run as vcap by `runc exec`, like a job: inside the container's
+// namespaces and root (every path on that side is resolved in the container, so a
+// symlink there can never make a copy read or write a host path), and inside its
+// sandbox too — seccomp, no capabilities, no new privileges, its cgroups. The tar
+// that runs there is the container's own (a privileged job may have replaced it),
+// so it must get no more than a job would: through nsenter it ran with the daemon's
+// full bounding set, without seccomp and outside the devices cgroup, and a setuid
+// binary planted by a privileged job became root on the host.
 // `src/` copies the folder's contents, `src` the folder itself; permissions and
 // symlinks are kept, hard links materialised (--hard-dereference).
 import { mkdir, stat } from 'node:fs/promises';
@@ -9,6 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { ContainerRecord } from '../../containers/model.ts';
 import { liveFacts } from './container/facts.ts';
+import { PATH_ENV } from './bundle/spec.ts';
 import { run } from './exec.ts';
 
 const TIMEOUT_MS = 10 * 60_000;
@@ -20,8 +26,17 @@ export function tarSource(src: string): string[] {
   return ['-C', dirname(trimmed), basename(trimmed)];
 }
 
-function nsenterArgs(initPid: number, uid: number): string[] {
-  return ['-t', String(initPid), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '-S', String(uid), '-G', String(uid), '--'];
+/**
+ * The `runc exec` command that runs argv in the container as vcap. Without --process,
+ * runc takes the init's process settings as the template: no capabilities,
+ * noNewPrivileges; the container's seccomp profile and cgroups apply as to any job.
+ */
+function execArgs(c: ContainerRecord, argv: string[]): { file: string; args: string[] } {
+  const rt = liveFacts(c).runtime;
+  return {
+    file: rt.binary,
+    args: ['--root', rt.root, 'exec', '--user', `${c.uid}:${c.uid}`, '--cwd', '/', '--env', PATH_ENV, c.id, ...argv],
+  };
 }
 
 async function pipeline(context: string, from: ResultPromise, to: ResultPromise): Promise<string> {
@@ -41,31 +56,24 @@ async function pipeline(context: string, from: ResultPromise, to: ResultPromise)
 }
 
 export async function copyIn(c: ContainerRecord, src: string, dst: string): Promise<void> {
-  const f = liveFacts(c);
   const context = `copy_in ${src} -> ${c.id}:${dst}`;
   if (!(await stat(src.replace(/\/+$/, '') || '/').catch(() => undefined))) throw new Error(`${context}: ${src} does not exist`);
   const from = execa('tar', ['-c', '--hard-dereference', ...tarSource(src)], {
     stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
   });
-  const to = execa(
-    'nsenter',
-    [
-      ...nsenterArgs(f.initPid, c.uid),
-      '/bin/sh', '-c', 'mkdir -p -- "$1" && exec tar -x -p --no-overwrite-dir -C "$1"', 'warden-copy-in', dst,
-    ],
-    { stdin: 'pipe', timeout: TIMEOUT_MS, detached: true },
-  );
+  const inside = execArgs(c, ['/bin/sh', '-c', 'mkdir -p -- "$1" && exec tar -x -p --no-overwrite-dir -C "$1"', 'warden-copy-in', dst]);
+  const to = execa(inside.file, inside.args, { stdin: 'pipe', timeout: TIMEOUT_MS, detached: true });
   await pipeline(context, from, to);
 }
 
 export async function copyOut(c: ContainerRecord, src: string, dst: string, owner?: string): Promise<void> {
-  const f = liveFacts(c);
   const context = `copy_out ${c.id}:${src} -> ${dst}`;
   if (owner !== undefined && owner !== '' && !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$/.test(owner)) {
     throw new Error(`${context}: invalid owner ${JSON.stringify(owner)}`);
   }
   const made = await mkdir(dst, { recursive: true });
-  const from = execa('nsenter', [...nsenterArgs(f.initPid, c.uid), 'tar', '-c', '--hard-dereference', ...tarSource(src)], {
+  const inside = execArgs(c, ['tar', '-c', '--hard-dereference', ...tarSource(src)]);
+  const from = execa(inside.file, inside.args, {
     stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
   });
   // As root on the host: --no-same-owner leaves files root's and drops setuid/setgid bits;

@@ -11,11 +11,21 @@ import { jobLaunch, type HardLimits } from './jobs/launch.ts';
 import { liveFacts, runtimeOf } from './container/facts.ts';
 import type { OomResult } from './oom.ts';
 
+/** Most records one linux.recoverMany task takes (bounds the task's size and its iptables batch). */
+const RECOVER_BATCH = 250;
+
+interface PendingRecover {
+  c: ContainerRecord;
+  resolve: (alive: boolean) => void;
+  reject: (err: Error) => void;
+}
+
 export class LinuxBackend implements Backend {
   readonly name = 'linux' as const;
   readonly settings: LinuxHostSettings;
   private readonly pool: WorkerPool;
   private hardLimits: HardLimits = {};
+  private pendingRecovers: PendingRecover[] = [];
 
   constructor(config: WardenConfig, pool: WorkerPool, opts: LinuxBackendOptions = {}) {
     this.settings = hostSettings(config, opts);
@@ -36,8 +46,32 @@ export class LinuxBackend implements Backend {
     c.backend = { ...(await this.pool.run('linux.create', { host: this.settings, c })) };
   }
 
+  /**
+   * Calls made together (recovery asks for every container at once) are coalesced
+   * into linux.recoverMany tasks: a few host commands for all instead of several each.
+   */
   recover(c: ContainerRecord): Promise<boolean> {
-    return this.pool.run('linux.recover', { host: this.settings, c });
+    return new Promise((resolve, reject) => {
+      if (this.pendingRecovers.length === 0) setImmediate(() => this.flushRecovers());
+      this.pendingRecovers.push({ c, resolve, reject });
+    });
+  }
+
+  private flushRecovers(): void {
+    const all = this.pendingRecovers;
+    this.pendingRecovers = [];
+    for (let i = 0; i < all.length; i += RECOVER_BATCH) {
+      const batch = all.slice(i, i + RECOVER_BATCH);
+      this.pool.run('linux.recoverMany', { host: this.settings, cs: batch.map((p) => p.c) }).then(
+        (outcomes) =>
+          batch.forEach((p, k) => {
+            const o = outcomes[k]!;
+            if ('error' in o) p.reject(new Error(o.error));
+            else p.resolve(o.alive);
+          }),
+        (err: Error) => batch.forEach((p) => p.reject(err)),
+      );
+    }
   }
 
   stop(c: ContainerRecord, kill: boolean): Promise<void> {

@@ -8,7 +8,7 @@ import { setupHost, teardownHost, type HostFacts } from './host/setup.ts';
 import { createContainerOnHost } from './container/create.ts';
 import { destroyContainerOnHost } from './container/destroy.ts';
 import { stopContainerProcesses } from './container/stop.ts';
-import { recoverContainerOnHost } from './container/recover.ts';
+import { recoverContainerOnHost, recoverContainersOnHost, type RecoverOutcome } from './container/recover.ts';
 import { sweepHost } from './container/sweep.ts';
 import { liveFacts, netSpec, type LinuxFacts } from './container/facts.ts';
 import { killJobProcesses } from './jobs/kill.ts';
@@ -34,6 +34,8 @@ export const linuxTasks = {
 
   'linux.create': (a: HostArg & ContainerArg): Promise<LinuxFacts> => createContainerOnHost(a.host, a.c),
   'linux.recover': (a: HostArg & ContainerArg): Promise<boolean> => recoverContainerOnHost(a.host, a.c),
+  /** linux.recover for many containers in one go (daemon start); one outcome per record. */
+  'linux.recoverMany': (a: HostArg & { cs: ContainerRecord[] }): Promise<RecoverOutcome[]> => recoverContainersOnHost(a.host, a.cs),
   'linux.stop': (a: ContainerArg & { kill: boolean; timeoutMs?: number }): Promise<void> =>
     stopContainerProcesses(a.c, a.kill, a.timeoutMs),
   'linux.destroy': (a: HostArg & ContainerArg): Promise<void> => destroyContainerOnHost(a.host, a.c),

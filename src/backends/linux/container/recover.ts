@@ -4,18 +4,61 @@
 import { stat } from 'node:fs/promises';
 import type { ContainerRecord } from '../../../containers/model.ts';
 import type { LinuxHostSettings } from '../settings.ts';
-import { containerState } from '../runtime/runc.ts';
+import { containerState, listContainerStates, type RuntimeState } from '../runtime/runc.ts';
 import { isSameProcess } from '../procfs.ts';
-import { restoreContainerNetwork } from '../network/index.ts';
+import { restoreContainerNetwork, restoreContainerNetworks } from '../network/index.ts';
+import { messageOf } from '../exec.ts';
 import { factsOf, netSpec, runtimeOf } from './facts.ts';
 
-export async function recoverContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<boolean> {
+/** Whether the runtime's view and /proc agree that c's init is the process we started. */
+async function initAlive(c: ContainerRecord, state: RuntimeState | undefined): Promise<boolean> {
   const f = factsOf(c);
   if (!f.initPid || !f.initStartTime || !f.cgroups) return false;
-  const state = await containerState(runtimeOf(c, s), c.id);
   if (!state || state.status !== 'running' || state.pid !== f.initPid) return false;
   if (!(await isSameProcess(f.initPid, f.initStartTime))) return false;
   if (f.cgroups.memory && !(await stat(f.cgroups.memory).catch(() => undefined))) return false;
+  return true;
+}
+
+export async function recoverContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<boolean> {
+  if (!factsOf(c).initPid) return false;
+  if (!(await initAlive(c, await containerState(runtimeOf(c, s), c.id)))) return false;
   await restoreContainerNetwork(netSpec(c, s), c.net_in ?? [], c.net_out ?? [], c.limits?.bandwidth);
   return true;
+}
+
+export type RecoverOutcome = { alive: boolean } | { error: string };
+
+/**
+ * recoverContainerOnHost for many containers with a handful of host commands in all
+ * (one `runc list` per runtime root, batched network restore) rather than ~6 each:
+ * at daemon start every fork counts, and the daemon is down until recovery is done.
+ */
+export async function recoverContainersOnHost(s: LinuxHostSettings, cs: ContainerRecord[]): Promise<RecoverOutcome[]> {
+  const out: RecoverOutcome[] = cs.map(() => ({ alive: false }));
+  const states = new Map<string, Map<string, RuntimeState> | Error>();
+  for (const c of cs) {
+    const rt = runtimeOf(c, s);
+    if (!states.has(rt.root)) states.set(rt.root, await listContainerStates(rt).catch((err: Error) => err));
+  }
+  const alive: number[] = [];
+  for (const [i, c] of cs.entries()) {
+    const list = states.get(runtimeOf(c, s).root)!;
+    if (list instanceof Error) {
+      out[i] = { error: messageOf(list) };
+      continue;
+    }
+    if (await initAlive(c, list.get(c.id))) alive.push(i);
+  }
+  const restored = await restoreContainerNetworks(
+    alive.map((i) => {
+      const c = cs[i]!;
+      return { spec: netSpec(c, s), netIn: c.net_in ?? [], netOut: c.net_out ?? [], bandwidth: c.limits?.bandwidth };
+    }),
+  );
+  for (const [k, i] of alive.entries()) {
+    const err = restored[k];
+    out[i] = err ? { error: messageOf(err) } : { alive: true };
+  }
+  return out;
 }

@@ -57,8 +57,10 @@ export async function deleteSubvolume(path: string, info: SubvolumeInfo, depot: 
   }
   if (info.subvolId !== undefined) {
     // The kernel drops the subvolume's qgroup itself once the cleaner has dropped the tree
-    // (ms here); wait for that, then make sure no stale qgroup stays behind.
-    await run('btrfs', ['subvolume', 'sync', depot, String(info.subvolId)], { context: `wait for subvolume ${info.subvolId}`, timeoutMs: 30_000 });
+    // (ms here); wait for that, then make sure no stale qgroup stays behind. Under heavy
+    // I/O (many destroys at once on a loaded host) the cleaner fell 30 s behind and
+    // destroys failed for it: wait longer rather than fail a destroy that did its work.
+    await run('btrfs', ['subvolume', 'sync', depot, String(info.subvolId)], { context: `wait for subvolume ${info.subvolId}`, timeoutMs: 120_000 });
     await destroyQgroup(info.subvolId, depot);
   }
 }

@@ -15,7 +15,9 @@ export {
   netIn,
   netOut,
   restoreContainerNetwork,
+  restoreContainerNetworks,
   sweepNetwork,
+  type RestoreItem,
   type SweepOptions,
 } from './container.ts';
 export { limitBandwidth, bandwidthStat } from './shaping.ts';

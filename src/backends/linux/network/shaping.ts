@@ -57,6 +57,21 @@ export async function clearBandwidth(id: string, context: string): Promise<void>
   }).catch(() => undefined);
 }
 
+/** clearBandwidth for many containers: one `ip` and one `tc` batch however many there are. */
+export async function clearBandwidthOf(ids: string[], context: string): Promise<void> {
+  for (const id of ids) checkId(id);
+  if (ids.length === 0) return;
+  await deleteIfaces(ids.map(ifbIface), context);
+  const present: string[] = [];
+  for (const id of ids) if (await ifaceExists(hostIface(id))) present.push(hostIface(id));
+  if (present.length === 0) return;
+  // -force: most have no qdisc of ours, and each such line fails harmlessly.
+  await run('tc', ['-force', '-batch', '-'], {
+    context,
+    input: present.map((h) => `qdisc del dev ${h} root\nqdisc del dev ${h} ingress\n`).join(''),
+  }).catch(() => undefined);
+}
+
 interface TcQdisc {
   kind?: string;
   root?: boolean;

@@ -74,3 +74,10 @@ export async function listContainers(rt: Runtime): Promise<string[]> {
   const list = JSON.parse(out.trim() || 'null') as Array<{ id: string }> | null;
   return (list ?? []).map((c) => c.id);
 }
+
+/** Every container under our runtime root with its init pid and status, from one `runc list`. */
+export async function listContainerStates(rt: Runtime): Promise<Map<string, RuntimeState>> {
+  const out = await run(rt.binary, [...base(rt), 'list', '--format', 'json'], { context: 'list containers' });
+  const list = JSON.parse(out.trim() || 'null') as RuntimeState[] | null;
+  return new Map((list ?? []).map((c) => [c.id, c]));
+}
