@@ -1,5 +1,6 @@
 // Handle → container index, and the container ids (11 base-32 characters, like
 // the original's) that name folders and host resources.
+import { randomInt } from 'node:crypto';
 import { UnknownHandleError, WardenError } from '../errors.ts';
 import type { Container } from './container.ts';
 
@@ -50,7 +51,7 @@ export class ContainerRegistry {
   }
 
   /**
-   * A new container id: milliseconds since the epoch and a counter, in base 32,
+   * A new container id: milliseconds since the epoch and a counter from a random start, in base 32,
    * 11 characters. Unique among live containers and live handles, so a generated
    * handle (which equals the id) never collides with a client's.
    */
@@ -59,8 +60,11 @@ export class ContainerRegistry {
       const ms = BigInt(Date.now());
       if (ms === this.lastMs) this.counter++;
       else {
+        // A random start within the millisecond: ids name host-wide resources
+        // (interfaces, chains), and another daemon on the host may create in
+        // the same millisecond.
         this.lastMs = ms;
-        this.counter = 0n;
+        this.counter = BigInt(randomInt(0x2000));
       }
       const id = ((ms << 13n) | (this.counter & 0x1fffn)).toString(32).padStart(11, '0').slice(-11);
       if (!this.ids.has(id) && !this.byHandle.has(id)) return id;

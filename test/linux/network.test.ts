@@ -151,6 +151,7 @@ describe('linux network', () => {
     expect(defaults).toEqual([
       `-A warden-default -s ${POOL} -d ${b.spec.containerIp}/32 -j ACCEPT`,
       `-A warden-default -s ${POOL} -d 10.244.3.0/24 -j DROP`,
+      '-A warden-default -p tcp -j REJECT --reject-with tcp-reset',
       '-A warden-default -j REJECT --reject-with icmp-port-unreachable',
     ]);
     expect(await pingFromNetns(a.ns.pid, b.spec.containerIp, 9101)).toBe('pong');

@@ -40,7 +40,14 @@ const INPUT_HEAD = [
   `-A ${CHAINS.input} -d 127.0.0.0/8 -j DROP`,
 ];
 
-const DEFAULT_TAIL = `-A ${CHAINS.default} -j REJECT --reject-with icmp-port-unreachable`;
+/**
+ * Default deny. TCP gets a reset: this kernel ignores the first ICMP error for
+ * a SYN, so a refused connection would hang for a second before failing.
+ */
+const DEFAULT_TAILS = [
+  `-A ${CHAINS.default} -p tcp -j REJECT --reject-with tcp-reset`,
+  `-A ${CHAINS.default} -j REJECT --reject-with icmp-port-unreachable`,
+];
 const LOCALNET_SNAT = `-A ${CHAINS.postrouting} -s 127.0.0.0/8 -o ${IFACE_MATCH} -j MASQUERADE`;
 
 /** Jumps from the built-in chains: table, rule. */
@@ -113,13 +120,13 @@ function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<st
 
   // warden-default: this pool's allow then deny rules on top, REJECT last.
   const defaults = filter.get(CHAINS.default) ?? [];
-  for (const r of defaults) if (isPoolRule(r, c.pool) || r === DEFAULT_TAIL) b.filter.push(deleteOf(r));
+  for (const r of defaults) if (isPoolRule(r, c.pool) || DEFAULT_TAILS.includes(r)) b.filter.push(deleteOf(r));
   const poolDefaults = [
     ...c.allow.map((n) => `-s ${c.pool}${dest(n)} -j ACCEPT`),
     ...c.deny.map((n) => `-s ${c.pool}${dest(n)} -j DROP`),
   ];
   poolDefaults.forEach((spec, i) => b.filter.push(`-I ${CHAINS.default} ${i + 1} ${spec}`));
-  b.filter.push(DEFAULT_TAIL);
+  b.filter.push(...DEFAULT_TAILS);
 
   // warden-input: established and the loopback guard first, then this pool's host access rule.
   const input = filter.get(CHAINS.input) ?? [];
