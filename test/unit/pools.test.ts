@@ -197,23 +197,25 @@ describe('NetworkPool', () => {
     expect(() => new NetworkPool({})).toThrow(PoolError);
   });
 
-  it('is O(1) per operation for 65k networks', () => {
+  // Scale is checked by behaviour, not by time (timing never decides a test;
+  // bench/micro measures the cost): every one of 65k networks is handed out once.
+  it('hands out each of 65k networks exactly once through churn', () => {
     const clock = manualClock();
     const pool = new NetworkPool({ network: '10.0.0.0/14', releaseDelayMs: 5000, now: clock.now });
     expect(pool.total).toBe(65536);
-    const started = performance.now();
     const all = [];
     for (let i = 0; i < 65536; i++) all.push(pool.acquire());
     expect(() => pool.acquire()).toThrow(PoolExhaustedError);
     for (const s of all) pool.release(s);
     clock.advance(5000);
-    for (let i = 0; i < 65536; i++) pool.acquire();
+    const again = new Set<string>();
+    for (let i = 0; i < 65536; i++) again.add(pool.acquire().network);
+    expect(again.size).toBe(65536);
     // Out-of-order churn, which leaves stale queue records behind.
     for (let i = 0; i < 65536; i += 2) pool.release(all[i]);
     clock.advance(5000);
     for (let i = 0; i < 65536; i += 2) pool.acquireSpecific(all[i].network);
     expect(pool.free).toBe(0);
-    expect(performance.now() - started).toBeLessThan(2000);
   });
 });
 
