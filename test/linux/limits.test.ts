@@ -40,11 +40,9 @@ it('OOM-kills a hog and the watch reports it', async () => {
   const watch = linuxTasks['linux.watchOom']({ id: c.id, cgroups: facts.cgroups });
   const r = await t.job(c, 'dd if=/dev/zero of=/dev/null bs=128M count=1');
   expect(r.exitCode).toBe(137);
-  const t0 = Date.now();
   const res = await watch;
   expect(res.event).toBe('oom');
   expect(res.count).toBeGreaterThan(0);
-  expect(Date.now() - t0).toBeLessThan(2_000);
   // The container itself survives; a job still runs.
   expect((await t.job(c, 'echo ok')).stdout).toBe('ok');
 });
