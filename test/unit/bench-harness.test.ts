@@ -1,0 +1,115 @@
+// Smoke test of the load harness (bin/warden-bench --quick, insecure backend):
+// every scenario runs end to end with token sizes, so the harness cannot rot.
+// Timings never fail it: it checks that the run exits cleanly, that every
+// result line carries its baseline and ratio, that the outputs are written, and
+// that nothing is left behind (the harness's own check), also after a Ctrl-C.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ROOT } from '../helpers/daemon.ts';
+
+const BENCH = join(ROOT, 'bin/warden-bench');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function bench(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BENCH, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      onStderr?.(stderr, child);
+    });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Line {
+  scenario: string;
+  metric: string;
+  unit: string;
+  value: number;
+  baseline?: { label: string; value: number };
+  ratio?: number;
+}
+
+describe.concurrent('bin/warden-bench --quick (insecure)', () => {
+  it('runs every scenario with its baselines, writes the outputs and leaves nothing behind', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'warden-bench-smoke-'));
+    dirs.push(out);
+    const run = await bench(['--quick', '--out', out]);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+
+    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      results: Line[];
+      errors: unknown[];
+      cleanup: { ok: boolean; listed: string[]; host: string[] };
+      samples: Array<{ scenario: string; name: string; rows: number[][] }>;
+    };
+    expect(json.errors).toEqual([]);
+    expect(json.cleanup).toMatchObject({ ok: true, listed: [], host: [] });
+    for (const scenario of ['protocol', 'lifecycle', 'jobs', 'staging', 'density']) {
+      const lines = json.results.filter((l) => l.scenario === scenario);
+      expect(lines.length, `result lines of ${scenario}`).toBeGreaterThan(0);
+      // Every line but the insecure backend's NetIn step (it does nothing on the host) has a baseline and a ratio.
+      for (const l of lines.filter((x) => !/net_in/.test(x.metric))) {
+        expect(l.baseline, `baseline of ${scenario} ${l.metric}`).toBeDefined();
+        // (A memory baseline of a few containers can read 0 on a busy host: no ratio then.)
+        if (l.baseline!.value !== 0) expect(typeof l.ratio, `ratio of ${scenario} ${l.metric}`).toBe('number');
+      }
+      expect(json.samples.some((s) => s.scenario === scenario && s.rows.length > 0), `samples of ${scenario}`).toBe(true);
+    }
+    const metrics = json.results.map((l) => `${l.scenario} ${l.metric}`);
+    for (const m of ['lifecycle create+destroy cycles', 'jobs Run `true`', 'jobs Stream throughput, one job', 'staging stagings', 'density daemon RSS', 'density Info', 'protocol Ping round trips']) {
+      expect(metrics, m).toContain(m);
+    }
+
+    // Terminal summary: rows with a ratio; the cleanup verdict.
+    expect(run.stdout).toMatch(/lifecycle\s+create\+destroy cycles\s+c=1\s+.*\d+(\.\d+)?x/);
+    expect(run.stdout).toContain('cleanup: nothing left behind');
+
+    // The report is one self-contained file with its plots inline; the plots are also files.
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
+    const plots = readdirSync(join(out, 'plots'));
+    for (const p of ['density-create.svg', 'density-memory.svg', 'throughput-lifecycle.svg', 'throughput-protocol.svg', 'latency-jobs.svg']) {
+      expect(plots).toContain(p);
+    }
+  }, 60_000);
+
+  it('cleans up what it created when interrupted (Ctrl-C)', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'warden-bench-smoke-'));
+    dirs.push(out);
+    let sent = false;
+    const run = await bench(['lifecycle', '--quick', '--duration', '60', '--concurrency', '4', '--out', out], (stderr, child) => {
+      // Interrupt in the middle of the cycles, with containers alive.
+      if (!sent && stderr.includes('lifecycle c=4 daemon')) {
+        sent = true;
+        setTimeout(() => child.kill('SIGINT'), 700);
+      }
+    });
+    expect(sent, run.stderr).toBe(true);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(130);
+    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { interrupted: boolean; cleanup: { ok: boolean; checked: string[] }; meta: { daemon: { config: string } } };
+    expect(json.interrupted).toBe(true);
+    expect(json.cleanup.ok, JSON.stringify(json.cleanup)).toBe(true);
+    expect(run.stdout).toContain('cleanup: nothing left behind');
+    // The daemon's temporary folder (depot, socket, config) is gone.
+    expect(existsSync(json.meta.daemon.config)).toBe(false);
+  }, 30_000);
+});
