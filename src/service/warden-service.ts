@@ -252,20 +252,25 @@ export class WardenService {
     this.registry.add(c);
     this.reference(c, ctx.connectionId);
     ctx.references.add(c);
-    try {
-      await this.pool.run('state.mkdir', { path: record.path, mode: 0o755 });
-      // A snapshot in state born first: a crash during the backend's work then
-      // leaves a record that recovery destroys with everything it names.
-      await this.snapshot(c);
-      await this.backend.create(record);
-      c.state = 'active';
-      await this.snapshot(c);
-      this.watchOom(c);
-      if (c.references.size === 0) this.armGraceTimer(c);
-    } catch (err) {
-      await this.undoCreate(c);
-      throw new WardenError('cannot create container', { cause: err });
-    }
+    // Under the container's lock: a Destroy that arrives meanwhile (the handle
+    // is listed from the start) waits for the create or its undo to finish,
+    // instead of removing the folder the create then writes into again.
+    await c.lock.run(async () => {
+      try {
+        await this.pool.run('state.mkdir', { path: record.path, mode: 0o755 });
+        // A snapshot in state born first: a crash during the backend's work then
+        // leaves a record that recovery destroys with everything it names.
+        await this.snapshot(c);
+        await this.backend.create(record);
+        c.state = 'active';
+        await this.snapshot(c);
+      } catch (err) {
+        await this.undoCreate(c);
+        throw new WardenError('cannot create container', { cause: err });
+      }
+    });
+    this.watchOom(c);
+    if (c.references.size === 0) this.armGraceTimer(c);
     this.log.info({ handle, id }, 'container created');
     return { handle };
   }

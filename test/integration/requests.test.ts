@@ -80,6 +80,30 @@ describe('create and destroy', () => {
     await c.destroy({ handle });
   });
 
+  it('a Destroy racing the Create of the same handle leaves nothing behind', async () => {
+    const other = await d.client();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const handle = `race-${i}`;
+        const created = c.create({ handle }).catch(() => undefined);
+        // Destroy as soon as the handle is listed (while the create is still working).
+        let destroyed: Promise<unknown> | undefined;
+        for (let k = 0; k < 200 && !destroyed; k++) {
+          if (((await other.list()).handles ?? []).includes(handle)) destroyed = other.destroy({ handle }).catch(() => undefined);
+        }
+        await created;
+        await destroyed;
+        await other.destroy({ handle }).catch(() => undefined);
+        expect((await c.list()).handles ?? []).not.toContain(handle);
+      }
+      // No container is alive at this point of the file: the depot holds no folder.
+      const { readdirSync } = await import('node:fs');
+      expect(readdirSync(d.depot).filter((f) => !f.startsWith('.'))).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('answers unknown handle', async () => {
     await expect(c.info({ handle: 'nope' })).rejects.toThrow('unknown handle');
     await expect(c.destroy({ handle: 'nope' })).rejects.toThrow('unknown handle');
