@@ -20,7 +20,7 @@ interface Vector {
 }
 
 const vectors: Vector[] = JSON.parse(
-  readFileSync(new URL('../../../shared/vectors/original-frames.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('../fixtures/original-frames.json', import.meta.url), 'utf8'),
 ).cases;
 
 /** Enums are given by name in the vectors; map them to numbers via the proto. */
