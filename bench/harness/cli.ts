@@ -42,7 +42,8 @@ Sizes
   --no-baselines           skip the baselines (development only: no ratios)
 
 Output
-  --out DIR                results.json, report.html, plots/*.svg (default bench/results/<time>-<backend>)
+  --out DIR                results.json, report.html, plots/*.svg, summary.md
+                           (default bench/results/<time>-<backend>)
   --quick                  smoke mode: a few containers, a few seconds, every scenario
   -h, --help
 `;

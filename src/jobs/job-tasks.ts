@@ -115,10 +115,14 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   let credit = 0;
   let cancelled = false;
   let wake: (() => void) | undefined;
+  // An event that comes while the loop is busy (not sleeping) must not be lost:
+  // it is remembered, and the next sleep returns at once.
+  let nudged = false;
   const nudge = () => {
     const w = wake;
     wake = undefined;
-    w?.();
+    if (w) w();
+    else nudged = true;
   };
   a.port.on('message', (m: { credit?: number }) => {
     if (typeof m.credit === 'number') credit += m.credit;
@@ -137,8 +141,16 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   }
   const sleep = () =>
     new Promise<void>((resolve) => {
-      wake = resolve;
-      setTimeout(nudge, POLL_MS).unref?.();
+      if (nudged) {
+        nudged = false;
+        resolve();
+        return;
+      }
+      const timer = setTimeout(nudge, POLL_MS);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
 
   let sent = 0;

@@ -41,6 +41,7 @@ IFS=: read -r -a CG_PARENT_LIST <<< "$CG_PARENTS"
 SHELL_PATH=/bin/sh
 [ -e "$ROOTFS/bin/bash" ] && SHELL_PATH=/bin/bash
 SEQ=0
+PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # A fresh id, announced before anything is made for it (the driver's cleanup list).
 new_id() {
@@ -226,7 +227,8 @@ stage() {
     iptables -w 10 -t nat -C "warden-i-$id" -p tcp -m tcp --dport $port -j DNAT --to-destination "$CONTAINER_IP:8080" 2>/dev/null
     out=$(iptables -w 10 -t nat -A "warden-i-$id" -p tcp -m tcp --dport $port -j DNAT --to-destination "$CONTAINER_IP:8080" 2>&1) || fail stage "net_in: $out"
     lap net_in
-    tar -c --hard-dereference -C "$APP_DIR" . | nsenter -t "$INIT_PID" -m -u -i -n -p -r -w -S "$VCAP_UID" -G "$VCAP_UID" -- \
+    # copy.ts: a tar pipe into `runc exec` as vcap (the container end runs inside, like a job).
+    tar -c --hard-dereference -C "$APP_DIR" . | runc --root "$RUNC_ROOT" exec --user "$VCAP_UID:$VCAP_UID" --cwd / --env "$PATH_ENV" "$id" \
       /bin/sh -c 'mkdir -p -- "$1" && exec tar -x -p --no-overwrite-dir -C "$1"' warden-copy-in /home/vcap/app || fail stage "copy_in"
     lap copy_in
     runc --root "$RUNC_ROOT" exec --user "$VCAP_UID:$VCAP_UID" --cwd /home/vcap "$id" /bin/bash -c "$STAGE_SCRIPT" \
@@ -235,7 +237,7 @@ stage() {
     cat "$p/run/stdout" "$p/run/stderr" > /dev/null
     lap read_output
     mkdir -p "$OUT_DIR/$id"
-    nsenter -t "$INIT_PID" -m -u -i -n -p -r -w -S "$VCAP_UID" -G "$VCAP_UID" -- tar -c --hard-dereference -C /home/vcap droplet.tar \
+    runc --root "$RUNC_ROOT" exec --user "$VCAP_UID:$VCAP_UID" --cwd / --env "$PATH_ENV" "$id" tar -c --hard-dereference -C /home/vcap droplet.tar \
       | tar -x -v --no-same-owner --quoting-style=literal -C "$OUT_DIR/$id" > /dev/null || fail stage "copy_out"
     lap copy_out
     emit stage_steps

@@ -78,7 +78,7 @@ export async function densityScenario(ctx: BenchContext): Promise<void> {
 
   // ---- fill
   const idleMs = opts.quick ? 300 : 5000;
-  const idle0 = pid ? await idleCpu(pid, idleMs) : NaN;
+  const idle0 = pid ? await idleCpu(pid, idleMs, results.phase('density idle with none', 'second of idle')) : NaN;
   const rss0 = pid ? await steady(() => processSample(pid), (p) => p?.rss ?? NaN) : NaN;
   const host0 = await steady(hostMemory, (m) => m.used);
   const daemonParent = target.settings?.cgroupParent;
@@ -132,7 +132,7 @@ export async function densityScenario(ctx: BenchContext): Promise<void> {
 
   try {
     checkAbort(ctx.signal);
-    const idleN = pid ? await idleCpu(pid, idleMs) : NaN;
+    const idleN = pid ? await idleCpu(pid, idleMs, results.phase(`density idle at ${live}`, 'second of idle')) : NaN;
     // ---- raw cycles with N alive
     let rawN: Awaited<ReturnType<typeof rawCycles>> = undefined;
     if (opts.baselines) {
@@ -343,11 +343,12 @@ async function directInfoReads(paths: string[], c: number): Promise<number[]> {
 }
 
 /** The daemon's CPU use (percent of one core, itself and its children) over ms with no requests from us. */
-async function idleCpu(pid: number, ms: number): Promise<number> {
+async function idleCpu(pid: number, ms: number, phase: { end(ops: number): void }): Promise<number> {
   const a = await processSample(pid);
   const t = performance.now();
   await sleep(ms);
   const b = await processSample(pid);
+  phase.end(ms / 1000);
   if (!a || !b) return NaN;
   return ((b.cpu - a.cpu + (b.childCpu - a.childCpu)) / ((performance.now() - t) / 1000)) * 100;
 }

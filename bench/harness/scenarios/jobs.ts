@@ -158,6 +158,7 @@ export async function jobsScenario(ctx: BenchContext): Promise<void> {
     progress.end();
     const conns = await connections(ctx, k);
     progress.start(`jobs: Stream ${k} x ${formatBytes(opts.jobBytes)}`, k);
+    const streamPhase = results.phase(`jobs Stream ${k} concurrent jobs`, 'job');
     const t0 = performance.now();
     const each = await Promise.all(
       conns.map(async (c, i) => {
@@ -167,6 +168,7 @@ export async function jobsScenario(ctx: BenchContext): Promise<void> {
       }),
     );
     const wall = performance.now() - t0;
+    streamPhase.end(k);
     progress.end();
     await closeAll(conns);
     const total = each.reduce((a, r) => a + r.bytes, 0);
@@ -262,6 +264,7 @@ async function linkFinished(ctx: BenchContext, main: WardenClient, targets: stri
     const linkMs: number[] = [];
     progress.start(`jobs: Link ${jobs.length} finished jobs`, jobs.length);
     const queue = [...jobs];
+    const phase = results.phase(`jobs Link of ${jobs.length} finished jobs`, 'Link');
     const t0 = performance.now();
     await Promise.all(
       conns.map(async (k) => {
@@ -282,6 +285,7 @@ async function linkFinished(ctx: BenchContext, main: WardenClient, targets: stri
       }),
     );
     const wall = performance.now() - t0;
+    phase.end(linkMs.length, summarize(linkMs).p50);
     progress.end();
     results.addSeries('jobs', 'link finished', ['ms'], linkMs.map((v) => [round3(v)]));
     if (rawMs) results.addSeries('jobs', 'link finished raw', ['ms'], rawMs.map((v) => [round3(v)]));

@@ -113,7 +113,7 @@ export function summarizeTrace(entries: TraceEntry[], phases: Phase[]): PhaseTra
       list.push(e.ms);
       by.set(k, list);
     }
-    const ops = Math.max(1, phase.ops);
+    const ops = phase.ops > 0 ? phase.ops : 1;
     const rows = [...by].map(([key, ms]) => {
       const s = summarize(ms);
       const total = ms.reduce((a, b) => a + b, 0);
