@@ -21,7 +21,7 @@ import {
   type NetOutRule,
 } from '../../src/backends/linux/network/index.ts';
 import { formatIpv4, parseIpv4 } from '../../src/backends/linux/network/ipv4.ts';
-import { egressGuardRules, installEgressGuard, removeEgressGuard } from './helpers/egress-guard.ts';
+import { egressGuardRules, installEgressGuard, removeEgressGuard } from '../../src/backends/linux/network/egress-guard.ts';
 import {
   icmpPing,
   inNetns,

@@ -22,7 +22,7 @@ import { teardownHost } from '../../../src/backends/linux/host/setup.ts';
 import { sweepHost } from '../../../src/backends/linux/container/sweep.ts';
 import { mountAt } from '../../../src/backends/linux/disk/depot.ts';
 import { cidrContains, parseCidr, parseIpv4 } from '../../../src/backends/linux/network/ipv4.ts';
-import { installEgressGuard, removeEgressGuard } from './egress-guard.ts';
+import { installEgressGuard, removeEgressGuard } from '../../../src/backends/linux/network/egress-guard.ts';
 import { ensureTestRootfs } from './linux-host.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
