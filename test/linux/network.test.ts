@@ -414,8 +414,8 @@ describe('linux network', () => {
   });
 
   // Last: takes this suite's pool rules away.
-  it('teardown removes this pool\'s rules, and the base chains when nothing else uses them', async () => {
-    await teardownNetworkHost(POOL);
+  it('teardown removes this pool\'s rules, and the base chains when asked and nothing else uses them', async () => {
+    await teardownNetworkHost(POOL, { removeUnusedBase: true });
     expect((await rulesWith(POOL)).filter((l) => !l.includes('warden-egress-guard'))).toEqual([]);
     const others = (await rulesWith(' -s ')).filter((l) => /warden-(default|input|postrouting) -s (?!127\.)/.test(l));
     const leftovers = (await rulesWith('warden-')).filter((l) => !l.includes('warden-egress-guard'));

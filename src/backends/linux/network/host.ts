@@ -155,7 +155,17 @@ function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<st
  * them: no per-container chain, no w-* interface, no other pool's rules. Without
  * poolNetwork, the pools set up through this module instance are this caller's.
  */
-export async function teardownNetworkHost(poolNetwork?: string): Promise<void> {
+export interface TeardownOptions {
+  /**
+   * Also remove the shared base chains and jumps when no pool, container chain or
+   * w-* interface uses them. Off by default: several daemons or test suites may
+   * share a host, and one removing the base while another sets up races with it.
+   * Only a single last process (the test run's global teardown) should ask.
+   */
+  removeUnusedBase?: boolean;
+}
+
+export async function teardownNetworkHost(poolNetwork?: string, opts: TeardownOptions = {}): Promise<void> {
   const ctx = 'network teardown';
   let own: string[];
   if (poolNetwork === undefined) {
@@ -167,12 +177,18 @@ export async function teardownNetworkHost(poolNetwork?: string): Promise<void> {
   }
   await applyFresh(async () => {
     const [filter, nat, ifaces] = await Promise.all([listTable('filter', ctx), listTable('nat', ctx), readdir('/sys/class/net')]);
-    return teardownBatch(own, filter, nat, ifaces);
+    return teardownBatch(own, filter, nat, ifaces, !!opts.removeUnusedBase);
   }, ctx);
   for (const p of own) setUpPools.delete(p);
 }
 
-function teardownBatch(own: string[], filter: Map<string, string[]>, nat: Map<string, string[]>, ifaces: string[]): Batch {
+function teardownBatch(
+  own: string[],
+  filter: Map<string, string[]>,
+  nat: Map<string, string[]>,
+  ifaces: string[],
+  removeUnusedBase: boolean,
+): Batch {
   const b = newBatch();
   let otherPools = false;
   const prune = (table: 'filter' | 'nat', chains: Map<string, string[]>, names: string[]) => {
@@ -189,7 +205,7 @@ function teardownBatch(own: string[], filter: Map<string, string[]>, nat: Map<st
     otherPools ||
     ifaces.some((n) => idFromIface(n) !== undefined) ||
     [...filter.keys(), ...nat.keys()].some((n) => n.startsWith(INSTANCE_CHAIN_PREFIX));
-  if (inUse) return b;
+  if (inUse || !removeUnusedBase) return b;
   const all = newBatch();
   removeBase(all, filter, nat);
   return all;
