@@ -1,0 +1,99 @@
+// The one way the daemon runs a host command: argument arrays only, bounded in
+// time (a wedged tool delays one request, never hangs a worker), started by the
+// thread's spawner process (never forked from the big daemon), and a failure
+// becomes one HostCommandError that says what was being done, the command, and
+// why: `net_in: iptables -t nat -A ... failed: <stderr>`.
+import { spawnHost } from './spawner.ts';
+
+export interface HostRunOptions {
+  /** What the caller was doing; the error message starts with it. */
+  context: string;
+  /** Text or bytes for the command's stdin; absent: /dev/null. */
+  input?: string | Uint8Array;
+  /** Kill the command (TERM, KILL 2 s later) after this long; default 60 s. */
+  timeoutMs?: number;
+  cwd?: string;
+  /** Added to the daemon's environment (LC_ALL=C is always set). */
+  env?: Record<string, string>;
+  /** 'ignore' for commands that leave a daemon holding their output open (`runc run -d`). */
+  output?: 'pipe' | 'ignore';
+  /** Resolve with the result instead of throwing when the command exits non-zero. */
+  allowFailure?: boolean;
+}
+
+export interface HostResult {
+  stdout: string;
+  stderr: string;
+  /** null when a signal ended it. */
+  exitCode: number | null;
+  signal: string | null;
+}
+
+/** A host command failed, could not start, or timed out. */
+export class HostCommandError extends Error {
+  override name = 'HostCommandError';
+  readonly code = 'host_command';
+  readonly command: string;
+  readonly exitCode: number | null;
+  readonly stderr: string;
+
+  constructor(message: string, command: string, exitCode: number | null, stderr: string) {
+    super(message);
+    this.command = command;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+const KILL_GRACE_MS = 2_000;
+/** Host tools answer in lines, not megabytes; more is cut rather than held. */
+const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+function environment(extra: Record<string, string> | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  return { ...env, LC_ALL: 'C', ...extra };
+}
+
+function inputBase64(input: string | Uint8Array | undefined): string | undefined {
+  if (input === undefined) return undefined;
+  return (typeof input === 'string' ? Buffer.from(input, 'utf8') : Buffer.from(input.buffer, input.byteOffset, input.byteLength)).toString('base64');
+}
+
+/** Runs file with args to its end; throws HostCommandError unless it exits 0 (or allowFailure). */
+export async function runHost(file: string, args: readonly string[], opts: HostRunOptions): Promise<HostResult> {
+  const shown = [file, ...args].join(' ');
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const r = await spawnHost({
+    file,
+    args: [...args],
+    cwd: opts.cwd,
+    env: environment(opts.env),
+    inputBase64: inputBase64(opts.input),
+    stdout: opts.output ?? 'pipe',
+    stderr: opts.output ?? 'pipe',
+    timeoutMs,
+    killGraceMs: KILL_GRACE_MS,
+    maxOutputBytes: MAX_OUTPUT_BYTES,
+  }).catch((err: Error) => {
+    throw new HostCommandError(`${opts.context}: ${shown} failed: ${err.message}`, shown, null, '');
+  });
+  if (r.spawnError !== undefined) {
+    throw new HostCommandError(`${opts.context}: ${shown} failed: ${r.spawnError}`, shown, null, '');
+  }
+  const result: HostResult = {
+    stdout: r.stdout ?? '',
+    stderr: (r.stderr ?? '').trim(),
+    exitCode: r.exitCode ?? null,
+    signal: r.signal ?? null,
+  };
+  if (r.timedOut) {
+    throw new HostCommandError(`${opts.context}: ${shown} failed: timed out after ${timeoutMs} ms`, shown, result.exitCode, result.stderr);
+  }
+  if (result.exitCode !== 0 && !opts.allowFailure) {
+    const why = result.stderr || (result.signal ? `killed by ${result.signal}` : `exit status ${result.exitCode}`);
+    throw new HostCommandError(`${opts.context}: ${shown} failed: ${why}`, shown, result.exitCode, result.stderr);
+  }
+  return result;
+}
