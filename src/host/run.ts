@@ -34,11 +34,11 @@ export class HostCommandError extends Error {
   override name = 'HostCommandError';
   readonly code = 'host_command';
   readonly command: string;
-  readonly exitCode: number | null;
+  readonly exitCode: number | null | undefined;
   readonly stderr: string;
 
-  constructor(message: string, command: string, exitCode: number | null, stderr: string) {
-    super(message);
+  constructor(message: string, command: string, exitCode: number | null | undefined, stderr: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
     this.command = command;
     this.exitCode = exitCode;
     this.stderr = stderr;

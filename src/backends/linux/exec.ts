@@ -1,6 +1,9 @@
-// Host commands of the Linux backend: argument arrays only, bounded in time, and
-// failures wrapped once with what was being done ("create abc: runc create ... failed: <stderr>").
-import { execa } from 'execa';
+// Host commands of the Linux backend, through the one runner (src/host/run.ts):
+// argument arrays only, bounded in time, and failures wrapped once with what was
+// being done ("create abc: runc create ... failed: <stderr>").
+import { HostCommandError, runHost } from '../../host/run.ts';
+
+export { HostCommandError };
 
 export interface RunOptions {
   /** What the caller was doing; the error message starts with it. */
@@ -12,48 +15,10 @@ export interface RunOptions {
   cwd?: string;
 }
 
-export class HostCommandError extends Error {
-  override name = 'HostCommandError';
-  readonly command: string;
-  readonly exitCode: number | undefined;
-  readonly stderr: string;
-
-  constructor(message: string, command: string, exitCode: number | undefined, stderr: string, cause?: unknown) {
-    super(message, { cause });
-    this.command = command;
-    this.exitCode = exitCode;
-    this.stderr = stderr;
-  }
-}
-
-const DEFAULT_TIMEOUT_MS = 60_000;
-
-/** Runs file with args; resolves to its stdout (trimmed), rejects with a HostCommandError. */
+/** Runs file with args; resolves to its stdout (without its final newline), rejects with a HostCommandError. */
 export async function run(file: string, args: readonly string[], opts: RunOptions): Promise<string> {
-  const shown = [file, ...args].join(' ');
-  try {
-    const result = await execa(file, args, {
-      input: opts.input,
-      stdin: opts.input === undefined ? 'ignore' : 'pipe',
-      cwd: opts.cwd,
-      timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-      forceKillAfterDelay: 2_000,
-      // A session of its own: a signal for the daemon's process group must not kill it.
-      detached: true,
-      env: { LC_ALL: 'C' },
-      extendEnv: true,
-    });
-    return result.stdout;
-  } catch (err) {
-    throw wrapExecError(err, opts.context, shown, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  }
-}
-
-export function wrapExecError(err: unknown, context: string, shown: string, timeoutMs: number): HostCommandError {
-  const e = err as { stderr?: unknown; exitCode?: number; timedOut?: boolean; shortMessage?: string; message?: string };
-  const stderr = typeof e.stderr === 'string' ? e.stderr.trim() : '';
-  const why = e.timedOut ? `timed out after ${timeoutMs} ms` : stderr || e.shortMessage || e.message || String(err);
-  return new HostCommandError(`${context}: ${shown} failed: ${why}`, shown, e.exitCode, stderr, err);
+  const r = await runHost(file, args, opts);
+  return r.stdout.endsWith('\n') ? r.stdout.slice(0, -1) : r.stdout;
 }
 
 /** The message of an unknown thrown value. */

@@ -1,8 +1,8 @@
 // The OCI runtime (runc) commands the backend uses. Containers live under our own
 // `--root`, so listing it lists only ours.
 import { readFile } from 'node:fs/promises';
-import { execa } from 'execa';
-import { run, wrapExecError, HostCommandError } from '../exec.ts';
+import { runHost } from '../../../host/run.ts';
+import { run, HostCommandError } from '../exec.ts';
 
 export interface Runtime {
   binary: string;
@@ -28,16 +28,15 @@ export interface RuntimeState {
 export async function createContainer(rt: Runtime, id: string, bundle: string, pidFile: string, logFile: string): Promise<void> {
   const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, '--pid-file', pidFile, id];
   try {
-    await execa(rt.binary, args, { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore', timeout: 60_000, detached: true });
+    await runHost(rt.binary, args, { context: `create ${id}`, output: 'ignore' });
   } catch (err) {
     const text = (await readFile(logFile, 'utf8').catch(() => ''))
       .trim().split('\n').slice(-3).map((l) => /msg="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l).join('; ');
     throw new HostCommandError(
       `${rt.binary} create ${id} failed: ${text || (err as Error).message}`,
       [rt.binary, ...args].join(' '),
-      (err as { exitCode?: number }).exitCode,
+      (err as HostCommandError).exitCode,
       text,
-      err,
     );
   }
 }
@@ -48,14 +47,10 @@ export async function startContainer(rt: Runtime, id: string): Promise<void> {
 
 /** The runtime's state of the container, or undefined when it does not know it. */
 export async function containerState(rt: Runtime, id: string): Promise<RuntimeState | undefined> {
-  try {
-    const out = await execa(rt.binary, [...base(rt), 'state', id], { stdin: 'ignore', timeout: 30_000, detached: true });
-    return JSON.parse(out.stdout) as RuntimeState;
-  } catch (err) {
-    const stderr = String((err as { stderr?: unknown }).stderr ?? '');
-    if (/does not exist|not exist/i.test(stderr)) return undefined;
-    throw wrapExecError(err, `state of ${id}`, `${rt.binary} state ${id}`, 30_000);
-  }
+  const r = await runHost(rt.binary, [...base(rt), 'state', id], { context: `state of ${id}`, timeoutMs: 30_000, allowFailure: true });
+  if (r.exitCode === 0) return JSON.parse(r.stdout) as RuntimeState;
+  if (/does not exist|not exist/i.test(r.stderr)) return undefined;
+  throw new HostCommandError(`state of ${id}: ${rt.binary} state ${id} failed: ${r.stderr || `exit status ${r.exitCode}`}`, `${rt.binary} state ${id}`, r.exitCode, r.stderr);
 }
 
 /** Kills every process and removes the runtime's record and cgroups; unknown ids are fine. */
