@@ -2,7 +2,7 @@
 // <container_path>/root (the original's layout), the checks of the original's file
 // transfer examples, and the host-side guarantees every backend gives (no setuid bits
 // or special files come out, no symlink redirects a copy, owner covers dst itself).
-import { chmod, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +51,31 @@ describe('the container root', () => {
     expect(r.stdout.trim()).toBe(root);
     await c.copyIn({ handle, src_path: sentinelDir, dst_path: '/tmp' });
     expect(await readFile(join(root, 'tmp', 'sentinel_root', 'sentinel'), 'utf8')).toBe('testing123');
+  });
+});
+
+describe('a container from an older build (root at tmp/rootfs)', () => {
+  it('gets its root moved to root/ when the next daemon recovers it', async () => {
+    const d1 = await TestDaemon.start({});
+    let d2: TestDaemon | undefined;
+    try {
+      const c1 = await d1.client();
+      const { handle: h } = await c1.create({});
+      const path = (await c1.info({ handle: h })).container_path!;
+      await c1.close();
+      expect(await d1.drain()).toBe(0);
+      // What an older build left: the root at tmp/rootfs, with a file in it.
+      await mkdir(join(path, 'tmp'), { recursive: true });
+      await rename(join(path, 'root'), join(path, 'tmp', 'rootfs'));
+      await writeFile(join(path, 'tmp', 'rootfs', 'kept'), 'kept\n');
+      d2 = await TestDaemon.start({ dir: d1.dir });
+      const c2 = await d2.client();
+      const r = await c2.run({ handle: h, script: 'pwd; cat kept' });
+      expect(text(r.stdout)).toBe(`${join(path, 'root')}\nkept\n`);
+      await c2.close();
+    } finally {
+      await (d2 ?? d1).cleanup();
+    }
   });
 });
 

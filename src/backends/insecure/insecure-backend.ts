@@ -39,7 +39,8 @@ export class InsecureBackend implements Backend {
     });
   }
 
-  async recover(): Promise<boolean> {
+  async recover(c: ContainerRecord): Promise<boolean> {
+    await this.pool.run('insecure.adoptRoot', { path: c.path, root: rootDir(c) });
     return true;
   }
 

@@ -1,6 +1,6 @@
 // Worker-side tasks of the insecure backend: a container is a folder, its jobs
 // plain processes of the daemon's user.
-import { lstat, mkdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { run } from '../../host/command.ts';
@@ -34,6 +34,15 @@ async function create(a: { path: string; root: string; rootfs?: string; bindSour
   await mkdir(a.root, { recursive: true });
   await mkdir(join(a.path, 'jobs'), { recursive: true });
   await mkdir(join(a.path, 'run'), { recursive: true });
+}
+
+/**
+ * A container made by an older build kept its root at tmp/rootfs; the original's
+ * (and now our) place is root/. Renamed once at recovery: running jobs keep their cwd.
+ */
+async function adoptRoot(a: { path: string; root: string }): Promise<void> {
+  const old = join(a.path, 'tmp', 'rootfs');
+  if (!(await exists(a.root)) && (await lstat(old).catch(() => undefined))?.isDirectory()) await rename(old, a.root);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -145,6 +154,7 @@ async function copyOut(a: { root: string; src: string; dst: string; owner?: stri
 
 export const insecureTasks = {
   'insecure.create': create,
+  'insecure.adoptRoot': adoptRoot,
   'insecure.stop': stop,
   'insecure.copyIn': copyIn,
   'insecure.copyOut': copyOut,
