@@ -39,6 +39,9 @@ export interface UnpackOptions {
 /** Only device nodes the unprivileged tar could not make: skipped, as the original's rsync skipped them. */
 const SKIPPED_LINE = /^tar: .*: Cannot mknod: Operation not permitted$|^tar: Exiting with failure status due to previous errors$/;
 
+/** How long a source may go on once tar has read the whole archive. */
+const SOURCE_GRACE_MS = 10_000;
+
 const isRoot = (): boolean => process.getuid?.() === 0;
 
 /**
@@ -49,6 +52,8 @@ export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions
   const { context, dst } = opts;
   // Held (with backpressure) while the staging folder is made: unread output would be lost.
   const stream = source.stdout!.pipe(new PassThrough());
+  // Its failure is read later (extract); until then it must not count as unhandled.
+  source.catch(() => undefined);
   const staging = join(dst, `${STAGING_PREFIX}${randomBytes(16).toString('hex')}`);
   const inner = join(staging, 'x');
   let made = false;
@@ -67,6 +72,7 @@ export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions
   } catch (err) {
     // A source nobody reads any more would block on its full pipe.
     source.kill('SIGKILL');
+    stream.resume();
     await source.catch(() => undefined);
     throw err;
   } finally {
@@ -91,12 +97,11 @@ async function extract(source: ResultPromise, stream: Readable, cwd: string, opt
   stream.pipe(to.stdin!);
   // A reader that dies must not leave the writer blocked.
   to.stdin!.on('error', () => undefined);
-  const [from, into] = await Promise.allSettled([source, to]);
+  const [into] = await Promise.allSettled([to]);
+  // What the source still writes once tar is done is dropped, so that it can end.
+  stream.unpipe();
+  stream.resume();
   const problems: string[] = [];
-  if (from.status === 'rejected') {
-    const e = from.reason as { stderr?: string; shortMessage?: string; message?: string };
-    problems.push(`source: ${String(e.stderr || e.shortMessage || e.message || from.reason).trim()}`);
-  }
   if (into.status === 'fulfilled' && into.value.failed) {
     const stderr = String(into.value.stderr ?? '').trim();
     const lines = stderr.split('\n').filter((l) => l !== '');
@@ -104,6 +109,22 @@ async function extract(source: ResultPromise, stream: Readable, cwd: string, opt
     if (!onlySkipped) problems.push(`destination: ${stderr || into.value.shortMessage}`);
   } else if (into.status === 'rejected') {
     problems.push(`destination: ${String(into.reason)}`);
+  }
+  // A broken stream: stop the sender at once. Otherwise it gets a moment to finish.
+  let stopped = false;
+  const stop = (): void => {
+    if (source.exitCode !== null || source.signalCode !== null) return;
+    stopped = true;
+    source.kill('SIGKILL');
+  };
+  if (problems.length) stop();
+  const grace = setTimeout(stop, SOURCE_GRACE_MS);
+  const [from] = await Promise.allSettled([source]);
+  clearTimeout(grace);
+  if (stopped && !problems.length) problems.push('source: went on writing after the end of the archive');
+  if (from.status === 'rejected' && !stopped) {
+    const e = from.reason as { stderr?: string; shortMessage?: string; message?: string };
+    problems.push(`source: ${String(e.stderr || e.shortMessage || e.message || from.reason).trim()}`);
   }
   if (problems.length) throw new Error(`${opts.context}: ${problems.join('; ')}`);
 }
