@@ -67,7 +67,7 @@ export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions
     await extract(source, stream, inner, opts);
     await sanitize(inner);
     // Names resolve through the host's users (chown does); -R never follows a symlink, -h changes the link.
-    if (opts.owner || isRoot()) await run('chown', ['-R', '-h', '--', opts.owner || DEFAULT_OWNER, inner]);
+    if (opts.owner || isRoot()) await chownTree(opts.owner || DEFAULT_OWNER, inner, context);
     await merge(inner, dst, context, opts.as);
   } catch (err) {
     // A source nobody reads any more would block on its full pipe.
@@ -79,7 +79,15 @@ export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions
     if (made) await rm(staging, { recursive: true, force: true });
   }
   // The original ran `chown -R owner dst_path`: dst itself and everything below it.
-  if (opts.owner) await run('chown', ['-R', '-h', '--', opts.owner, opts.as === undefined ? dst : join(dst, opts.as)]);
+  if (opts.owner) await chownTree(opts.owner, opts.as === undefined ? dst : join(dst, opts.as), context);
+}
+
+async function chownTree(owner: string, path: string, context: string): Promise<void> {
+  try {
+    await run('chown', ['-R', '-h', '--', owner, path]);
+  } catch (err) {
+    throw new Error(`${context}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 async function extract(source: ResultPromise, stream: Readable, cwd: string, opts: UnpackOptions): Promise<void> {
