@@ -561,7 +561,8 @@ export class WardenService {
     c.assertState('active');
     const pooled = !req.host_port || this.pools.port.contains(req.host_port);
     const hostPort = !req.host_port ? this.pools.port.acquire() : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
-    const containerPort = req.container_port || hostPort;
+    // The insecure backend forwards nothing: like the original, it ignores container_port.
+    const containerPort = this.backend.name === 'insecure' ? hostPort : req.container_port || hostPort;
     if (containerPort > 65535 || hostPort > 65535) {
       if (pooled) this.pools.port.release(hostPort);
       throw new WardenError('ports must be at most 65535');

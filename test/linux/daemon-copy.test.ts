@@ -143,23 +143,12 @@ describe('CopyOut', () => {
 
   it('a symlink to /etc/shadow comes out as a link, never with the host file or the container secret', async () => {
     const dst = join(work, 'out3');
-    const hostShadow = await readFile('/etc/shadow', 'utf8');
-    await client.copyOut({ handle, src_path: '/home/vcap/evil', dst_path: dst }).catch(() => undefined);
+    await client.copyOut({ handle, src_path: '/home/vcap/evil', dst_path: dst });
+    // Copied as a link (it is not followed): never content.
+    expect(await readdir(dst)).toEqual(['evil']);
     const out = join(dst, 'evil');
-    const st = await lstat(out).catch(() => undefined);
-    if (st) {
-      // Copied as a link (it is not followed), or refused: never content.
-      expect(st.isSymbolicLink()).toBe(true);
-      expect(await readlink(out)).toBe('/etc/shadow');
-    }
-    for (const name of await readdir(dst).catch(() => [] as string[])) {
-      const p = join(dst, name);
-      if ((await lstat(p)).isFile()) {
-        const text = await readFile(p, 'utf8');
-        expect(text).not.toBe(hostShadow);
-        expect(text).not.toContain('container-secret');
-      }
-    }
+    expect((await lstat(out)).isSymbolicLink()).toBe(true);
+    expect(await readlink(out)).toBe('/etc/shadow');
     // Reading the container's root-only file itself is refused (the copy runs as vcap).
     await expect(client.copyOut({ handle, src_path: '/etc/shadow', dst_path: join(work, 'out4') })).rejects.toThrow(/Permission denied|Cannot open/i);
   });

@@ -30,7 +30,7 @@ stage() {
   local n=$1 i p root
   for ((i = 0; i < n; i++)); do
     p=$RAW_DIR/w${WORKER}-$i
-    root=$p/tmp/rootfs
+    root=$p/root
     echo "begin w${WORKER}-$i"
     lap_start
     mkdir -p "$root" "$p/jobs/1" "$p/run"

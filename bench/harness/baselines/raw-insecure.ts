@@ -53,7 +53,7 @@ export class RawInsecure {
     const t1 = performance.now();
     await writeFileAtomic(join(path, 'snapshot.json'), `${JSON.stringify(record(id, path, 'born'), null, 1)}\n`);
     const t2 = performance.now();
-    await mkdir(join(path, 'tmp', 'rootfs'), { recursive: true });
+    await mkdir(join(path, 'root'), { recursive: true });
     await mkdir(join(path, 'jobs'), { recursive: true });
     await mkdir(join(path, 'run'), { recursive: true });
     const t3 = performance.now();

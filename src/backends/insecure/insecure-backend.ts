@@ -11,7 +11,7 @@ import { prlimitArgs } from '../../jobs/rlimits.ts';
 export const STOP_TIMEOUT_MS = 10_000;
 
 export function rootDir(c: ContainerRecord): string {
-  return join(c.path, 'tmp', 'rootfs');
+  return join(c.path, 'root');
 }
 
 function jobDirs(c: ContainerRecord): string[] {
@@ -39,7 +39,8 @@ export class InsecureBackend implements Backend {
     });
   }
 
-  async recover(): Promise<boolean> {
+  async recover(c: ContainerRecord): Promise<boolean> {
+    await this.pool.run('insecure.adoptRoot', { path: c.path, root: rootDir(c) });
     return true;
   }
 

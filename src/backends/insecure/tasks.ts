@@ -1,8 +1,11 @@
 // Worker-side tasks of the insecure backend: a container is a folder, its jobs
 // plain processes of the daemon's user.
-import { lstat, mkdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { execa } from 'execa';
 import { run } from '../../host/command.ts';
+import { assertNoSymlinks } from '../../host/real-path.ts';
+import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
 import { readExitStatus, readJobPids, isAlive } from '../../jobs/job-files.ts';
 import { resolveInside } from './safe-path.ts';
 
@@ -31,6 +34,15 @@ async function create(a: { path: string; root: string; rootfs?: string; bindSour
   await mkdir(a.root, { recursive: true });
   await mkdir(join(a.path, 'jobs'), { recursive: true });
   await mkdir(join(a.path, 'run'), { recursive: true });
+}
+
+/**
+ * A container made by an older build kept its root at tmp/rootfs; the original's
+ * (and now our) place is root/. Renamed once at recovery: running jobs keep their cwd.
+ */
+async function adoptRoot(a: { path: string; root: string }): Promise<void> {
+  const old = join(a.path, 'tmp', 'rootfs');
+  if (!(await exists(a.root)) && (await lstat(old).catch(() => undefined))?.isDirectory()) await rename(old, a.root);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -79,42 +91,43 @@ async function stop(a: { jobDirs: string[]; kill: boolean; timeoutMs: number }):
   }
 }
 
-/** rsync-like copy: `src/` copies the contents, `src` the entry itself; permissions and symlinks kept. */
-async function copyEntry(src: string, contentsOnly: boolean, dst: string, dstIsDirHint: boolean): Promise<string> {
-  if (contentsOnly) {
-    if (!(await isDir(src))) throw new Error(`${src} is not a directory`);
-    await mkdir(dst, { recursive: true });
-    await tarPipe(src, '.', dst);
-    return dst;
-  }
-  const st = await lstat(src).catch(() => undefined);
-  if (!st) throw new Error(`${src} does not exist`);
-  if (st.isDirectory()) {
-    await mkdir(dst, { recursive: true });
-    await tarPipe(dirname(src), basename(src), dst);
-    return join(dst, basename(src));
-  }
-  const target = dstIsDirHint || (await isDir(dst)) ? join(dst, basename(src)) : dst;
-  await mkdir(dirname(target), { recursive: true });
-  await run('cp', ['-P', '--preserve=mode,timestamps', '--remove-destination', '--', src, target]);
-  return target;
-}
+const COPY_TIMEOUT_MS = 10 * 60_000;
+/** The uid the host's tar unpacks as when the daemon is root: nobody's, without capabilities. */
+const UNPACK_UID = 65534;
 
-async function tarPipe(dir: string, entry: string, dst: string): Promise<void> {
-  // Arguments travel as positional parameters, never spliced into the script.
-  await run('bash', [
-    '-c',
-    'set -o pipefail; tar -c --hard-dereference -C "$1" -- "$2" | tar -x -p -C "$3"',
-    'copy',
-    dir,
-    entry,
-    dst,
-  ]);
+/**
+ * rsync-like copy from `src` (a host path) into `dst`: `src/` copies the contents,
+ * `src` the entry itself; a single file goes to `dst/<name>` when dst is a folder (or
+ * ends in '/'), else to dst itself. Permissions (no setuid bits) and symlinks are
+ * kept, hard links materialised. What lands in dst goes through unpackUntrusted,
+ * so a symlink a job left there is replaced, never written through.
+ */
+async function copyEntry(a: { src: string; contentsOnly: boolean; dst: string; dstIsDirHint: boolean; trustedBase: string; owner?: string; context: string }): Promise<void> {
+  const st = await lstat(a.src).catch(() => undefined);
+  if (!st) throw new Error(`${a.src} does not exist`);
+  if (a.contentsOnly && !st.isDirectory()) throw new Error(`${a.src} is not a directory`);
+  let into = a.dst;
+  let as: string | undefined;
+  if (!a.contentsOnly && !st.isDirectory() && !a.dstIsDirHint && !(await lstat(a.dst).catch(() => undefined))?.isDirectory()) {
+    into = dirname(a.dst);
+    as = basename(a.dst);
+  }
+  const [dir, entry] = a.contentsOnly ? [a.src, '.'] : [dirname(a.src), basename(a.src)];
+  const from = execa('tar', ['-c', '--hard-dereference', '-C', dir, '--', entry], {
+    stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: COPY_TIMEOUT_MS, detached: true,
+  });
+  await unpackUntrusted(from, {
+    context: a.context, dst: into, trustedBase: a.trustedBase, uid: UNPACK_UID, owner: a.owner, as, timeoutMs: COPY_TIMEOUT_MS,
+  });
 }
 
 async function copyIn(a: { root: string; src: string; dst: string }): Promise<void> {
+  const context = `copy_in ${a.src} -> ${a.dst}`;
+  const src = a.src.replace(/\/+$/, '') || '/';
+  // Read as the daemon's user: no symlink may redirect what is read.
+  await assertNoSymlinks(src, a.src.endsWith('/'), context);
   const dst = await resolveInside(a.root, a.dst, true);
-  await copyEntry(a.src.replace(/\/+$/, '') || '/', a.src.endsWith('/'), dst, a.dst.endsWith('/'));
+  await copyEntry({ src, contentsOnly: a.src.endsWith('/'), dst, dstIsDirHint: a.dst.endsWith('/'), trustedBase: a.root, context });
 }
 
 /** user[:group] must name an existing user (and group) on the host. */
@@ -131,16 +144,17 @@ async function checkOwner(owner: string): Promise<void> {
 }
 
 async function copyOut(a: { root: string; src: string; dst: string; owner?: string }): Promise<void> {
+  const context = `copy_out ${a.src} -> ${a.dst}`;
   // An unknown owner fails before anything is copied.
   if (a.owner) await checkOwner(a.owner);
   const contentsOnly = a.src.endsWith('/');
   const src = await resolveInside(a.root, a.src, contentsOnly);
-  const result = await copyEntry(src, contentsOnly, a.dst, a.dst.endsWith('/'));
-  if (a.owner) await run('chown', ['-R', '-h', '--', a.owner, result]);
+  await copyEntry({ src, contentsOnly, dst: a.dst, dstIsDirHint: a.dst.endsWith('/'), trustedBase: '/', owner: a.owner, context });
 }
 
 export const insecureTasks = {
   'insecure.create': create,
+  'insecure.adoptRoot': adoptRoot,
   'insecure.stop': stop,
   'insecure.copyIn': copyIn,
   'insecure.copyOut': copyOut,

@@ -7,25 +7,30 @@
 // so it must get no more than a job would: through nsenter it ran with the daemon's
 // full bounding set, without seccomp and outside the devices cgroup, and a setuid
 // binary planted by a privileged job became root on the host.
+// The host end of a copy out trusts nothing the container sends (untrusted-unpack.ts);
+// the host end of a copy in reads src_path as root, so no component of it may be a
+// symlink (one a container left in an earlier copy's destination would redirect it).
 // `src/` copies the folder's contents, `src` the folder itself; permissions and
 // symlinks are kept, hard links materialised (--hard-dereference).
-import { mkdir, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { ContainerRecord } from '../../containers/model.ts';
 import { liveFacts } from './container/facts.ts';
 import { PATH_ENV } from './bundle/spec.ts';
-import { run } from './exec.ts';
+import { assertNoSymlinks } from '../../host/real-path.ts';
+import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
 
 const TIMEOUT_MS = 10 * 60_000;
 
-/** tar arguments that archive src: its contents when it ends in '/', else the entry itself. */
+/**
+ * tar arguments that archive src: its contents when it ends in '/', else the entry
+ * itself. The name comes after `--`, so a name like `--index-file=x` stays a name.
+ */
 export function tarSource(src: string): string[] {
-  if (src.endsWith('/')) return ['-C', src, '.'];
+  if (src.endsWith('/')) return ['-C', src, '--', '.'];
   const trimmed = src.replace(/\/+$/, '') || '/';
-  return ['-C', dirname(trimmed), basename(trimmed)];
+  return ['-C', dirname(trimmed), '--', basename(trimmed)];
 }
-
 /**
  * The `runc exec` command that runs argv in the container as vcap. Without --process,
  * runc takes the init's process settings as the template: no capabilities,
@@ -57,7 +62,7 @@ async function pipeline(context: string, from: ResultPromise, to: ResultPromise)
 
 export async function copyIn(c: ContainerRecord, src: string, dst: string): Promise<void> {
   const context = `copy_in ${src} -> ${c.id}:${dst}`;
-  if (!(await stat(src.replace(/\/+$/, '') || '/').catch(() => undefined))) throw new Error(`${context}: ${src} does not exist`);
+  await assertNoSymlinks(src.replace(/\/+$/, '') || '/', src.endsWith('/'), context);
   const from = execa('tar', ['-c', '--hard-dereference', ...tarSource(src)], {
     stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
   });
@@ -71,28 +76,10 @@ export async function copyOut(c: ContainerRecord, src: string, dst: string, owne
   if (owner !== undefined && owner !== '' && !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$/.test(owner)) {
     throw new Error(`${context}: invalid owner ${JSON.stringify(owner)}`);
   }
-  const made = await mkdir(dst, { recursive: true });
   const inside = execArgs(c, ['tar', '-c', '--hard-dereference', ...tarSource(src)]);
   const from = execa(inside.file, inside.args, {
     stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
   });
-  // As root on the host: --no-same-owner leaves files root's and drops setuid/setgid bits;
-  // GNU tar refuses '..' members and defers symlinks that could redirect later members.
-  const to = execa('tar', ['-x', '-v', '--no-same-owner', '--quoting-style=literal', '-C', dst], {
-    stdin: 'pipe', timeout: TIMEOUT_MS, detached: true,
-  });
-  const listing = await pipeline(context, from, to);
-  if (owner) {
-    // Chown what was copied (never the rest of dst): the archive's top-level entries, recursively.
-    const top = new Set<string>();
-    for (const line of listing.split('\n')) {
-      const first = line.replace(/^\.\//, '').split('/')[0];
-      if (first && first !== '.') top.add(first);
-    }
-    const targets = [...top].map((t) => join(dst, t));
-    if (made !== undefined) targets.push(dst);
-    for (let i = 0; i < targets.length; i += 500) {
-      await run('chown', ['-R', '-h', '--', owner, ...targets.slice(i, i + 500)], { context: `${context}: chown` });
-    }
-  }
+  // Unpacked as the container's own uid: no process of it can reach the host's files.
+  await unpackUntrusted(from, { context, dst, uid: c.uid, owner: owner || undefined, timeoutMs: TIMEOUT_MS });
 }

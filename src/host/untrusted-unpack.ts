@@ -1,0 +1,192 @@
+// The host end of a copy out of a container: a tar stream that the container made,
+// and so a hostile one (a privileged job can replace the container's tar). It is
+// unpacked by the host's tar run as an unprivileged uid with no capabilities and no
+// new privileges (so it cannot make device nodes, setuid-root files or write outside
+// its folder), into a fresh private staging folder; what it made is then checked as
+// root (only regular files, folders and symlinks stay; no setuid/setgid/sticky bits;
+// hard links materialised, so no inode is shared with anything else), given its
+// owner, and moved into place entry by entry without ever following a symlink that
+// was in the destination before.
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, copyFile, constants, lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { execa, type ResultPromise } from 'execa';
+import { run } from './command.ts';
+import { realDirs } from './real-path.ts';
+
+/** Owner of copied files when the request names none: root, as the original (rsync as root) left them. */
+const DEFAULT_OWNER = '0:0';
+/** Where the staging folder lives in the destination: a name no archive entry can guess. */
+const STAGING_PREFIX = '.warden-copy-';
+
+export interface UnpackOptions {
+  /** What is being done, for error messages ("copy_out abc:/x -> /y"). */
+  context: string;
+  /** Absolute host folder to unpack into; made (as real folders) when missing. */
+  dst: string;
+  /** Everything at or below this path is taken as it is (a trusted prefix); default '/': all of dst is checked. */
+  trustedBase?: string;
+  /** Unprivileged uid (and gid) the host's tar runs as when the daemon is root. */
+  uid: number;
+  /** `user[:group]` that gets what was copied and, as in the original, dst itself and all below it. */
+  owner?: string;
+  /** Place the stream's one top-level entry under this name in dst (rsync's `cp a b` form). */
+  as?: string;
+  timeoutMs: number;
+}
+
+/** Only device nodes the unprivileged tar could not make: skipped, as the original's rsync skipped them. */
+const SKIPPED_LINE = /^tar: .*: Cannot mknod: Operation not permitted$|^tar: Exiting with failure status due to previous errors$/;
+
+/** How long a source may go on once tar has read the whole archive. */
+const SOURCE_GRACE_MS = 10_000;
+
+const isRoot = (): boolean => process.getuid?.() === 0;
+
+/**
+ * Unpacks the tar stream on `source`'s stdout into opts.dst. Waits for source too;
+ * its failure (or the unpacking's) rejects with both sides' stderr.
+ */
+export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions): Promise<void> {
+  const { context, dst } = opts;
+  // Held (with backpressure) while the staging folder is made: unread output would be lost.
+  const stream = source.stdout!.pipe(new PassThrough());
+  // Its failure is read later (extract); until then it must not count as unhandled.
+  source.catch(() => undefined);
+  const staging = join(dst, `${STAGING_PREFIX}${randomBytes(16).toString('hex')}`);
+  const inner = join(staging, 'x');
+  let made = false;
+  try {
+    await realDirs(dst, opts.trustedBase ?? '/', context);
+    // Root's, 0700: nothing else on the host can reach into it while the copy runs.
+    await mkdir(staging, { mode: 0o700 });
+    made = true;
+    await mkdir(inner, { mode: 0o700 });
+    if (isRoot()) await chown(inner, opts.uid, opts.uid);
+    await extract(source, stream, inner, opts);
+    await sanitize(inner);
+    // Names resolve through the host's users (chown does); -R never follows a symlink, -h changes the link.
+    if (opts.owner || isRoot()) await chownTree(opts.owner || DEFAULT_OWNER, inner, context);
+    await merge(inner, dst, context, opts.as);
+  } catch (err) {
+    // A source nobody reads any more would block on its full pipe.
+    source.kill('SIGKILL');
+    stream.resume();
+    await source.catch(() => undefined);
+    throw err;
+  } finally {
+    if (made) await rm(staging, { recursive: true, force: true });
+  }
+  // The original ran `chown -R owner dst_path`: dst itself and everything below it.
+  if (opts.owner) await chownTree(opts.owner, opts.as === undefined ? dst : join(dst, opts.as), context);
+}
+
+async function chownTree(owner: string, path: string, context: string): Promise<void> {
+  try {
+    await run('chown', ['-R', '-h', '--', owner, path]);
+  } catch (err) {
+    throw new Error(`${context}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function extract(source: ResultPromise, stream: Readable, cwd: string, opts: UnpackOptions): Promise<void> {
+  // -p keeps the modes (setuid bits go in sanitize); the process may own only what it makes.
+  const tar = ['tar', '-x', '-p', '--no-same-owner', '--delay-directory-restore', '-f', '-'];
+  const drop = isRoot()
+    ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups', '--bounding-set=-all', '--inh-caps=-all', '--no-new-privs', '--']
+    : [];
+  const [file, ...args] = [...drop, ...tar];
+  // cwd is entered as root before the uid changes: tar never needs to traverse the 0700 staging folder.
+  const to = execa(file!, args, {
+    cwd, stdin: 'pipe', reject: false, timeout: opts.timeoutMs, detached: true,
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }, extendEnv: false,
+  });
+  stream.pipe(to.stdin!);
+  // A reader that dies must not leave the writer blocked.
+  to.stdin!.on('error', () => undefined);
+  const [into] = await Promise.allSettled([to]);
+  // What the source still writes once tar is done is dropped, so that it can end.
+  stream.unpipe();
+  stream.resume();
+  const problems: string[] = [];
+  if (into.status === 'fulfilled' && into.value.failed) {
+    const stderr = String(into.value.stderr ?? '').trim();
+    const lines = stderr.split('\n').filter((l) => l !== '');
+    const onlySkipped = into.value.exitCode === 2 && lines.length > 0 && lines.every((l) => SKIPPED_LINE.test(l));
+    if (!onlySkipped) problems.push(`destination: ${stderr || into.value.shortMessage}`);
+  } else if (into.status === 'rejected') {
+    problems.push(`destination: ${String(into.reason)}`);
+  }
+  // A broken stream: stop the sender at once. Otherwise it gets a moment to finish.
+  let stopped = false;
+  const stop = (): void => {
+    if (source.exitCode !== null || source.signalCode !== null) return;
+    stopped = true;
+    source.kill('SIGKILL');
+  };
+  if (problems.length) stop();
+  const grace = setTimeout(stop, SOURCE_GRACE_MS);
+  const [from] = await Promise.allSettled([source]);
+  clearTimeout(grace);
+  if (stopped && !problems.length) problems.push('source: went on writing after the end of the archive');
+  if (from.status === 'rejected' && !stopped) {
+    const e = from.reason as { stderr?: string; shortMessage?: string; message?: string };
+    problems.push(`source: ${String(e.stderr || e.shortMessage || e.message || from.reason).trim()}`);
+  }
+  if (problems.length) throw new Error(`${opts.context}: ${problems.join('; ')}`);
+}
+
+/**
+ * Walks what the unprivileged tar made (nothing else writes there now) and keeps only
+ * regular files, folders and symlinks, with permission bits only (no 07000), and
+ * every regular file its own inode.
+ */
+async function sanitize(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    const p = join(dir, name);
+    const st = await lstat(p);
+    if (st.isDirectory()) {
+      await sanitize(p);
+      await chmod(p, st.mode & 0o777);
+    } else if (st.isFile()) {
+      if (st.nlink > 1) {
+        // A hard link (to a sibling, or anything else): make it a file of its own.
+        const copy = join(dir, `${STAGING_PREFIX}${randomBytes(8).toString('hex')}`);
+        await copyFile(p, copy, constants.COPYFILE_EXCL);
+        await rename(copy, p);
+      }
+      await chmod(p, st.mode & 0o777);
+    } else if (!st.isSymbolicLink()) {
+      // FIFOs and anything else the stream made: not copied (the original skipped them too).
+      await unlink(p);
+    }
+  }
+}
+
+/**
+ * Moves every entry of `from` into `to` (a real folder). A folder merges into an
+ * existing real folder; anything else replaces what is there by rename, which
+ * replaces a symlink instead of writing through it. A symlink that was in the
+ * destination is never followed: it is replaced, or, where it stands for a folder
+ * the copy brings, removed first.
+ */
+async function merge(from: string, to: string, ctx: string, as?: string): Promise<void> {
+  const names = await readdir(from);
+  if (as !== undefined && names.length > 1) throw new Error(`${ctx}: expected one entry, got ${names.length}`);
+  for (const name of names) {
+    const s = join(from, name);
+    const t = join(to, as ?? name);
+    const incoming = await lstat(s);
+    const existing = await lstat(t).catch(() => undefined);
+    if (incoming.isDirectory() && existing?.isDirectory()) {
+      await merge(s, t, ctx);
+      await chmod(t, incoming.mode & 0o777);
+      await rmdir(s);
+      continue;
+    }
+    if (existing?.isDirectory()) throw new Error(`${ctx}: cannot replace the folder ${t} with a file`);
+    if (incoming.isDirectory() && existing) await unlink(t);
+    await rename(s, t);
+  }
+}

@@ -1,0 +1,95 @@
+// unpackUntrusted on its own: how what comes merges with what is in the destination,
+// and that a failed copy leaves nothing behind and never leaves its source blocked.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { unpackUntrusted } from '../../src/host/untrusted-unpack.ts';
+
+let work: string;
+const UID = 65534;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'warden-unpack-'));
+});
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** A tar of the given tree (paths → content; a trailing '/' makes a folder). */
+async function archive(name: string, tree: Record<string, string>): Promise<string> {
+  const dir = join(work, 'trees', name);
+  for (const [p, content] of Object.entries(tree)) {
+    if (p.endsWith('/')) await mkdir(join(dir, p), { recursive: true });
+    else {
+      await mkdir(join(dir, p, '..'), { recursive: true });
+      await writeFile(join(dir, p), content);
+    }
+  }
+  const file = join(work, `${name}.tar`);
+  await execa('tar', ['-c', '-f', file, '-C', dir, '.']);
+  return file;
+}
+
+const cat = (file: string) => execa('cat', [file], { stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false } });
+const opts = (dst: string, more: Record<string, unknown> = {}) => ({ context: 'test copy', dst, uid: UID, timeoutMs: 30_000, ...more });
+
+describe('unpackUntrusted', () => {
+  it('merges into the destination: folders merge, other entries replace, symlinks there are replaced and not followed', async () => {
+    const dst = join(work, 'merge');
+    const victim = join(work, 'victim.txt');
+    await writeFile(victim, 'untouched\n');
+    await mkdir(join(dst, 'c'), { recursive: true });
+    await writeFile(join(dst, 'a'), 'old file\n');
+    await symlink(victim, join(dst, 'b'));
+    await symlink(join(work), join(dst, 'd'));
+    await writeFile(join(dst, 'c', 'old'), 'old\n');
+    const tar = await archive('merge', { 'a/x': 'x\n', b: 'new b\n', 'c/new': 'new\n', 'd/y': 'y\n' });
+    await unpackUntrusted(cat(tar), opts(dst));
+    expect((await lstat(join(dst, 'a'))).isDirectory()).toBe(true);
+    expect(await readFile(join(dst, 'b'), 'utf8')).toBe('new b\n');
+    expect((await lstat(join(dst, 'b'))).isFile()).toBe(true);
+    expect(await readFile(victim, 'utf8')).toBe('untouched\n');
+    expect((await readdir(join(dst, 'c'))).sort()).toEqual(['new', 'old']);
+    expect((await lstat(join(dst, 'd'))).isDirectory()).toBe(true);
+    expect(await lstat(join(work, 'y')).catch((e: NodeJS.ErrnoException) => e.code)).toBe('ENOENT');
+    expect((await readdir(dst)).sort()).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('refuses to replace a folder with a file, and removes its staging folder', async () => {
+    const dst = join(work, 'dir-kept');
+    await mkdir(join(dst, 'f', 'inside'), { recursive: true });
+    const tar = await archive('file-over-dir', { f: 'file\n' });
+    await expect(unpackUntrusted(cat(tar), opts(dst))).rejects.toThrow(/test copy: cannot replace the folder .*\/f with a file/);
+    expect(await readdir(dst)).toEqual(['f']);
+  });
+
+  it('places the one entry under another name with `as`', async () => {
+    const dst = join(work, 'renamed');
+    const tar = await archive('single', { 'one.txt': 'one\n' });
+    await unpackUntrusted(cat(tar), opts(dst, { as: 'other.txt' }));
+    expect(await readdir(dst)).toEqual(['other.txt']);
+    expect(await readFile(join(dst, 'other.txt'), 'utf8')).toBe('one\n');
+  });
+
+  it('a destination through a symlink fails at once, and an endless source is stopped, not left blocked', async () => {
+    await mkdir(join(work, 'real'));
+    await symlink(join(work, 'real'), join(work, 'via-link'));
+    const endless = execa('yes', [], { stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false } });
+    await expect(unpackUntrusted(endless, opts(join(work, 'via-link', 'x')))).rejects.toThrow(/via-link is a symbolic link/);
+    expect(endless.killed || endless.exitCode !== null || endless.signalCode !== null).toBe(true);
+    expect(await readdir(join(work, 'real'))).toEqual([]);
+    expect(await readlink(join(work, 'via-link'))).toBe(join(work, 'real'));
+  });
+
+  it('a source that goes on writing after the archive is stopped and the copy fails, leaving nothing', async () => {
+    const dst = join(work, 'endless-tail');
+    const tar = await archive('tail', { 'f.txt': 'f\n' });
+    const source = execa('bash', ['-c', 'cat "$1"; exec yes', 'tail', tar], { stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false } });
+    await expect(unpackUntrusted(source, opts(dst))).rejects.toThrow(/went on writing after the end of the archive/);
+    expect(source.signalCode).toBe('SIGKILL');
+    expect(await readdir(dst)).toEqual([]);
+  }, 30_000);
+});
