@@ -230,6 +230,19 @@ describe('NetOut as the DEA uses it', () => {
     expect(await udpFrom(d1, a, b, 9091)).toBe(true);
   });
 
+  it('after a drain and a restart, the rules are back (a rule removed by hand included)', async () => {
+    const net = b.ip.replace(/\.\d+$/, `.${Number(b.ip.split('.')[3]) - 2}`);
+    const last = b.ip.replace(/\.\d+$/, `.${Number(b.ip.split('.')[3]) + 1}`);
+    await execa('iptables', ['-w', '-D', `warden-i-${a.id}`, '-p', 'tcp', '-m', 'iprange', '--dst-range', `${net}-${last}`, '-m', 'tcp', '--dport', '8080', '-j', 'ACCEPT']);
+    expect(await tcpFrom(d1, a, b.ip, 8080)).toMatch(/refused/i);
+    expect(await d1.daemon.drain()).toBe(0);
+    await d1.restart();
+    c1 = await d1.client();
+    expect(await Promise.all([tcpFrom(d1, a, b.ip, 8080), tcpFrom(d1, a, c.ip, 8081), pingFrom(d1, a, b.ip), pingFrom(d1, c, b.ip)])).toEqual([
+      'pong', 'pong', true, true,
+    ]);
+  });
+
   it('the ifb w-<id>-2 has the container MTU', async () => {
     await c1.limitBandwidth({ handle: a.handle, rate: 1_000_000, burst: 100_000 });
     for (const dev of [`w-${a.id}-0`, `w-${a.id}-2`]) {
