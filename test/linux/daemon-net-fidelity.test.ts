@@ -4,12 +4,14 @@
 // ICMP to the host with allow_host_access, resolv.conf and DNS, and the ifb's MTU.
 // The checks of the original's linux_spec.rb net_out and resolv.conf sections, in our words.
 //
-// Traffic only goes to addresses of this file's containers, their host ends and a
+// Traffic only goes to addresses of this file's containers, services the test opens on
+// their host ends, and a
 // DNS responder on a loopback address of this host; the egress guard drops anything
 // from the pools that would leave the machine.
 // Pools 10.247.48.0/24 and 10.247.49.0/24, host ports 34000-34199, uids 47000-47199.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { chmod, cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -128,6 +130,38 @@ function dnsResponder(): Promise<{ socket: dgram.Socket; queries: string[] }> {
   });
 }
 
+interface HostServices {
+  tcpPort: number;
+  udpPort: number;
+  received: string[];
+  close(): void;
+}
+
+/** A TCP 'pong' service and a UDP sink on the host, on a container's host end address. */
+async function hostServices(address: string): Promise<HostServices> {
+  const tcp = net.createServer((sock) => sock.end('pong\n'));
+  await new Promise<void>((r) => tcp.listen(0, address, r));
+  const udp = dgram.createSocket('udp4');
+  const received: string[] = [];
+  udp.on('message', (m) => received.push(m.toString()));
+  await new Promise<void>((r) => udp.bind(0, address, r));
+  return {
+    tcpPort: (tcp.address() as net.AddressInfo).port,
+    udpPort: udp.address().port,
+    received,
+    close: () => {
+      tcp.close();
+      udp.close();
+    },
+  };
+}
+
+async function udpToHost(d: LinuxDaemon, x: Box, host: HostServices): Promise<boolean> {
+  const token = `h${Math.random().toString(36).slice(2, 10)}`;
+  await runIn(d, x, `echo ${token} > /dev/udp/${x.hostIp}/${host.udpPort}`);
+  return waitFor(`udp ${token} on the host`, () => host.received.some((m) => m.includes(token)), 2_000).catch(() => false);
+}
+
 /** perl and the libraries it links, for the unprivileged ping. */
 async function makeTools(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'h4-net-tools-'));
@@ -205,7 +239,14 @@ describe('NetOut as the DEA uses it', () => {
 
   it('ICMP: unprivileged pings pass an echo-request rule (and -1/-1), not a rule of another type or code', async () => {
     // Nothing allowed yet: neither another container nor the host end (allow_host_access is false).
-    expect(await Promise.all([pingFrom(d1, a, b.ip), pingFrom(d1, a, a.hostIp)])).toEqual([false, false]);
+    const host = await hostServices(a.hostIp);
+    try {
+      expect(
+        await Promise.all([pingFrom(d1, a, b.ip), pingFrom(d1, a, a.hostIp), tcpFrom(d1, a, a.hostIp, host.tcpPort), udpToHost(d1, a, host)]),
+      ).toEqual([false, false, expect.not.stringMatching(/pong/), false]);
+    } finally {
+      host.close();
+    }
     await c1.netOut({ handle: a.handle, network: b.ip, protocol: ICMP, icmp_type: 8, icmp_code: 0 });
     expect(await pingFrom(d1, a, b.ip)).toBe(true);
 
@@ -286,7 +327,14 @@ describe('allow_host_access and dns_servers as given', () => {
     const x = await box(d2, c2);
     expect(await runIn(d2, x, 'cat /etc/resolv.conf')).toBe('nameserver 10.247.49.250\nnameserver peter\nnameserver frank\n');
     expect(d2.daemon.log()).toMatch(/dns_servers\[1\] \\?"peter\\?" is not an IP address/);
-    // The host: reachable without any rule, ICMP included.
-    expect(await pingFrom(d2, x, x.hostIp)).toBe(true);
+    // The host: reachable without any rule, over TCP, UDP and ICMP.
+    const host = await hostServices(x.hostIp);
+    try {
+      expect(await Promise.all([tcpFrom(d2, x, x.hostIp, host.tcpPort), udpToHost(d2, x, host), pingFrom(d2, x, x.hostIp)])).toEqual([
+        'pong', true, true,
+      ]);
+    } finally {
+      host.close();
+    }
   });
 });
