@@ -5,9 +5,8 @@
 // The checks of the original's linux_spec.rb net_out and resolv.conf sections, in our words.
 //
 // Traffic only goes to addresses of this file's containers, services the test opens on
-// their host ends, and a
-// DNS responder on a loopback address of this host; the egress guard drops anything
-// from the pools that would leave the machine.
+// their host ends, and a DNS responder on a loopback address of this host; the egress
+// guard drops anything from the pools that would leave the machine.
 // Pools 10.247.48.0/24 and 10.247.49.0/24, host ports 34000-34199, uids 47000-47199.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
