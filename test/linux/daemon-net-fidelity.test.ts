@@ -79,7 +79,7 @@ async function pingFrom(d: LinuxDaemon, x: Box, ip: string): Promise<boolean> {
   return out.includes("rc=0");
 }
 
-const PERL = `env LC_ALL=C ${TOOLS}/ld-linux-x86-64.so.2 --library-path ${TOOLS} ${TOOLS}/perl`;
+const PERL = `env LC_ALL=C ${TOOLS}/ld.so --library-path ${TOOLS} ${TOOLS}/perl`;
 
 /** A UDP datagram from x to y's port; true when y's listener (udpListen) got it. */
 async function udpFrom(d: LinuxDaemon, x: Box, y: Box, port: number): Promise<boolean> {
@@ -168,7 +168,8 @@ async function makeTools(): Promise<string> {
   const ldd = (await execa('ldd', [perl])).stdout;
   const libs = [...ldd.matchAll(/(\/\S+)/g)].map((m) => m[1]!);
   await cp(perl, join(dir, 'perl'), { dereference: true });
-  for (const lib of libs) await cp(lib, join(dir, basename(lib)), { dereference: true });
+  // The dynamic loader under a fixed name (ld-linux-x86-64.so.2, ld-linux-aarch64.so.1, ...).
+  for (const lib of libs) await cp(lib, join(dir, /\/ld-linux[^/]*$/.test(lib) ? 'ld.so' : basename(lib)), { dereference: true });
   await chmod(dir, 0o755); // vcap reads it
   return dir;
 }
