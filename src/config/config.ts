@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { coveringCidr, formatCidr, formatIPv4, networkOf, parseCidr, parseIPv4 } from '../pools/ipv4.ts';
 import { LOG_LEVEL_NAMES, isLogLevel } from './log-level.ts';
@@ -209,7 +210,7 @@ function readLogging(r: Reader): WardenConfig['logging'] {
 function readNetwork(r: Reader): NetworkConfig {
   r.ignoreUnknown([
     'pool_network', 'pool_start_address', 'pool_size', 'release_delay', 'deny_networks',
-    'allow_networks', 'allow_host_access', 'mtu', 'dns_servers',
+    'allow_networks', 'allow_host_access', 'mtu', 'dns_servers', 'host_resolv_conf',
   ]);
   let first: number;
   let count: number;
@@ -253,8 +254,18 @@ function readNetwork(r: Reader): NetworkConfig {
     allow_networks: r.stringList('allow_networks', checkNetwork),
     allow_host_access: r.boolean('allow_host_access', false),
     mtu: r.integer('mtu', 1500, { min: 68, max: 65535 }),
-    dns_servers: r.stringList('dns_servers', (s) => (parseIPv4(s) === undefined ? 'an IPv4 address' : undefined)),
+    dns_servers: readDnsServers(r),
+    host_resolv_conf: r.string('host_resolv_conf', '/etc/resolv.conf'),
   };
+}
+
+/** Written into containers' resolv.conf as given, as the original did; an entry that is not an IP address is only warned about. */
+function readDnsServers(r: Reader): string[] {
+  const servers = r.stringList('dns_servers', () => undefined);
+  servers.forEach((s, i) => {
+    if (isIP(s) === 0) r.warn(`${r.key(`dns_servers[${i}]`)} ${JSON.stringify(s)} is not an IP address; containers get it in resolv.conf as given`);
+  });
+  return servers;
 }
 
 /** Entries of allow/deny_networks: an address or a CIDR block, as iptables takes them. */

@@ -48,6 +48,8 @@ export interface NetworkConfig {
   allow_host_access: boolean;
   mtu: number;
   dns_servers: string[];
+  /** The host's resolv.conf that containers' DNS follows when dns_servers is empty (not an original key). */
+  host_resolv_conf: string;
 }
 
 export interface WardenConfig {

@@ -55,6 +55,7 @@ describe('defaults', () => {
       allow_host_access: false,
       mtu: 1500,
       dns_servers: [],
+      host_resolv_conf: '/etc/resolv.conf',
     });
     expect(c.user).toEqual({ pool_start_uid: 10000, pool_size: 64 });
     expect(c.warnings).toEqual([]);
@@ -225,7 +226,6 @@ describe('validation', () => {
     ['network: {pool_start_address: 255.255.255.0, pool_size: 100}', 'network.pool_size is too large'],
     ['network: {deny_networks: 10.0.0.0/8}', 'network.deny_networks must be a list'],
     ['network: {allow_networks: [10.0.0.0/33]}', 'network.allow_networks[0] must be an IPv4 address or CIDR block'],
-    ['network: {dns_servers: [8.8.8.8, dns.google]}', 'network.dns_servers[1] must be an IPv4 address'],
     ['network: {mtu: 9000.5}', 'network.mtu must be an integer'],
     ['network: {release_delay: -1}', 'network.release_delay must be at least 0'],
     ['port: {pool_start_port: 65000, pool_size: 1000}', 'port.pool_size is too large'],
@@ -248,6 +248,12 @@ describe('validation', () => {
   it('reports YAML syntax errors with their line', () => {
     const err = errorOf('server:\n  a: [1, 2\n', 'w.yml');
     expect(err.message).toMatch(/^w\.yml: invalid YAML: .*line \d+/);
+  });
+
+  it('keeps dns_servers as given (as the original wrote them) and warns about entries that are not IP addresses', () => {
+    const c = parse('network: {dns_servers: [8.8.8.8, dns.google, "2001:db8::53"]}\n');
+    expect(c.network.dns_servers).toEqual(['8.8.8.8', 'dns.google', '2001:db8::53']);
+    expect(c.warnings).toEqual(['network.dns_servers[1] "dns.google" is not an IP address; containers get it in resolv.conf as given']);
   });
 
   it('lists unknown keys as warnings and otherwise ignores them', () => {

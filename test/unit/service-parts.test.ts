@@ -8,7 +8,6 @@ import { Container } from '../../src/containers/container.ts';
 import { StateError } from '../../src/errors.ts';
 import { JOB_ID_BLOCK, JobIdAllocator } from '../../src/jobs/job-ids.ts';
 import { effectiveRlimits, parseHardLimits, prlimitArgs } from '../../src/jobs/rlimits.ts';
-import { validateNetOut } from '../../src/service/net-out.ts';
 import type { ContainerRecord } from '../../src/containers/model.ts';
 
 describe('JobIdAllocator', () => {
@@ -48,22 +47,6 @@ describe('rlimits', () => {
     expect(() => effectiveRlimits({}, { nofile: 30000 }, hard)).toThrow(/nofile=30000 .*hard limit of 20000/);
   });
   it('builds prlimit arguments', () => expect(prlimitArgs({ nofile: 5 })).toEqual(['--nofile=5:5']));
-});
-
-describe('validateNetOut', () => {
-  it('needs a network, port or range', () => {
-    expect(() => validateNetOut({ handle: 'h' })).toThrow(/at least one/);
-  });
-  it('checks ranges and ICMP fields', () => {
-    expect(() => validateNetOut({ handle: 'h', port_range: '80:80' })).toThrow(/a < b/);
-    expect(() => validateNetOut({ handle: 'h', port_range: '80-90' })).toThrow(/a:b/);
-    expect(() => validateNetOut({ handle: 'h', network: '1.2.3.4', icmp_type: 3 })).toThrow(/ICMP/);
-    expect(() => validateNetOut({ handle: 'h', network: '1.2.3.999' })).toThrow(/invalid network/);
-    expect(validateNetOut({ handle: 'h', network: '10.0.0.0/8', protocol: 2, icmp_type: -1, icmp_code: 3, log: true })).toEqual({
-      network: '10.0.0.0/8', protocol: 2, icmp_type: -1, icmp_code: 3, log: true,
-    });
-    expect(validateNetOut({ handle: 'h', port_range: '8080:9090', protocol: 1 })).toEqual({ port_range: '8080:9090', protocol: 1 });
-  });
 });
 
 describe('registry', () => {

@@ -24,6 +24,8 @@ export interface LinuxHostSettings {
   baseRootfs: string;
   /** Written into /etc/resolv.conf; empty copies the host's nameservers. */
   dnsServers: string[];
+  /** The host's resolv.conf (network.host_resolv_conf; default /etc/resolv.conf). */
+  hostResolvConf?: string;
   mtu: number;
   network: NetworkHostConfig;
 }
@@ -58,6 +60,7 @@ export function hostSettings(config: WardenConfig, opts: LinuxBackendOptions = {
     depotImageBytes: opts.depotImageBytes ?? 0,
     baseRootfs: resolve(config.server.container_rootfs_path),
     dnsServers: config.network.dns_servers ?? [],
+    hostResolvConf: config.network.host_resolv_conf,
     mtu: config.network.mtu,
     network: {
       poolNetwork: config.network.pool_network,

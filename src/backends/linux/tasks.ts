@@ -51,7 +51,7 @@ export const linuxTasks = {
   'linux.netIn': (a: HostArg & ContainerArg & { hostPort: number; containerPort: number }): Promise<void> =>
     netIn(netSpec(a.c, a.host), a.hostPort, a.containerPort),
   'linux.netOut': (a: HostArg & ContainerArg & { rule: NetOutRule }): Promise<void> =>
-    netOut(netSpec(a.c, a.host), a.rule as Parameters<typeof netOut>[1]),
+    netOut(netSpec(a.c, a.host), a.rule),
 
   /** Sets (when bytes is given) and returns memory.limit_in_bytes. */
   'linux.limitMemory': (a: ContainerArg & { bytes?: number }): Promise<number> => limitMemory(liveFacts(a.c).cgroups, a.bytes),

@@ -97,6 +97,9 @@ export async function buildConfig(s: BundleSpec): Promise<Record<string, unknown
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
       cgroupsPath: s.cgroupsPath,
       resources,
+      // Unprivileged ping (ICMP echo sockets, no CAP_NET_RAW): jobs run as vcap with
+      // no_new_privs, so a setuid or file-capability ping cannot raise privileges.
+      sysctl: { 'net.ipv4.ping_group_range': '0 2147483647' },
       seccomp: await seccompProfile(),
       maskedPaths: [
         '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',

@@ -44,6 +44,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
     const hostname = hostnameFor(c.handle, c.id);
     const etc = await writeEtcFiles({
       lower, upper: p.upper, hostname, containerIp: c.container_ip, uid: c.uid, dnsServers: s.dnsServers,
+      hostIp: c.host_ip, hostResolvConf: s.hostResolvConf,
     });
 
     await undo.step('overlay', () => mountOverlay({ lower, upper: p.upper, work: p.work, merged: p.mnt }), () => unmountOverlay(p.mnt));

@@ -6,6 +6,7 @@ import type { LinuxHostSettings } from '../settings.ts';
 import { parentCgroups } from '../cgroups/cgroups.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
 import { setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
+import { HOST_RESOLV_CONF, loopbackResolver } from '../rootfs/etc-files.ts';
 import type { HardLimits } from '../jobs/launch.ts';
 
 /** Tool → Debian package that provides it. */
@@ -61,12 +62,19 @@ export async function hardLimits(): Promise<HardLimits> {
   return out;
 }
 
+/** The loopback resolver containers' DNS is forwarded to: only when they get the host's (dns_servers empty). */
+async function hostResolver(s: LinuxHostSettings): Promise<string | undefined> {
+  if (s.dnsServers.length) return undefined;
+  const conf = await readFile(s.hostResolvConf ?? HOST_RESOLV_CONF, 'utf8').catch(() => '');
+  return loopbackResolver(conf);
+}
+
 export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await checkTools(s);
   await mkdir(s.runtimeRoot, { recursive: true, mode: 0o700 });
   for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
   await prepareDepot(s);
-  await setupNetworkHost(s.network);
+  await setupNetworkHost({ ...s.network, hostResolver: await hostResolver(s) });
   return { hardLimits: await hardLimits() };
 }
 

@@ -36,6 +36,9 @@ const FORWARD_RULES = [
 /** The first rules of warden-input, in this order. */
 const INPUT_HEAD = [
   `-A ${CHAINS.input} ${ESTABLISHED} -j ACCEPT`,
+  // DNS a pool's DNAT rule sent to the host's loopback resolver (hostResolver).
+  `-A ${CHAINS.input} -d 127.0.0.0/8 -p udp -m udp --dport 53 -m conntrack --ctstate DNAT -j ACCEPT`,
+  `-A ${CHAINS.input} -d 127.0.0.0/8 -p tcp -m tcp --dport 53 -m conntrack --ctstate DNAT -j ACCEPT`,
   // route_localnet on the host ends would otherwise open the host's loopback services to containers.
   `-A ${CHAINS.input} -d 127.0.0.0/8 -j DROP`,
 ];
@@ -68,6 +71,7 @@ interface CheckedConfig {
   allow: string[];
   deny: string[];
   allowHostAccess: boolean;
+  hostResolver?: string;
 }
 
 function checkConfig(cfg: NetworkHostConfig): CheckedConfig {
@@ -86,7 +90,15 @@ function checkConfig(cfg: NetworkHostConfig): CheckedConfig {
     allow: nets('allow_networks', cfg.allowNetworks),
     deny: nets('deny_networks', cfg.denyNetworks),
     allowHostAccess: cfg.allowHostAccess,
+    hostResolver: checkResolver(cfg.hostResolver),
   };
+}
+
+function checkResolver(ip: string | undefined): string | undefined {
+  if (ip === undefined) return undefined;
+  const c = parseCidr(ip);
+  if (!c || ip.includes('/') || c.base >>> 24 !== 127) throw new Error(`${CTX}: host resolver ${JSON.stringify(ip)} is not a 127.x.y.z address`);
+  return ip;
 }
 
 /** `-d X` as iptables prints it (it leaves out 0.0.0.0/0). */
@@ -130,7 +142,7 @@ function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<st
 
   // warden-input: established and the loopback guard first, then this pool's host access rule.
   const input = filter.get(CHAINS.input) ?? [];
-  if (input[0] !== INPUT_HEAD[0] || input[1] !== INPUT_HEAD[1]) {
+  if (!INPUT_HEAD.every((r, i) => input[i] === r)) {
     for (const r of input) if (INPUT_HEAD.includes(r)) b.filter.push(deleteOf(r));
     INPUT_HEAD.forEach((r, i) => b.filter.push(`-I ${CHAINS.input} ${i + 1} ${r.slice(`-A ${CHAINS.input} `.length)}`));
   }
@@ -142,6 +154,15 @@ function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<st
   exactlyOnce(b.nat, post, LOCALNET_SNAT);
   for (const r of post) if (isPoolRule(r, c.pool)) b.nat.push(deleteOf(r));
   b.nat.push(`-A ${CHAINS.postrouting} -s ${c.pool} ! -o ${IFACE_MATCH} -j MASQUERADE`);
+
+  // warden-prerouting: DNS from this pool's containers to their host end goes to the host's loopback resolver.
+  const pre = nat.get(CHAINS.prerouting) ?? [];
+  for (const r of pre) if (isPoolRule(r, c.pool)) b.nat.push(deleteOf(r));
+  if (c.hostResolver) {
+    for (const proto of ['udp', 'tcp']) {
+      b.nat.push(`-I ${CHAINS.prerouting} 1 -s ${c.pool} -d ${c.pool} -p ${proto} -m ${proto} --dport 53 -j DNAT --to-destination ${c.hostResolver}`);
+    }
+  }
 
   for (const [table, rule] of TOP_JUMPS) {
     const chain = rule.split(' ')[1]!;
@@ -200,7 +221,7 @@ function teardownBatch(
     }
   };
   prune('filter', filter, [CHAINS.default, CHAINS.input]);
-  prune('nat', nat, [CHAINS.postrouting]);
+  prune('nat', nat, [CHAINS.postrouting, CHAINS.prerouting]);
   const inUse =
     otherPools ||
     ifaces.some((n) => idFromIface(n) !== undefined) ||

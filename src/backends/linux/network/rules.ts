@@ -14,9 +14,13 @@
 import { CHAINS, hostIface, instanceChain, instanceLogChain } from './names.ts';
 import { formatCidr, formatIpv4, isIpv4, parseCidr, parseIpRange } from './ipv4.ts';
 import { newBatch, type Batch } from './iptables.ts';
+import { validateNetOut } from '../../../service/net-out.ts';
 import type { ContainerNetSpec, NetInRule, NetOutRule } from './types.ts';
 
 const PROTOCOLS = ['tcp', 'udp', 'icmp', 'all'] as const;
+
+/** The one NetOut validator (src/service/net-out.ts): also checks rules read back from snapshots. */
+export { validateNetOut };
 
 function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v);
@@ -29,54 +33,9 @@ function checkPortNumber(what: string, v: unknown): number {
   return v;
 }
 
-/** Throws an Error whose message tells the user what to change; returns nothing when the rule is valid. */
-export function validateNetOut(rule: NetOutRule): void {
-  const protocol = rule.protocol ?? 0;
-  if (!isInt(protocol) || protocol < 0 || protocol > 3) {
-    throw new Error(`net_out: protocol ${JSON.stringify(rule.protocol)} is unknown: use 0 (TCP), 1 (UDP), 2 (ICMP) or 3 (ALL)`);
-  }
-  const hasNetwork = rule.network !== undefined && rule.network !== '';
-  const hasPort = rule.port !== undefined;
-  const hasRange = rule.port_range !== undefined && rule.port_range !== '';
-  if (!hasNetwork && !hasPort && !hasRange) {
-    throw new Error('net_out: give at least one of network, port or port_range (network 0.0.0.0/0 allows every destination)');
-  }
-  if (hasNetwork && !parseCidr(rule.network!) && !parseIpRange(rule.network!)) {
-    throw new Error(
-      `net_out: network ${JSON.stringify(rule.network)} is not an IPv4 address, a CIDR like 10.0.0.0/8 or a range like 10.0.0.1-10.0.0.9`,
-    );
-  }
-  if (hasPort && hasRange) throw new Error('net_out: give either port or port_range, not both');
-  if ((hasPort || hasRange) && protocol !== 0 && protocol !== 1) {
-    throw new Error(`net_out: port and port_range need protocol TCP or UDP, not ${PROTOCOLS[protocol]!.toUpperCase()}`);
-  }
-  if (hasPort) checkPortNumber('net_out: port', rule.port);
-  if (hasRange) {
-    const m = /^(\d{1,5}):(\d{1,5})$/.exec(rule.port_range!);
-    const lo = m ? Number(m[1]) : NaN;
-    const hi = m ? Number(m[2]) : NaN;
-    if (!m || lo < 1 || hi > 65535 || lo >= hi) {
-      throw new Error(`net_out: port_range ${JSON.stringify(rule.port_range)} must be "a:b" with 1 <= a < b <= 65535`);
-    }
-  }
-  for (const [name, v] of [['icmp_type', rule.icmp_type], ['icmp_code', rule.icmp_code]] as const) {
-    if (v === undefined) continue;
-    if (!isInt(v) || v < -1 || v > 255) {
-      throw new Error(`net_out: ${name} ${JSON.stringify(v)} is out of range: expected -1 (any) or 0-255`);
-    }
-    if (v !== -1 && protocol !== 2) throw new Error(`net_out: ${name} needs protocol ICMP`);
-  }
-  const anyType = rule.icmp_type === undefined || rule.icmp_type === -1;
-  if (anyType && rule.icmp_code !== undefined && rule.icmp_code !== -1) {
-    throw new Error('net_out: icmp_code needs an icmp_type (icmp_type -1 allows every type and code)');
-  }
-  if (rule.log !== undefined && typeof rule.log !== 'boolean') {
-    throw new Error(`net_out: log must be true or false, not ${JSON.stringify(rule.log)}`);
-  }
-}
-
-/** Match and target of a (validated) net_out rule in container id's filter chain. */
-export function netOutSpec(id: string, rule: NetOutRule): string[] {
+/** Match and target of a net_out rule (checked and normalized by validateNetOut first) in container id's filter chain. */
+export function netOutSpec(id: string, given: NetOutRule): string[] {
+  const rule = validateNetOut(given);
   const protocol = PROTOCOLS[rule.protocol ?? 0]!;
   const args: string[] = [];
   if (rule.network) {
@@ -89,10 +48,11 @@ export function netOutSpec(id: string, rule: NetOutRule): string[] {
     }
   }
   if (protocol !== 'all') args.push('-p', protocol);
-  if (rule.port !== undefined) args.push('-m', protocol, '--dport', String(rule.port));
-  if (rule.port_range) args.push('-m', protocol, '--dport', rule.port_range);
-  if (protocol === 'icmp' && rule.icmp_type !== undefined && rule.icmp_type !== -1) {
-    const code = rule.icmp_code !== undefined && rule.icmp_code !== -1 ? `/${rule.icmp_code}` : '';
+  // Printed from numbers: the text goes into iptables-restore input.
+  const ports = rule.port_range !== undefined ? rule.port_range.split(':').map(Number).join(':') : rule.port;
+  if (ports !== undefined) args.push('-m', protocol, '--dport', String(ports));
+  if (protocol === 'icmp' && rule.icmp_type !== undefined) {
+    const code = rule.icmp_code !== undefined ? `/${rule.icmp_code}` : '';
     args.push('-m', 'icmp', '--icmp-type', `${rule.icmp_type}${code}`);
   }
   args.push(...(rule.log ? ['-g', instanceLogChain(id)] : ['-j', 'ACCEPT']));

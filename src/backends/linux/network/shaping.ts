@@ -3,6 +3,7 @@
 // - from the container: the host end's ingress is redirected to the ifb
 //   w-<id>-2, whose root tbf shapes it (a policer would drop instead of queue).
 // `replace` everywhere, so a new limit applies live and repeating is harmless.
+import { readFile } from 'node:fs/promises';
 import { checkId, hostIface, ifbIface } from './names.ts';
 import { run } from './exec.ts';
 import { ifaceExists } from './sysctl.ts';
@@ -28,7 +29,10 @@ export async function limitBandwidth(id: string, rate: number, burst: number): P
   const ifb = ifbIface(id);
   if (!(await ifaceExists(host))) throw new Error(`${CTX}: interface ${host} does not exist (container network not set up)`);
   if (!(await ifaceExists(ifb))) {
-    await run('ip', ['-batch', '-'], { context: CTX, input: `link add ${ifb} type ifb\nlink set ${ifb} up\n` }).catch(async (err) => {
+    // With the container's MTU (the host end has it), as the original's w-<id>-2.
+    const mtu = Number((await readFile(`/sys/class/net/${host}/mtu`, 'utf8')).trim());
+    const input = `link add ${ifb} mtu ${mtu} type ifb\nlink set ${ifb} up\n`;
+    await run('ip', ['-batch', '-'], { context: CTX, input }).catch(async (err) => {
       if (!(await ifaceExists(ifb))) throw err; // a concurrent call created it
     });
   }

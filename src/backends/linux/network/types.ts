@@ -9,6 +9,11 @@ export interface NetworkHostConfig {
   denyNetworks: string[];
   /** false: containers cannot open connections to the host's own addresses. */
   allowHostAccess: boolean;
+  /**
+   * The host's loopback DNS resolver (systemd-resolved's 127.0.0.53, a local dnsmasq),
+   * when containers are pointed at their host end for DNS: port 53 there goes to it.
+   */
+  hostResolver?: string;
 }
 
 /** A container's /30: host end .1, container end .2. */
@@ -19,16 +24,8 @@ export interface ContainerNetSpec {
   mtu: number;
 }
 
-/** protocol: 0 TCP (default), 1 UDP, 2 ICMP, 3 ALL (NetOutRequest.Protocol). */
-export interface NetOutRule {
-  network?: string;
-  port?: number;
-  port_range?: string;
-  protocol?: 0 | 1 | 2 | 3;
-  icmp_type?: number;
-  icmp_code?: number;
-  log?: boolean;
-}
+/** The container record's NetOut rule (one type for the daemon and this module). */
+export type { NetOutRule } from '../../../containers/model.ts';
 
 export interface NetInRule {
   host_port: number;

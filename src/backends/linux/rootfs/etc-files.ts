@@ -11,6 +11,36 @@ export interface EtcFilesSpec {
   containerIp: string;
   uid: number;
   dnsServers: string[];
+  /** The container's gateway (host end): its nameserver when the host's resolver is on loopback. */
+  hostIp: string;
+  /** The host's resolv.conf (default /etc/resolv.conf). */
+  hostResolvConf?: string;
+}
+
+export const HOST_RESOLV_CONF = '/etc/resolv.conf';
+
+/**
+ * The host's resolver when it is on a loopback address (systemd-resolved's 127.0.0.53,
+ * a local dnsmasq): the first nameserver of resolv.conf, if it is 127.x.y.z.
+ * Containers cannot reach the host's loopback, so they are pointed at their host end.
+ */
+export function loopbackResolver(resolvConf: string): string | undefined {
+  for (const line of resolvConf.split('\n')) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (!m) continue;
+    return /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(m[1]!) && m[1]!.split('.').every((o) => Number(o) <= 255) ? m[1] : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * As the original: the configured servers as given, one `nameserver` line each; else,
+ * when the host's resolver is on loopback, the container's host end; else the host's file as it is.
+ */
+export function resolvConfFor(dnsServers: string[], hostResolvConf: string, hostIp: string): string {
+  if (dnsServers.length) return dnsServers.map((d) => `nameserver ${d}\n`).join('');
+  if (loopbackResolver(hostResolvConf) !== undefined) return `nameserver ${hostIp}\n`;
+  return hostResolvConf;
 }
 
 export interface EtcFilesResult {
@@ -48,9 +78,7 @@ export async function writeEtcFiles(s: EtcFilesSpec): Promise<EtcFilesResult> {
     s.uid,
     hasBash ? '/bin/bash' : '/bin/sh',
   );
-  const resolv = s.dnsServers.length
-    ? s.dnsServers.map((d) => `nameserver ${d}\n`).join('')
-    : (await readOr('/etc/resolv.conf', '')).split('\n').filter((l) => /^\s*(nameserver|search|options)\s/.test(l)).join('\n') + '\n';
+  const resolv = resolvConfFor(s.dnsServers, await readOr(s.hostResolvConf ?? HOST_RESOLV_CONF, ''), s.hostIp);
   await Promise.all([
     writeFile(join(etc, 'hostname'), `${s.hostname}\n`),
     writeFile(join(etc, 'hosts'), `127.0.0.1 localhost\n${s.containerIp} ${s.hostname}\n`),
