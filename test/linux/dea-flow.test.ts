@@ -30,6 +30,10 @@ function nextIp(ip: string): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 }
 
+const t0 = Date.now();
+/** Marks a step in the output, so a failure or a slow run shows where it was. */
+const step = (what: string) => console.log(`dea flow +${Date.now() - t0} ms: ${what}`);
+
 describe('the DEA flow', () => {
   it('stages and runs an app across a daemon restart, copies the droplet out and leaves nothing', async () => {
     const buildpack = join(hostDir, 'buildpack');
@@ -43,6 +47,7 @@ describe('the DEA flow', () => {
     const neighbourPid = await d.initPid(neighbour.info.container_path!);
     await waitListening(neighbourPid, 7000);
 
+    step('1. create with a read-only bind mount of the buildpacks');
     // 1. create with a read-only bind mount of the buildpacks
     const dea = await d.client();
     const { handle, info: created } = await d.create(dea, {
@@ -51,18 +56,21 @@ describe('the DEA flow', () => {
     });
     const containerPath = created.container_path!;
 
+    step('2-3. limits, echoed back');
     // 2-3. limits, echoed back
     const mem = await dea.limitMemory({ handle, limit_in_bytes: 256 * 1024 * 1024 });
     expect(Number(mem.limit_in_bytes)).toBe(256 * 1024 * 1024);
     const disk = await dea.limitDisk({ handle, byte_limit: 512 * 1024 * 1024 });
     expect(Number(disk.byte_limit)).toBe(512 * 1024 * 1024);
 
+    step('4. net_in from the pool');
     // 4. net_in from the pool
     const ports = await dea.netIn({ handle });
     expect(ports.host_port).toBeGreaterThanOrEqual(39000);
     expect(ports.host_port).toBeLessThan(39100);
     expect(ports.container_port).toBe(ports.host_port);
 
+    step('5. net_out as a security group: before it, the neighbour is out of reach');
     // 5. net_out as a security group: before it, the neighbour is out of reach
     const probe = `nc -w 3 ${neighbour.info.container_ip} 7000 </dev/null; echo "rc=$?"`;
     const denied = await d.run(dea, handle, probe);
@@ -76,6 +84,7 @@ describe('the DEA flow', () => {
     const allowed = await d.run(dea, handle, probe);
     expect(allowed.stdout).toContain('neighbour-banner');
 
+    step('6. staging: the buildpack is there and read-only; the droplet is written');
     // 6. staging: the buildpack is there and read-only; the droplet is written
     const staged = await d.run(
       dea,
@@ -86,27 +95,28 @@ describe('the DEA flow', () => {
     expect(staged.exit_status).toBe(0);
     expect(staged.stdout).toBe('ruby\nstaged\n');
 
+    step('7. spawn the app: it serves on its port and writes for a while');
     // 7. spawn the app: it serves on its port and writes for a while
-    const { job_id } = await dea.spawn({
-      handle,
-      script: `(while :; do echo app-says-hi | nc -l -p ${ports.container_port}; done) & ` +
-        'for i in 1 2 3 4 5 6; do echo line$i; sleep 0.5; done; echo finished',
-    });
+    await dea.spawn({ handle, script: `while :; do echo app-says-hi | nc -l -p ${ports.container_port}; done`, discard_output: true });
+    const { job_id } = await dea.spawn({ handle, script: 'for i in 1 2 3 4 5 6; do echo line$i; sleep 0.5; done; echo finished' });
     const initPid = await d.initPid(containerPath);
     await waitListening(initPid, ports.container_port!);
     const reply = await tcpExchange('127.0.0.1', ports.host_port!);
     expect(reply.data.toString()).toContain('app-says-hi');
 
+    step('8. info: active, the job is listed, figures are there');
     // 8. info: active, the job is listed, figures are there
     const info = await (await d.client()).info({ handle });
     expect(info.state).toBe('active');
     expect(info.job_ids).toContain(job_id);
     expect(Number(info.memory_stat?.rss ?? 0) + Number(info.memory_stat?.cache ?? 0)).toBeGreaterThan(0);
 
+    step('9. the daemon drains and a new one starts on the same depot (an upgrade)');
     // 9. the daemon drains and a new one starts on the same depot (an upgrade)
     expect(await d.daemon.drain()).toBe(0);
     await d.restart();
 
+    step('10. link from a new connection: the whole output, also what was written meanwhile');
     // 10. link from a new connection: the whole output, also what was written meanwhile
     const after = await d.client();
     const linked = await after.link({ handle, job_id });
@@ -117,10 +127,12 @@ describe('the DEA flow', () => {
     expect((await d.run(after, handle, probe)).stdout).toContain('neighbour-banner');
     expect(Number((await after.limitMemory({ handle })).limit_in_bytes)).toBe(256 * 1024 * 1024);
 
+    step('11. stop');
     // 11. stop
     await after.stop({ handle });
     expect((await after.info({ handle })).state).toBe('stopped');
 
+    step('12. copy_out with an owner: dst_path itself and everything below belong to it');
     // 12. copy_out with an owner: dst_path itself and everything below belong to it
     const dst = join(hostDir, 'droplet');
     await after.copyOut({ handle, src_path: '/tmp/app/', dst_path: dst, owner: 'nobody' });
@@ -131,6 +143,7 @@ describe('the DEA flow', () => {
       expect((await stat(p)).uid, p).toBe(nobody);
     }
 
+    step('13. destroy: gone from the list, its folder gone');
     // 13. destroy: gone from the list, its folder gone
     await after.destroy({ handle });
     await after.destroy({ handle: neighbour.handle });
@@ -138,5 +151,5 @@ describe('the DEA flow', () => {
     expect(handles).not.toContain(handle);
     await waitFor('the container folder to go', async () => !(await stat(containerPath).catch(() => undefined)));
     expect(await d.hostLeaks()).toEqual([]);
-  });
+  }, 240_000);
 });
