@@ -33,7 +33,7 @@ const envelope = root.lookupType('warden.Message');
 // protobufjs 8 treats proto2 enums as closed and drops a value it does not
 // know, so decoding with `envelope` turned an unknown type number into
 // "missing required 'type'" and the connection was closed, instead of the
-// "unknown message type N" ErrorResponse after which the connection carries on.
+// "Unknown request type: N" ErrorResponse after which the connection carries on.
 const rawEnvelope = new protobuf.Type('RawMessage')
   .add(new protobuf.Field('type', 1, 'int32', 'required'))
   .add(new protobuf.Field('payload', 2, 'bytes', 'required'));
@@ -181,6 +181,7 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
     throw new ProtocolError(`cannot decode Message: ${(err as Error).message}`);
   }
   const type = typeNameById.get(msg.type);
-  if (!type) throw new ProtocolError(`unknown message type ${msg.type}`);
+  // The words of the original's protocol library (which then closed the connection).
+  if (!type) throw new ProtocolError(`Unknown request type: ${msg.type}`);
   return { type, payload: msg.payload };
 }

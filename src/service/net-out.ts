@@ -9,7 +9,7 @@ export function validateNetOut(req: NetOutRequest): NetOutRule {
   const rule: NetOutRule = {};
   const has = (k: keyof NetOutRequest) => Object.prototype.hasOwnProperty.call(req, k) && req[k] !== undefined && req[k] !== null;
   if (!has('network') && !has('port') && !has('port_range')) {
-    throw new WardenError('net_out needs at least one of network, port or port_range');
+    throw new WardenError('Please specify network, port, and/or port_range.');
   }
   const protocol = has('protocol') ? req.protocol! : NetOutProtocol.TCP;
   if (!Object.values(NetOutProtocol).includes(protocol)) throw new WardenError(`unknown protocol ${protocol}`);
@@ -30,7 +30,8 @@ export function validateNetOut(req: NetOutRequest): NetOutRule {
     const m = /^(\d+):(\d+)$/.exec(req.port_range!);
     if (!m) throw new WardenError(`invalid port range ${JSON.stringify(req.port_range)}: expected a:b`);
     const [a, b] = [Number(m[1]), Number(m[2])];
-    if (a < 1 || b > 65535 || a >= b) {
+    if (a >= b) throw new WardenError('Port range maximum must be greater than minimum');
+    if (a < 1 || b > 65535) {
       throw new WardenError(`invalid port range ${req.port_range}: need 1 <= a < b <= 65535`);
     }
     rule.port_range = req.port_range;

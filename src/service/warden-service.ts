@@ -208,6 +208,12 @@ export class WardenService {
     const max = this.config.server.max_containers;
     if (this.registry.size >= max) {
       this.observer.createRefused?.('max_containers');
+      // At the pools' own capacity the original ran out of a pool: answer as it did.
+      const networks = this.pools.network.total;
+      const uids = this.pools.uid.total;
+      if (max >= Math.min(networks, uids)) {
+        throw new WardenError(networks <= uids ? 'Could not acquire network' : 'Warden::Pool::Uid::NoUidAvailable');
+      }
       throw new WardenError(`cannot create container: the daemon holds its maximum of ${max} containers (server.max_containers)`);
     }
     if (req.handle !== undefined && req.handle !== null && Object.hasOwn(req, 'handle')) {
@@ -611,7 +617,7 @@ export class WardenService {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active');
     const pooled = !req.host_port || this.pools.port.contains(req.host_port);
-    const hostPort = !req.host_port ? this.pools.port.acquire() : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
+    const hostPort = !req.host_port ? this.acquirePort() : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
     const containerPort = req.container_port || hostPort;
     if (containerPort > 65535 || hostPort > 65535) {
       if (pooled) this.pools.port.release(hostPort);
@@ -630,6 +636,17 @@ export class WardenService {
       throw err;
     }
     return { host_port: hostPort, container_port: containerPort };
+  }
+
+  /** Like the uid pool's, the original's port pool error had no message: Ruby answered its class name. */
+  private acquirePort(): number {
+    try {
+      return this.pools.port.acquire();
+    } catch (err) {
+      if (!(err instanceof PoolExhaustedError)) throw err;
+      this.log.info({ err: err.message }, 'net_in: no port');
+      throw new WardenError('Warden::Pool::Port::NoPortAvailable');
+    }
   }
 
   async netOut(req: M.NetOutRequest, ctx: RequestContext): Promise<M.NetOutResponse> {

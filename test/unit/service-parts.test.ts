@@ -52,10 +52,10 @@ describe('rlimits', () => {
 
 describe('validateNetOut', () => {
   it('needs a network, port or range', () => {
-    expect(() => validateNetOut({ handle: 'h' })).toThrow(/at least one/);
+    expect(() => validateNetOut({ handle: 'h' })).toThrow('Please specify network, port, and/or port_range.');
   });
   it('checks ranges and ICMP fields', () => {
-    expect(() => validateNetOut({ handle: 'h', port_range: '80:80' })).toThrow(/a < b/);
+    expect(() => validateNetOut({ handle: 'h', port_range: '80:80' })).toThrow('Port range maximum must be greater than minimum');
     expect(() => validateNetOut({ handle: 'h', port_range: '80-90' })).toThrow(/a:b/);
     expect(() => validateNetOut({ handle: 'h', network: '1.2.3.4', icmp_type: 3 })).toThrow(/ICMP/);
     expect(() => validateNetOut({ handle: 'h', network: '1.2.3.999' })).toThrow(/invalid network/);
@@ -82,6 +82,10 @@ describe('registry', () => {
     const c = new Container({ state: 'stopped', jobs: [] } as unknown as ContainerRecord);
     expect(() => c.assertState('active')).toThrow(new StateError(['active'], 'stopped'));
     expect(() => c.assertState('active')).toThrow("Container state must be one of 'active', current state is 'stopped'");
+  });
+  it('lists several allowed states inside one pair of quotes, as the original did', () => {
+    const c = new Container({ state: 'born', jobs: [] } as unknown as ContainerRecord);
+    expect(() => c.assertState('active', 'stopped')).toThrow("Container state must be one of 'active, stopped', current state is 'born'");
   });
 });
 

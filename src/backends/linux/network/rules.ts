@@ -39,7 +39,7 @@ export function validateNetOut(rule: NetOutRule): void {
   const hasPort = rule.port !== undefined;
   const hasRange = rule.port_range !== undefined && rule.port_range !== '';
   if (!hasNetwork && !hasPort && !hasRange) {
-    throw new Error('net_out: give at least one of network, port or port_range (network 0.0.0.0/0 allows every destination)');
+    throw new Error('Please specify network, port, and/or port_range.');
   }
   if (hasNetwork && !parseCidr(rule.network!) && !parseIpRange(rule.network!)) {
     throw new Error(
@@ -55,7 +55,8 @@ export function validateNetOut(rule: NetOutRule): void {
     const m = /^(\d{1,5}):(\d{1,5})$/.exec(rule.port_range!);
     const lo = m ? Number(m[1]) : NaN;
     const hi = m ? Number(m[2]) : NaN;
-    if (!m || lo < 1 || hi > 65535 || lo >= hi) {
+    if (m && lo >= hi) throw new Error('Port range maximum must be greater than minimum');
+    if (!m || lo < 1 || hi > 65535) {
       throw new Error(`net_out: port_range ${JSON.stringify(rule.port_range)} must be "a:b" with 1 <= a < b <= 65535`);
     }
   }
