@@ -212,7 +212,9 @@ export class WardenService {
       const networks = this.pools.network.total;
       const uids = this.pools.uid.total;
       if (max >= Math.min(networks, uids)) {
-        throw new WardenError(networks <= uids ? 'Could not acquire network' : 'Warden::Pool::Uid::NoUidAvailable');
+        if (networks > uids) throw new WardenError('Warden::Pool::Uid::NoUidAvailable');
+        const asked = req.network ? parseAddress(req.network) : undefined;
+        throw new WardenError(asked === undefined ? 'Could not acquire network' : `Could not acquire network: ${formatIPv4(networkOf(asked, 30))}`);
       }
       throw new WardenError(`cannot create container: the daemon holds its maximum of ${max} containers (server.max_containers)`);
     }

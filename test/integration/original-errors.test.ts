@@ -96,6 +96,7 @@ describe('pool errors', () => {
       await expect(k.create({ network: '10.253.99.1' })).rejects.toThrow(/^Could not acquire network: 10\.253\.99\.0$/);
       const b = await k.create({});
       await expect(k.create({})).rejects.toThrow(/^Could not acquire network$/);
+      await expect(k.create({ network: '10.253.7.2' })).rejects.toThrow(/^Could not acquire network: 10\.253\.7\.0$/);
       // A released /30 waits out the release delay: still none to be had.
       await k.destroy({ handle: b.handle });
       await expect(k.create({})).rejects.toThrow(/^Could not acquire network$/);
@@ -107,12 +108,13 @@ describe('pool errors', () => {
     }
   });
 
-  it("answers the original port pool's error when no host port is left", async () => {
-    // Both /30s of the shared daemon are cooling down: a daemon of its own.
-    const p = await TestDaemon.start({ port: { pool_start_port: 61300, pool_size: 2 } });
+  it("answers the original uid and port pools' errors when none is left", async () => {
+    // One uid, two host ports.
+    const p = await TestDaemon.start({ port: { pool_start_port: 61300, pool_size: 2 }, user: { pool_start_uid: 61300, pool_size: 1 } });
     try {
       const k = await p.client();
       const { handle } = await k.create({});
+      await expect(k.create({})).rejects.toThrow(/^Warden::Pool::Uid::NoUidAvailable$/);
       await k.netIn({ handle });
       await k.netIn({ handle });
       await expect(k.netIn({ handle })).rejects.toThrow(/^Warden::Pool::Port::NoPortAvailable$/);
