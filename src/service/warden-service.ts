@@ -15,10 +15,8 @@ import { JobIdAllocator } from '../jobs/job-ids.ts';
 import { followJob } from '../jobs/job-output.ts';
 import { effectiveRlimits } from '../jobs/rlimits.ts';
 import type { Pools } from '../pools/pools.ts';
-import { parseAddress, type Subnet } from '../pools/network-pool.ts';
-import { PoolError, PoolExhaustedError } from '../pools/errors.ts';
-import { formatIPv4, networkOf } from '../pools/ipv4.ts';
 import { safeNumber } from '../protocol/u64.ts';
+import { maxContainersError, takeNetwork, takePort, takeUid } from './pool-answers.ts';
 import type * as M from '../protocol/types.ts';
 import { DISK_LIMIT_FIELDS } from '../protocol/types.ts';
 import type { WorkerPool } from '../workers/pool.ts';
@@ -208,15 +206,7 @@ export class WardenService {
     const max = this.config.server.max_containers;
     if (this.registry.size >= max) {
       this.observer.createRefused?.('max_containers');
-      // At the pools' own capacity the original ran out of a pool: answer as it did.
-      const networks = this.pools.network.total;
-      const uids = this.pools.uid.total;
-      if (max >= Math.min(networks, uids)) {
-        if (networks > uids) throw new WardenError('Warden::Pool::Uid::NoUidAvailable');
-        const asked = req.network ? parseAddress(req.network) : undefined;
-        throw new WardenError(asked === undefined ? 'Could not acquire network' : `Could not acquire network: ${formatIPv4(networkOf(asked, 30))}`);
-      }
-      throw new WardenError(`cannot create container: the daemon holds its maximum of ${max} containers (server.max_containers)`);
+      throw maxContainersError(this.pools, max, req.network);
     }
     if (req.handle !== undefined && req.handle !== null && Object.hasOwn(req, 'handle')) {
       validateHandle(req.handle);
@@ -229,10 +219,10 @@ export class WardenService {
     }
     const id = this.registry.newId();
     const handle = Object.hasOwn(req, 'handle') ? req.handle! : id;
-    const subnet = this.acquireNetwork(req.network);
+    const subnet = takeNetwork(this.pools, req.network, this.log);
     let uid: number;
     try {
-      uid = this.acquireUid();
+      uid = takeUid(this.pools, this.log);
     } catch (err) {
       this.pools.network.release(subnet);
       throw err;
@@ -286,39 +276,6 @@ export class WardenService {
     if (c.references.size === 0) this.armGraceTimer(c);
     this.log.info({ handle, id }, 'container created');
     return { handle };
-  }
-
-  /**
-   * A /30 for Create, with the original's answers when there is none: "Could not
-   * acquire network" (pool exhausted) and "Could not acquire network: <address>"
-   * (the /30 asked for is in use, cooling down or outside the pool). A malformed
-   * `network` keeps our message (the original read it as some address anyway).
-   */
-  private acquireNetwork(requested: string | undefined): Subnet {
-    try {
-      return requested ? this.pools.network.acquireSpecific(requested) : this.pools.network.acquire();
-    } catch (err) {
-      if (!(err instanceof PoolError)) throw err;
-      const address = requested ? parseAddress(requested) : undefined;
-      if (requested && address === undefined) throw err;
-      this.log.info({ err: err.message }, 'create: no network');
-      throw new WardenError(address === undefined ? 'Could not acquire network' : `Could not acquire network: ${formatIPv4(networkOf(address, 30))}`);
-    }
-  }
-
-  /**
-   * A uid for Create. The original's uid pool raised its NoUidAvailable error
-   * without a message, so Ruby answered the class name (its base class's
-   * "Could not acquire UID" was never reached): clients saw this text.
-   */
-  private acquireUid(): number {
-    try {
-      return this.pools.uid.acquire();
-    } catch (err) {
-      if (!(err instanceof PoolExhaustedError)) throw err;
-      this.log.info({ err: err.message }, 'create: no uid');
-      throw new WardenError('Warden::Pool::Uid::NoUidAvailable');
-    }
   }
 
   /** The original's checks of Create's paths, with its messages: rootfs a folder, bind mount sources present. */
@@ -619,7 +576,7 @@ export class WardenService {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active');
     const pooled = !req.host_port || this.pools.port.contains(req.host_port);
-    const hostPort = !req.host_port ? this.acquirePort() : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
+    const hostPort = !req.host_port ? takePort(this.pools, this.log) : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
     const containerPort = req.container_port || hostPort;
     if (containerPort > 65535 || hostPort > 65535) {
       if (pooled) this.pools.port.release(hostPort);
@@ -638,17 +595,6 @@ export class WardenService {
       throw err;
     }
     return { host_port: hostPort, container_port: containerPort };
-  }
-
-  /** Like the uid pool's, the original's port pool error had no message: Ruby answered its class name. */
-  private acquirePort(): number {
-    try {
-      return this.pools.port.acquire();
-    } catch (err) {
-      if (!(err instanceof PoolExhaustedError)) throw err;
-      this.log.info({ err: err.message }, 'net_in: no port');
-      throw new WardenError('Warden::Pool::Port::NoPortAvailable');
-    }
   }
 
   async netOut(req: M.NetOutRequest, ctx: RequestContext): Promise<M.NetOutResponse> {

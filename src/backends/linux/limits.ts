@@ -67,13 +67,13 @@ export async function limitDisk(subvolumePath: string, info: SubvolumeInfo, limi
 
 /** Sets the limit when one is given; returns memory.limit_in_bytes as the kernel has it (9223372036854771712: none). */
 export async function limitMemory(paths: CgroupPaths, bytes: U64 | undefined): Promise<U64> {
-  if (bytes) await setMemoryLimit(paths, bytes);
+  if (bytes !== undefined) await setMemoryLimit(paths, bytes);
   return readU64(join(paths.memory ?? '', 'memory.limit_in_bytes'));
 }
 
 /** Sets the shares when given; returns cpu.shares as the kernel has it (it raises 1 to 2). */
 export async function limitCpu(paths: CgroupPaths, shares: U64 | undefined): Promise<U64> {
-  if (shares) await setCpuShares(paths, shares);
+  if (shares !== undefined) await setCpuShares(paths, shares);
   return readU64(join(paths.cpu ?? '', 'cpu.shares'));
 }
 
