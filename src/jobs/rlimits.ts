@@ -37,7 +37,7 @@ export function parseHardLimits(procLimits: string): Record<string, number> {
 
 /** Merge request rlimits over the defaults and refuse what the daemon could not grant. */
 export function effectiveRlimits(
-  defaults: Record<string, number>,
+  defaults: Record<string, U64>,
   requested: ResourceLimits | undefined,
   hardLimits: Record<string, number>,
 ): Record<string, U64> {

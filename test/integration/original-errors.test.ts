@@ -2,13 +2,13 @@
 // them (clients match on these texts), and uint64 values that travel exactly:
 // the real daemon (insecure backend) through the client library, raw frames and
 // bin/warden.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
-import { CLIENT_BIN, TestDaemon } from '../helpers/daemon.ts';
+import { CLIENT_BIN, SERVER_BIN, TestDaemon } from '../helpers/daemon.ts';
 
 const STOPPED = "Container state must be one of 'active', current state is 'stopped'";
 
@@ -139,6 +139,25 @@ describe('uint64 values', () => {
     const inf = await c.run({ handle, script: 'ulimit -v', rlimits: { as: 2n ** 64n - 1n } });
     expect(Buffer.from(inf.stdout as Uint8Array).toString()).toBe('unlimited\n');
     await c.destroy({ handle });
+  });
+
+  it('reach a job exactly from the config (container_rlimits) and show in --check-config', async () => {
+    const raw = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+    const k = await TestDaemon.start({ server: { container_rlimits: { as: raw(String(big)) } } });
+    try {
+      const checked = await new Promise<string>((resolve, reject) =>
+        execFile(SERVER_BIN, ['--check-config', k.configPath], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      );
+      expect(checked).toMatch(/^ +as: 9007199254740993$/m);
+      const kc = await k.client();
+      const { handle } = await kc.create({});
+      const r = await kc.run({ handle, script: "grep 'Max address space' /proc/self/limits" });
+      expect(Buffer.from(r.stdout as Uint8Array).toString()).toMatch(/^Max address space\s+9007199254740993\s+9007199254740993\s+bytes/);
+      await kc.destroy({ handle });
+      await kc.close();
+    } finally {
+      await k.cleanup();
+    }
   });
 
   it('reach a job exactly from bin/warden', async () => {
