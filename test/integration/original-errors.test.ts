@@ -154,6 +154,11 @@ describe('uint64 values', () => {
       const r = await kc.run({ handle, script: "grep 'Max address space' /proc/self/limits" });
       expect(Buffer.from(r.stdout as Uint8Array).toString()).toMatch(/^Max address space\s+9007199254740993\s+9007199254740993\s+bytes/);
       await kc.destroy({ handle });
+      // SIGHUP compares the re-read config with this one, bigint and all, and serves on.
+      k.proc!.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await kc.ping()).toEqual({});
+      expect(k.proc!.exitCode).toBeNull();
       await kc.close();
     } finally {
       await k.cleanup();
