@@ -10,8 +10,9 @@ import {
   type RequestName,
   type ResponseMap,
 } from './types.ts';
+import { u64 } from './u64.ts';
 
-// uint64 fields are read exactly (protobufjs uses the \`long\` package it ships
+// uint64 fields are read exactly (protobufjs uses the `long` package it ships
 // with) and handed out as U64: a number while it is a safe integer, a bigint
 // above (see types.ts). A cgroup's "unlimited" 9223372036854771712 must reach
 // the client as that number, not as 9223372036854772000.
@@ -109,7 +110,7 @@ function bigintsToLongs(v: unknown): unknown {
 
 /** Decoded uint64 values arrive as bigint; those a double holds exactly become numbers (in place). */
 function safeBigintsToNumbers(v: unknown): unknown {
-  if (typeof v === 'bigint') return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  if (typeof v === 'bigint') return u64(v);
   if (!isContainer(v)) return v;
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o)) o[k] = safeBigintsToNumbers(o[k]);
