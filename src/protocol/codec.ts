@@ -20,8 +20,9 @@ interface LongClass {
   fromString(text: string, unsigned: boolean): object;
   isLong(v: unknown): boolean;
 }
-const Long = protobuf.util.Long as unknown as LongClass | undefined as LongClass;
-if (!Long) throw new Error('protobufjs has no Long support: uint64 fields would lose precision');
+const loaded = protobuf.util.Long as unknown as LongClass | undefined;
+if (!loaded) throw new Error('protobufjs has no Long support: uint64 fields would lose precision');
+const Long: LongClass = loaded;
 
 // Read once at module load (startup), never on a request path.
 const root = protobuf.parse(readFileSync(join(import.meta.dirname, 'warden.proto'), 'utf8'), {
