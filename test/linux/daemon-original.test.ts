@@ -107,6 +107,23 @@ describe('limits without a value answer the setting in force', () => {
   });
 });
 
+describe('limits across a restart', () => {
+  it('a new daemon reads a snapshot with a limit above 2^53 and answers the limits in force', async () => {
+    const { handle, id } = await d.create(client);
+    await client.limitCpu({ handle, limit_in_shares: 100 });
+    await client.limitMemory({ handle, limit_in_bytes: 2n ** 60n + 1n });
+    expect(await d.daemon.drain()).toBe(0);
+    // The limit asked for, exactly, in the snapshot the next daemon reads.
+    expect(await readFile(join(d.settings.depot, id, 'snapshot.json'), 'utf8')).toMatch(/"memory_limit_in_bytes": 1152921504606846977\b/);
+    await d.restart();
+    client = await d.client();
+    expect((await client.list()).handles).toContain(handle);
+    expect(await client.limitCpu({ handle })).toEqual({ limit_in_shares: 100 });
+    expect(await client.limitMemory({ handle })).toEqual({ limit_in_bytes: 2n ** 60n });
+    await client.destroy({ handle });
+  }, 120_000);
+});
+
 describe("the original's error texts", () => {
   it('wraps a memory limit the kernel refuses as "Failed setting memory limit: ..."', async () => {
     const { handle } = await d.create(client);
