@@ -18,6 +18,7 @@ import { Listener } from './server/listener.ts';
 import { recover } from './service/recovery.ts';
 import { WardenService } from './service/warden-service.ts';
 import { WorkerPool } from './workers/pool.ts';
+import { stringify64 } from './util/json64.ts';
 
 export interface Daemon {
   config: WardenConfig;
@@ -57,7 +58,7 @@ function changedKeys(a: unknown, b: unknown, prefix = ''): string[] {
       changedKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
     );
   }
-  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
+  return stringify64(a) === stringify64(b) ? [] : [prefix];
 }
 
 async function createBackend(config: WardenConfig, pool: WorkerPool): Promise<Backend> {

@@ -6,6 +6,7 @@ import type {
   CopyOutRequest,
   DiskLimits,
   InfoResponse,
+  U64,
 } from '../protocol/types.ts';
 import type { ContainerRecord, NetOutRule } from '../containers/model.ts';
 
@@ -22,7 +23,7 @@ export interface JobSpec {
   /** The job's folder on the host (<container_path>/jobs/<id>); a backend may put files there (pid files). */
   dir: string;
   privileged: boolean;
-  rlimits: Record<string, number>;
+  rlimits: Record<string, U64>;
   env: Record<string, string>;
 }
 
@@ -53,8 +54,10 @@ export interface Backend {
   netOut(c: ContainerRecord, rule: NetOutRule): Promise<void>;
   copyIn(c: ContainerRecord, req: CopyInRequest): Promise<void>;
   copyOut(c: ContainerRecord, req: CopyOutRequest): Promise<void>;
-  limitMemory(c: ContainerRecord, bytes: number): Promise<void>;
-  limitCpu(c: ContainerRecord, shares: number): Promise<void>;
+  /** Sets the limit when bytes is given; resolves with the limit in force (memory.limit_in_bytes). */
+  limitMemory(c: ContainerRecord, bytes: U64 | undefined): Promise<U64>;
+  /** Sets the shares when given; resolves with the shares in force. */
+  limitCpu(c: ContainerRecord, shares: U64 | undefined): Promise<U64>;
   limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void>;
   limitDisk(c: ContainerRecord, limits: DiskLimits): Promise<DiskLimits>;
   /**

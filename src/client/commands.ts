@@ -7,6 +7,7 @@
 import protobuf from 'protobufjs';
 import { messageType } from '../protocol/codec.ts';
 import { REQUEST_NAMES, type RequestName } from '../protocol/types.ts';
+import { u64 } from '../protocol/u64.ts';
 
 export class CommandError extends Error {
   override name = 'CommandError';
@@ -178,18 +179,19 @@ function locate(root: protobuf.Type, body: Body, flag: string, fail: (msg: strin
   throw new Error('unreachable: a flag has at least one element');
 }
 
-const INTEGER_RANGES: Record<string, [number, number]> = {
-  int32: [-(2 ** 31), 2 ** 31 - 1],
-  sint32: [-(2 ** 31), 2 ** 31 - 1],
-  sfixed32: [-(2 ** 31), 2 ** 31 - 1],
-  uint32: [0, 2 ** 32 - 1],
-  fixed32: [0, 2 ** 32 - 1],
-  // 64-bit fields travel as JS numbers (see protocol/types.ts).
-  int64: [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  sint64: [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  sfixed64: [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  uint64: [0, Number.MAX_SAFE_INTEGER],
-  fixed64: [0, Number.MAX_SAFE_INTEGER],
+// Checked as bigints: 64-bit fields take their whole range, exactly (a value
+// above 2^53 goes out as a bigint, see protocol/types.ts U64).
+const INTEGER_RANGES: Record<string, [bigint, bigint]> = {
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  sint32: [-(2n ** 31n), 2n ** 31n - 1n],
+  sfixed32: [-(2n ** 31n), 2n ** 31n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+  fixed32: [0n, 2n ** 32n - 1n],
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  sint64: [-(2n ** 63n), 2n ** 63n - 1n],
+  sfixed64: [-(2n ** 63n), 2n ** 63n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+  fixed64: [0n, 2n ** 64n - 1n],
 };
 
 function convert(field: protobuf.Field, raw: string, flag: string, fail: (msg: string) => never): unknown {
@@ -203,11 +205,11 @@ function convert(field: protobuf.Field, raw: string, flag: string, fail: (msg: s
   }
   const range = INTEGER_RANGES[field.type];
   if (range) {
-    const n = Number(raw);
-    if (!/^-?\d+$/.test(raw) || n < range[0] || n > range[1]) {
+    const n = /^-?\d+$/.test(raw) ? BigInt(raw) : undefined;
+    if (n === undefined || n < range[0] || n > range[1]) {
       return fail(`${flag} is a ${field.type} (${range[0]} to ${range[1]}); got '${raw}'`);
     }
-    return n;
+    return u64(n);
   }
   switch (field.type) {
     case 'string':

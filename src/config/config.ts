@@ -11,6 +11,8 @@ import { parseDocument } from 'yaml';
 import { coveringCidr, formatCidr, formatIPv4, networkOf, parseCidr, parseIPv4 } from '../pools/ipv4.ts';
 import { LOG_LEVEL_NAMES, isLogLevel } from './log-level.ts';
 import type { ContainerKlass, NetworkConfig, ServerConfig, WardenConfig } from './types.ts';
+import type { U64 } from '../protocol/types.ts';
+import { u64 } from '../protocol/u64.ts';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -71,13 +73,14 @@ export function defaultConfig(options: ParseOptions = {}): WardenConfig {
 /** Parses config YAML (YAML 1.1, as the original's Ruby read it: 0755 is octal). */
 export function parseConfig(text: string, source?: string, options: ParseOptions = {}): WardenConfig {
   // uniqueKeys off: Ruby let a repeated key win silently, so old configs may repeat one.
-  const doc = parseDocument(text, { version: '1.1', uniqueKeys: false, prettyErrors: true });
+  // Integers read exactly: an rlimit of 18446744073709551615 must not become 18446744073709552000.
+  const doc = parseDocument(text, { version: '1.1', uniqueKeys: false, prettyErrors: true, intAsBigInt: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     throw new ConfigError(`invalid YAML: ${firstLine(e.message)}`, { source, cause: e });
   }
   const warnings = doc.warnings.map((w) => `YAML: ${firstLine(w.message)}`);
-  const root: unknown = doc.toJS({ maxAliasCount: 1000 });
+  const root: unknown = doc.toJS({ maxAliasCount: 1000, reviver: (_key, v) => (typeof v === 'bigint' ? u64(v) : v) });
   const r = new Reader('', root ?? {}, source, warnings);
   r.ignoreUnknown(['server', 'health_check_server', 'logging', 'network', 'port', 'user']);
 
@@ -181,11 +184,11 @@ function settleMaxContainers(config: WardenConfig, warnings: string[]): void {
   }
 }
 
-function readRlimits(r: Reader): Record<string, number> {
+function readRlimits(r: Reader): Record<string, U64> {
   r.ignoreUnknown(RLIMIT_NAMES);
-  const out: Record<string, number> = {};
+  const out: Record<string, U64> = {};
   for (const name of RLIMIT_NAMES) {
-    if (r.has(name)) out[name] = r.integer(name, 0, { min: 0 });
+    if (r.has(name)) out[name] = r.uint64(name);
   }
   return out;
 }
@@ -402,6 +405,16 @@ class Reader {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw this.error(name, 'must be a number or null', v);
     if (!Number.isInteger(v)) throw this.error(name, 'must be an integer or null', v);
     return this.#inRange(name, v, range);
+  }
+
+  /** An unsigned 64-bit integer, exact (a bigint above 2^53). */
+  uint64(name: string): U64 {
+    const v = this.#raw[name];
+    if (typeof v === 'bigint') {
+      if (v >= 0n && v < 2n ** 64n) return v;
+      throw this.error(name, 'must be at most 18446744073709551615', v);
+    }
+    return this.integer(name, 0, { min: 0 });
   }
 
   /**

@@ -1,5 +1,6 @@
 // The daemon's configuration, as read from the original Warden YAML format
 // (see config.ts for parsing and defaults). Keys keep the original names.
+import type { U64 } from '../protocol/types.ts';
 
 export type ContainerKlass = 'Warden::Container::Linux' | 'Warden::Container::Insecure';
 
@@ -13,7 +14,7 @@ export interface ServerConfig {
   /** Seconds of idle time before an unreferenced container is destroyed; null never reaps. */
   container_grace_time: number | null;
   /** Default rlimits for jobs, by rlimit name (as, nofile, nproc, ...). */
-  container_rlimits: Record<string, number>;
+  container_rlimits: Record<string, U64>;
   job_output_limit: number;
   pidfile: string | null;
   quota: { disk_quota_enabled: boolean };

@@ -1,6 +1,6 @@
 // The container record: everything the daemon knows about one container. It is
 // plain data so that it can be snapshotted as JSON and handed to workers.
-import type { BindMount, DiskLimits, NetOutRequest } from '../protocol/types.ts';
+import type { BindMount, DiskLimits, NetOutRequest, U64 } from '../protocol/types.ts';
 
 export type ContainerState = 'born' | 'active' | 'stopped' | 'destroyed';
 
@@ -12,8 +12,8 @@ export interface NetInRule {
 export type NetOutRule = Omit<NetOutRequest, 'handle'>;
 
 export interface Limits {
-  memory_limit_in_bytes?: number;
-  cpu_limit_in_shares?: number;
+  memory_limit_in_bytes?: U64;
+  cpu_limit_in_shares?: U64;
   bandwidth?: { rate: number; burst: number };
   disk?: DiskLimits;
 }

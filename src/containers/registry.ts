@@ -1,7 +1,7 @@
 // Handle → container index, and the container ids (11 base-32 characters, like
 // the original's) that name folders and host resources.
 import { randomInt } from 'node:crypto';
-import { UnknownHandleError, WardenError } from '../errors.ts';
+import { HandleExistsError, UnknownHandleError, WardenError } from '../errors.ts';
 import type { Container } from './container.ts';
 
 export const MAX_HANDLE_LENGTH = 256;
@@ -40,7 +40,7 @@ export class ContainerRegistry {
   }
 
   add(c: Container): void {
-    if (this.byHandle.has(c.handle)) throw new WardenError(`handle already exists: ${c.handle}`);
+    if (this.byHandle.has(c.handle)) throw new HandleExistsError(c.handle);
     this.byHandle.set(c.handle, c);
     this.ids.add(c.id);
   }

@@ -1,9 +1,10 @@
 // Worker-side state tasks: atomic snapshot writes, the depot scan at start,
 // folder creation and removal.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { readExitStatus } from '../jobs/job-files.ts';
+import { parse64, stringify64 } from '../util/json64.ts';
 
 /** Write a file so that a crash at any point leaves the old or the new content, never a mix. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
@@ -51,7 +52,7 @@ async function scanDepot(a: { depot: string }): Promise<DepotEntry[]> {
       if (f.startsWith('snapshot.json.tmp-')) await unlink(join(path, f)).catch(() => {});
     }
     try {
-      entry.snapshot = JSON.parse(await readFile(join(path, 'snapshot.json'), 'utf8'));
+      entry.snapshot = parse64(await readFile(join(path, 'snapshot.json'), 'utf8'));
     } catch {
       entry.snapshot = undefined;
     }
@@ -79,9 +80,22 @@ async function readText(a: { path: string }): Promise<string | undefined> {
   }
 }
 
+/** What is at each path: a folder, something else, or nothing (Create's rootfs and bind mount checks). */
+async function pathKinds(a: { paths: string[] }): Promise<Array<'directory' | 'other' | 'missing'>> {
+  return Promise.all(
+    a.paths.map((p) =>
+      stat(p).then(
+        (st) => (st.isDirectory() ? 'directory' : 'other'),
+        () => 'missing' as const,
+      ),
+    ),
+  );
+}
+
 export const snapshotTasks = {
+  'state.pathKinds': pathKinds,
   'state.writeJson': (a: { path: string; value: unknown }) =>
-    writeFileAtomic(a.path, `${JSON.stringify(a.value, null, 1)}\n`),
+    writeFileAtomic(a.path, `${stringify64(a.value, 1)}\n`),
   'state.writeText': (a: { path: string; text: string }) => writeFileAtomic(a.path, a.text),
   'state.readText': readText,
   'state.scanDepot': scanDepot,

@@ -1,7 +1,7 @@
 // Job rlimits: the request's over the server's `container_rlimits`, checked
 // against what the daemon itself may grant (it cannot raise a hard limit
 // without CAP_SYS_RESOURCE), and turned into prlimit(1) arguments.
-import { RLIMIT_NAMES, type ResourceLimits } from '../protocol/types.ts';
+import { RLIMIT_NAMES, type ResourceLimits, type U64 } from '../protocol/types.ts';
 
 /** prlimit's option for each Warden rlimit name. */
 const PRLIMIT_OPTION: Record<string, string> = {
@@ -37,11 +37,11 @@ export function parseHardLimits(procLimits: string): Record<string, number> {
 
 /** Merge request rlimits over the defaults and refuse what the daemon could not grant. */
 export function effectiveRlimits(
-  defaults: Record<string, number>,
+  defaults: Record<string, U64>,
   requested: ResourceLimits | undefined,
   hardLimits: Record<string, number>,
-): Record<string, number> {
-  const out: Record<string, number> = {};
+): Record<string, U64> {
+  const out: Record<string, U64> = {};
   for (const name of RLIMIT_NAMES) {
     const v = requested?.[name] ?? defaults[name];
     if (v === undefined || v === null) continue;
@@ -56,6 +56,6 @@ export function effectiveRlimits(
   return out;
 }
 
-export function prlimitArgs(limits: Record<string, number>): string[] {
+export function prlimitArgs(limits: Record<string, U64>): string[] {
   return Object.entries(limits).map(([name, v]) => `--${PRLIMIT_OPTION[name]}=${v}:${v}`);
 }

@@ -199,7 +199,7 @@ export class NetworkPool {
 }
 
 /** "10.254.0.6" or "10.254.0.4/30" → the address, unsigned; a prefix other than 30 is refused. */
-function parseAddress(text: string): number | undefined {
+export function parseAddress(text: string): number | undefined {
   if (!text.includes('/')) return parseIPv4(text);
   const slash = text.indexOf('/');
   if (text.slice(slash + 1) !== '30') return undefined;

@@ -10,10 +10,19 @@ import {
   type RequestName,
   type ResponseMap,
 } from './types.ts';
+import { u64 } from './u64.ts';
 
-// uint64 fields as plain numbers rather than Long objects (see types.ts).
-protobuf.util.Long = undefined as unknown as typeof protobuf.util.Long;
-protobuf.configure();
+// uint64 fields are read exactly (protobufjs uses the `long` package it ships
+// with) and handed out as U64: a number while it is a safe integer, a bigint
+// above (see types.ts). A cgroup's "unlimited" 9223372036854771712 must reach
+// the client as that number, not as 9223372036854772000.
+interface LongClass {
+  fromString(text: string, unsigned: boolean): object;
+  isLong(v: unknown): boolean;
+}
+const loaded = protobuf.util.Long as unknown as LongClass | undefined;
+if (!loaded) throw new Error('protobufjs has no Long support: uint64 fields would lose precision');
+const Long: LongClass = loaded;
 
 // Read once at module load (startup), never on a request path.
 const root = protobuf.parse(readFileSync(join(import.meta.dirname, 'warden.proto'), 'utf8'), {
@@ -26,7 +35,7 @@ const envelope = root.lookupType('warden.Message');
 // protobufjs 8 treats proto2 enums as closed and drops a value it does not
 // know, so decoding with `envelope` turned an unknown type number into
 // "missing required 'type'" and the connection was closed, instead of the
-// "unknown message type N" ErrorResponse after which the connection carries on.
+// "Unknown request type: N" ErrorResponse after which the connection carries on.
 const rawEnvelope = new protobuf.Type('RawMessage')
   .add(new protobuf.Field('type', 1, 'int32', 'required'))
   .add(new protobuf.Field('payload', 2, 'bytes', 'required'));
@@ -80,10 +89,39 @@ function normalizeBytes(name: string, body: Record<string, unknown>): Record<str
   return out;
 }
 
+/** Plain objects and arrays are walked; bytes (Uint8Array) and Long values are leaves. */
+function isContainer(v: unknown): v is Record<string, unknown> | unknown[] {
+  return typeof v === 'object' && v !== null && !ArrayBuffer.isView(v) && !Long.isLong(v);
+}
+
+/** bigint values (uint64 above 2^53) become Long, the form protobufjs encodes exactly; copies only what changes. */
+function bigintsToLongs(v: unknown): unknown {
+  if (typeof v === 'bigint') return Long.fromString(v.toString(), true);
+  if (!isContainer(v)) return v;
+  let out: Record<string, unknown> | unknown[] | undefined;
+  for (const [k, x] of Object.entries(v)) {
+    const y = bigintsToLongs(x);
+    if (y !== x) {
+      out ??= Array.isArray(v) ? [...v] : { ...v };
+      (out as Record<string, unknown>)[k] = y;
+    }
+  }
+  return out ?? v;
+}
+
+/** Decoded uint64 values arrive as bigint; those a double holds exactly become numbers (in place). */
+function safeBigintsToNumbers(v: unknown): unknown {
+  if (typeof v === 'bigint') return u64(v);
+  if (!isContainer(v)) return v;
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) o[k] = safeBigintsToNumbers(o[k]);
+  return v;
+}
+
 /** Encode a message body; throws ProtocolError when a required field is missing or mistyped. */
 export function encodeBody(name: string, body: object): Uint8Array {
   const t = messageType(name);
-  const obj = normalizeBytes(name, body as Record<string, unknown>);
+  const obj = bigintsToLongs(normalizeBytes(name, body as Record<string, unknown>)) as Record<string, unknown>;
   const problem = t.verify(obj);
   if (problem) throw new ProtocolError(`${name}: ${problem}`);
   return t.encode(obj).finish();
@@ -97,7 +135,7 @@ export function encodeBody(name: string, body: object): Uint8Array {
 export function decodeBody<T = Record<string, unknown>>(name: string, payload: Uint8Array): T {
   try {
     const t = messageType(name);
-    return t.toObject(t.decode(payload), { defaults: false, longs: Number, enums: Number }) as T;
+    return safeBigintsToNumbers(t.toObject(t.decode(payload), { defaults: false, longs: BigInt, enums: Number })) as T;
   } catch (err) {
     throw new ProtocolError(`cannot decode ${name}: ${(err as Error).message}`);
   }
@@ -145,6 +183,7 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
     throw new ProtocolError(`cannot decode Message: ${(err as Error).message}`);
   }
   const type = typeNameById.get(msg.type);
-  if (!type) throw new ProtocolError(`unknown message type ${msg.type}`);
+  // The words of the original's protocol library (which then closed the connection).
+  if (!type) throw new ProtocolError(`Unknown request type: ${msg.type}`);
   return { type, payload: msg.payload };
 }

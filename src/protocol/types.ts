@@ -1,6 +1,10 @@
 // TypeScript shapes of the Warden messages (see warden.proto). uint64 fields are
-// JS numbers: every value Warden deals in (bytes, shares, ns) fits a double's
-// 53-bit integer range or is a round power of two that a double holds exactly.
+// U64: a number while the value is a safe integer, a bigint above 2^53, so that
+// values like a cgroup's "unlimited" 9223372036854771712 or RLIM_INFINITY
+// travel exactly (the codec decodes them so and encodes both forms).
+
+/** A uint64 field: a number up to Number.MAX_SAFE_INTEGER, a bigint above it. */
+export type U64 = number | bigint;
 
 export const MessageType = {
   Error: 1,
@@ -64,9 +68,9 @@ export const MEMORY_STAT_FIELDS = [
   'total_pgmajfault', 'total_inactive_anon', 'total_active_anon', 'total_inactive_file',
   'total_active_file', 'total_unevictable',
 ] as const;
-export type MemoryStat = Partial<Record<(typeof MEMORY_STAT_FIELDS)[number], number>>;
-export interface CpuStat { usage?: number; user?: number; system?: number }
-export interface DiskStat { bytes_used?: number; inodes_used?: number }
+export type MemoryStat = Partial<Record<(typeof MEMORY_STAT_FIELDS)[number], U64>>;
+export interface CpuStat { usage?: U64; user?: U64; system?: U64 }
+export interface DiskStat { bytes_used?: U64; inodes_used?: U64 }
 export interface BandwidthStat { in_rate?: number; in_burst?: number; out_rate?: number; out_burst?: number }
 export interface InfoResponse {
   state?: string;
@@ -86,7 +90,7 @@ export const RLIMIT_NAMES = [
   'nproc', 'rss', 'rtprio', 'sigpending', 'stack',
 ] as const;
 export type RlimitName = (typeof RLIMIT_NAMES)[number];
-export type ResourceLimits = Partial<Record<RlimitName, number>>;
+export type ResourceLimits = Partial<Record<RlimitName, U64>>;
 
 export interface SpawnRequest {
   handle: string;
@@ -131,21 +135,21 @@ export interface CopyInRequest { handle: string; src_path: string; dst_path: str
 export type CopyInResponse = Record<string, never>;
 export interface CopyOutRequest { handle: string; src_path: string; dst_path: string; owner?: string }
 export type CopyOutResponse = Record<string, never>;
-export interface LimitMemoryRequest { handle: string; limit_in_bytes?: number }
-export interface LimitMemoryResponse { limit_in_bytes?: number }
+export interface LimitMemoryRequest { handle: string; limit_in_bytes?: U64 }
+export interface LimitMemoryResponse { limit_in_bytes?: U64 }
 
 export const DISK_LIMIT_FIELDS = [
   'block_limit', 'block', 'block_soft', 'block_hard',
   'inode_limit', 'inode', 'inode_soft', 'inode_hard',
   'byte_limit', 'byte', 'byte_soft', 'byte_hard',
 ] as const;
-export type DiskLimits = Partial<Record<(typeof DISK_LIMIT_FIELDS)[number], number>>;
+export type DiskLimits = Partial<Record<(typeof DISK_LIMIT_FIELDS)[number], U64>>;
 export type LimitDiskRequest = { handle: string } & DiskLimits;
 export type LimitDiskResponse = DiskLimits;
-export interface LimitBandwidthRequest { handle: string; rate: number; burst: number }
-export interface LimitBandwidthResponse { rate: number; burst: number }
-export interface LimitCpuRequest { handle: string; limit_in_shares?: number }
-export interface LimitCpuResponse { limit_in_shares?: number }
+export interface LimitBandwidthRequest { handle: string; rate: U64; burst: U64 }
+export interface LimitBandwidthResponse { rate: U64; burst: U64 }
+export interface LimitCpuRequest { handle: string; limit_in_shares?: U64 }
+export interface LimitCpuResponse { limit_in_shares?: U64 }
 
 /** Request and response shapes by message type, for typed dispatch and clients. */
 export interface RequestMap {

@@ -130,7 +130,7 @@ export class Connection {
       try {
         ({ type, payload } = decodeEnvelope(frame));
       } catch (err) {
-        if (err instanceof ProtocolError && /unknown message type/.test(err.message)) {
+        if (err instanceof ProtocolError && /^Unknown request type: /.test(err.message)) {
           this.write(encodeError(err.message));
           continue;
         }
@@ -140,7 +140,8 @@ export class Connection {
         break;
       }
       if (type === 'Error') {
-        this.write(encodeError('Error is not a request'));
+        // server.rb's answer to a message it has no request for.
+        this.write(encodeError('Unknown request: Error'));
         continue;
       }
       this.current = type;

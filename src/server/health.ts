@@ -11,6 +11,7 @@
 // connection that sends nothing at all, which an HTTP server never does. Every
 // answer closes the connection.
 import { createServer, type Server, type Socket } from 'node:net';
+import { stringify64 } from '../util/json64.ts';
 
 export interface HealthRoutes {
   /** True while the daemon drains. */
@@ -131,7 +132,7 @@ async function route(requestLine: string, routes: HealthRoutes): Promise<Reply |
   const handles = [...url.searchParams.getAll('handle'), ...url.searchParams.getAll('handles').flatMap((h) => h.split(','))].filter(Boolean);
   const all = !url.searchParams.has('handle') && !url.searchParams.has('handles');
   const body = await routes.containers!(all ? undefined : handles);
-  return { status: 200, type: 'application/json', body: `${JSON.stringify(body)}\n` };
+  return { status: 200, type: 'application/json', body: `${stringify64(body)}\n` };
 }
 
 function respond(socket: Socket, method: string, reply: Reply | 'legacy'): void {

@@ -9,13 +9,14 @@ import type { WardenConfig } from '../config/types.ts';
 import { Container } from '../containers/container.ts';
 import type { ContainerRecord, JobRecord } from '../containers/model.ts';
 import { ContainerRegistry, validateHandle } from '../containers/registry.ts';
-import { NoSuchJobError, WardenError, describeError } from '../errors.ts';
+import { HandleExistsError, NoSuchJobError, NotImplementedError, WardenError, describeError } from '../errors.ts';
 import { Job } from '../jobs/job.ts';
 import { JobIdAllocator } from '../jobs/job-ids.ts';
 import { followJob } from '../jobs/job-output.ts';
 import { effectiveRlimits } from '../jobs/rlimits.ts';
 import type { Pools } from '../pools/pools.ts';
-import type { Subnet } from '../pools/network-pool.ts';
+import { safeNumber } from '../protocol/u64.ts';
+import { maxContainersError, takeNetwork, takePort, takeUid } from './pool-answers.ts';
 import type * as M from '../protocol/types.ts';
 import { DISK_LIMIT_FIELDS } from '../protocol/types.ts';
 import type { WorkerPool } from '../workers/pool.ts';
@@ -205,11 +206,11 @@ export class WardenService {
     const max = this.config.server.max_containers;
     if (this.registry.size >= max) {
       this.observer.createRefused?.('max_containers');
-      throw new WardenError(`cannot create container: the daemon holds its maximum of ${max} containers (server.max_containers)`);
+      throw maxContainersError(this.pools, max, req.network);
     }
     if (req.handle !== undefined && req.handle !== null && Object.hasOwn(req, 'handle')) {
       validateHandle(req.handle);
-      if (this.registry.has(req.handle)) throw new WardenError(`handle already exists: ${req.handle}`);
+      if (this.registry.has(req.handle)) throw new HandleExistsError(req.handle);
     }
     for (const m of req.bind_mounts ?? []) {
       if (!m.src_path.startsWith('/') || !m.dst_path.startsWith('/')) {
@@ -218,10 +219,10 @@ export class WardenService {
     }
     const id = this.registry.newId();
     const handle = Object.hasOwn(req, 'handle') ? req.handle! : id;
-    const subnet: Subnet = req.network ? this.pools.network.acquireSpecific(req.network) : this.pools.network.acquire();
+    const subnet = takeNetwork(this.pools, req.network, this.log);
     let uid: number;
     try {
-      uid = this.pools.uid.acquire();
+      uid = takeUid(this.pools, this.log);
     } catch (err) {
       this.pools.network.release(subnet);
       throw err;
@@ -261,18 +262,33 @@ export class WardenService {
         // A snapshot in state born first: a crash during the backend's work then
         // leaves a record that recovery destroys with everything it names.
         await this.snapshot(c);
+        await this.checkCreatePaths(req);
         await this.backend.create(record);
         c.state = 'active';
         await this.snapshot(c);
       } catch (err) {
         await this.undoCreate(c);
-        throw new WardenError('cannot create container', { cause: err });
+        // The original's own messages (rootfs, bind mount source) go out as they are.
+        throw err instanceof WardenError ? err : new WardenError('cannot create container', { cause: err });
       }
     });
     this.watchOom(c);
     if (c.references.size === 0) this.armGraceTimer(c);
     this.log.info({ handle, id }, 'container created');
     return { handle };
+  }
+
+  /** The original's checks of Create's paths, with its messages: rootfs a folder, bind mount sources present. */
+  private async checkCreatePaths(req: M.CreateRequest): Promise<void> {
+    const sources = (req.bind_mounts ?? []).map((m) => m.src_path);
+    if (!req.rootfs && sources.length === 0) return;
+    const paths = req.rootfs ? [req.rootfs, ...sources] : sources;
+    const kinds = await this.pool.run('state.pathKinds', { paths });
+    if (req.rootfs && kinds[0] !== 'directory') throw new WardenError(`rootfs ${req.rootfs} not found`);
+    const offset = req.rootfs ? 1 : 0;
+    sources.forEach((src, i) => {
+      if (kinds[offset + i] === 'missing') throw new WardenError(`Source path for bind mount does not exist: ${src}`);
+    });
   }
 
   private async undoCreate(c: Container): Promise<void> {
@@ -560,7 +576,7 @@ export class WardenService {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active');
     const pooled = !req.host_port || this.pools.port.contains(req.host_port);
-    const hostPort = !req.host_port ? this.pools.port.acquire() : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
+    const hostPort = !req.host_port ? takePort(this.pools, this.log) : pooled ? this.pools.port.acquireSpecific(req.host_port) : req.host_port;
     // The insecure backend forwards nothing: like the original, it ignores container_port.
     const containerPort = this.backend.name === 'insecure' ? hostPort : req.container_port || hostPort;
     if (containerPort > 65535 || hostPort > 65535) {
@@ -614,71 +630,87 @@ export class WardenService {
     return {};
   }
 
-  private assertLimits(kind: string): void {
-    if (this.backend.name === 'insecure') throw new WardenError(`${kind} is not supported by the insecure backend`);
+  /** The original's insecure backend implemented no limits: it answered "not implemented". */
+  private assertLimits(): void {
+    if (this.backend.name === 'insecure') throw new NotImplementedError();
   }
 
+  /**
+   * Sets the limit when the request gives one (0 too, as the original did), and
+   * answers the cgroup's value either way: 9223372036854771712 when unlimited.
+   */
   async limitMemory(req: M.LimitMemoryRequest, ctx: RequestContext): Promise<M.LimitMemoryResponse> {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active', 'stopped');
-    this.assertLimits('limit_memory');
-    if (req.limit_in_bytes) {
-      await c.lock.run(async () => {
-        await this.backend.limitMemory(c.record, req.limit_in_bytes!);
-        c.record.limits.memory_limit_in_bytes = req.limit_in_bytes;
-        await this.snapshot(c);
-      });
-    }
-    return optional({ limit_in_bytes: c.record.limits.memory_limit_in_bytes });
+    this.assertLimits();
+    const bytes = req.limit_in_bytes;
+    if (bytes === undefined || bytes === null) return { limit_in_bytes: await this.backend.limitMemory(c.record, undefined) };
+    return c.lock.run(async () => {
+      let now: M.U64;
+      try {
+        now = await this.backend.limitMemory(c.record, bytes);
+      } catch (err) {
+        throw new WardenError(`Failed setting memory limit: ${describeError(err)}`);
+      }
+      c.record.limits.memory_limit_in_bytes = bytes;
+      await this.snapshot(c);
+      return { limit_in_bytes: now };
+    });
   }
 
+  /** Sets the shares when given; answers cpu.shares as the kernel keeps it (1 reads back as 2). */
   async limitCpu(req: M.LimitCpuRequest, ctx: RequestContext): Promise<M.LimitCpuResponse> {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active', 'stopped');
-    this.assertLimits('limit_cpu');
-    if (req.limit_in_shares) {
-      await c.lock.run(async () => {
-        await this.backend.limitCpu(c.record, req.limit_in_shares!);
-        c.record.limits.cpu_limit_in_shares = req.limit_in_shares;
-        await this.snapshot(c);
-      });
-    }
-    return optional({ limit_in_shares: c.record.limits.cpu_limit_in_shares });
+    this.assertLimits();
+    const shares = req.limit_in_shares;
+    if (shares === undefined || shares === null) return { limit_in_shares: await this.backend.limitCpu(c.record, undefined) };
+    return c.lock.run(async () => {
+      let now: M.U64;
+      try {
+        now = await this.backend.limitCpu(c.record, shares);
+      } catch (err) {
+        throw new WardenError(`Failed setting cpu shares: ${describeError(err)}`);
+      }
+      c.record.limits.cpu_limit_in_shares = shares;
+      await this.snapshot(c);
+      return { limit_in_shares: now };
+    });
   }
 
   async limitBandwidth(req: M.LimitBandwidthRequest, ctx: RequestContext): Promise<M.LimitBandwidthResponse> {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active', 'stopped');
-    this.assertLimits('limit_bandwidth');
+    this.assertLimits();
+    // tc takes rates and bursts far below 2^53; larger ones cannot be applied.
+    const rate = safeNumber(req.rate);
+    const burst = safeNumber(req.burst);
+    if (rate === undefined || burst === undefined) throw new WardenError(`rate ${req.rate} or burst ${req.burst} is too large`);
     await c.lock.run(async () => {
-      await this.backend.limitBandwidth(c.record, req.rate, req.burst);
-      c.record.limits.bandwidth = { rate: req.rate, burst: req.burst };
+      await this.backend.limitBandwidth(c.record, rate, burst);
+      c.record.limits.bandwidth = { rate, burst };
       await this.snapshot(c);
     });
     return { rate: req.rate, burst: req.burst };
   }
 
+  /** Applies the limits given, if any, and answers the limits in force (every alias), as the original did. */
   async limitDisk(req: M.LimitDiskRequest, ctx: RequestContext): Promise<M.LimitDiskResponse> {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active', 'stopped');
-    this.assertLimits('limit_disk');
+    this.assertLimits();
     const asked: M.DiskLimits = {};
     for (const f of DISK_LIMIT_FIELDS) if (Object.hasOwn(req, f) && req[f] !== undefined) asked[f] = req[f];
-    if (Object.keys(asked).length > 0) {
-      await c.lock.run(async () => {
-        c.record.limits.disk = await this.backend.limitDisk(c.record, asked);
-        await this.snapshot(c);
-      });
-    }
-    return { ...(c.record.limits.disk ?? {}) };
+    if (Object.keys(asked).length === 0) return this.backend.limitDisk(c.record, asked);
+    return c.lock.run(async () => {
+      c.record.limits.disk = await this.backend.limitDisk(c.record, asked);
+      await this.snapshot(c);
+      return { ...c.record.limits.disk };
+    });
   }
 
   /** Wait for job watchers to settle (shutdown). */
   async settle(): Promise<void> {
     await Promise.race([Promise.allSettled([...this.guards]), new Promise((r) => setTimeout(r, 100))]);
   }
-}
-
-function optional<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

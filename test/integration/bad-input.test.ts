@@ -166,7 +166,7 @@ describe('envelope and body', () => {
       await r.write(rawFrame(type, new Uint8Array()));
       const reply = await r.reply();
       expect(reply.type).toBe('Error');
-      expect(reply.body.message).toMatch(new RegExp(`unknown message type.*\\b${type}\\b`));
+      expect(reply.body.message).toBe(`Unknown request type: ${type}`);
     }
     await stillServes(r);
   });
@@ -176,7 +176,7 @@ describe('envelope and body', () => {
     await r.write(rawFrame(MessageType.Error, encodeBody('ErrorResponse', { message: 'hi', data: 'x' })));
     const reply = await r.reply();
     expect(reply.type).toBe('Error');
-    expect(reply.body.message).toMatch(/Error is not a request/);
+    expect(reply.body.message).toBe('Unknown request: Error');
     await stillServes(r);
   });
 
@@ -306,7 +306,7 @@ describe('splitting and merging', () => {
       ]),
     );
     expect(await r.reply()).toEqual({ type: 'Echo', body: { message: 'a' } });
-    expect((await r.reply()).body.message).toMatch(/unknown message type 99/);
+    expect((await r.reply()).body.message).toBe('Unknown request type: 99');
     expect(await r.reply()).toEqual({ type: 'Error', body: { message: 'unknown handle' } });
     expect((await r.reply()).body.message).toMatch(/handle/);
     expect(await r.reply()).toEqual({ type: 'Echo', body: { message: 'b' } });
@@ -430,7 +430,7 @@ describe('a client that does not read its replies', () => {
       for (let i = 0; i < 20_000; i++) {
         const reply = await flood.reply(10_000);
         expect(reply.type).toBe('Error');
-        expect(reply.body.message).toBe(i % 2 ? 'unknown message type 99' : 'Error is not a request');
+        expect(reply.body.message).toBe(i % 2 ? 'Unknown request type: 99' : 'Unknown request: Error');
       }
     } finally {
       flood.destroy();

@@ -163,7 +163,7 @@ describe('one-shot commands', () => {
     ]);
     expect(missing.code).toBe(1);
     expect(missing.stdout).toBe('');
-    expect(missing.stderr).toMatch(/^error: .*bind mount source \/nonexistent\/cli-src does not exist/);
+    expect(missing.stderr).toBe('error: Source path for bind mount does not exist: /nonexistent/cli-src\n');
     expect((await c.list()).handles ?? []).toEqual(before);
 
     // Two of them, enums by name in any case and by number, one existing source each.

@@ -53,7 +53,7 @@ describe('create and destroy', () => {
 
   it('refuses a taken handle and a bad handle', async () => {
     await c.create({ handle: 'taken' });
-    await expect(c.create({ handle: 'taken' })).rejects.toThrow(/handle already exists/);
+    await expect(c.create({ handle: 'taken' })).rejects.toThrow(/^container with handle: taken already exists\.$/);
     await expect(c.create({ handle: '' })).rejects.toThrow(/must not be empty/);
     await expect(c.create({ handle: 'x'.repeat(300) })).rejects.toThrow(/longer than/);
     await c.destroy({ handle: 'taken' });
@@ -71,8 +71,8 @@ describe('create and destroy', () => {
     const before = (await c.list()).handles ?? [];
     await expect(
       c.create({ bind_mounts: [{ src_path: '/nonexistent/src', dst_path: '/dst', mode: 0 }] }),
-    ).rejects.toThrow(/bind mount source \/nonexistent\/src does not exist/);
-    await expect(c.create({ rootfs: '/nonexistent/rootfs' })).rejects.toThrow(/rootfs/);
+    ).rejects.toThrow(/^Source path for bind mount does not exist: \/nonexistent\/src$/);
+    await expect(c.create({ rootfs: '/nonexistent/rootfs' })).rejects.toThrow(/^rootfs \/nonexistent\/rootfs not found$/);
     expect((await c.list()).handles ?? []).toEqual(before);
     // The networks taken by the failed creates came back: a specific one can be had again.
     const { handle } = await c.create({ network: '10.254.0.200' });
@@ -331,12 +331,13 @@ describe('net and limits', () => {
     await c.destroy({ handle });
   });
 
-  it('limits answer a clear error on the insecure backend', async () => {
+  it('limits answer the original insecure backend\'s "not implemented"', async () => {
     const { handle } = await c.create({});
-    await expect(c.limitMemory({ handle, limit_in_bytes: 1 << 20 })).rejects.toThrow(/not supported by the insecure backend/);
-    await expect(c.limitDisk({ handle, byte_limit: 1 << 20 })).rejects.toThrow(/not supported/);
-    await expect(c.limitBandwidth({ handle, rate: 1000, burst: 1000 })).rejects.toThrow(/not supported/);
-    await expect(c.limitCpu({ handle, limit_in_shares: 10 })).rejects.toThrow(/not supported/);
+    await expect(c.limitMemory({ handle, limit_in_bytes: 1 << 20 })).rejects.toThrow(/^not implemented$/);
+    await expect(c.limitMemory({ handle })).rejects.toThrow(/^not implemented$/);
+    await expect(c.limitDisk({ handle, byte_limit: 1 << 20 })).rejects.toThrow(/^not implemented$/);
+    await expect(c.limitBandwidth({ handle, rate: 1000, burst: 1000 })).rejects.toThrow(/^not implemented$/);
+    await expect(c.limitCpu({ handle, limit_in_shares: 10 })).rejects.toThrow(/^not implemented$/);
     await c.destroy({ handle });
   });
 });

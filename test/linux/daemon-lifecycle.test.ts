@@ -53,11 +53,11 @@ describe('Info', () => {
     expect((await stat(info.container_path!)).isDirectory()).toBe(true);
     expect(info.job_ids).toEqual([job_id]);
     const m = info.memory_stat!;
-    expect(m.rss! + m.cache!).toBeGreaterThan(0);
+    expect(Number(m.rss!) + Number(m.cache!)).toBeGreaterThan(0);
     expect(m.total_rss).toBeGreaterThanOrEqual(m.rss!);
     expect(m.hierarchical_memory_limit).toBeGreaterThan(0);
     expect(info.cpu_stat!.usage).toBeGreaterThan(10_000_000); // ns: the loop burnt at least 10 ms
-    expect(info.cpu_stat!.user! + info.cpu_stat!.system!).toBeGreaterThan(0);
+    expect(Number(info.cpu_stat!.user!) + Number(info.cpu_stat!.system!)).toBeGreaterThan(0);
     expect(info.disk_stat!.bytes_used).toBeGreaterThanOrEqual(3_000_000);
     expect(info.disk_stat!.bytes_used).toBeLessThan(100_000_000);
     expect(info.bandwidth_stat).toEqual({ in_rate: 0, in_burst: 0, out_rate: 0, out_burst: 0 });

@@ -66,6 +66,10 @@ describe('registry', () => {
     expect(() => c.assertState('active')).toThrow(new StateError(['active'], 'stopped'));
     expect(() => c.assertState('active')).toThrow("Container state must be one of 'active', current state is 'stopped'");
   });
+  it('lists several allowed states inside one pair of quotes, as the original did', () => {
+    const c = new Container({ state: 'born', jobs: [] } as unknown as ContainerRecord);
+    expect(() => c.assertState('active', 'stopped')).toThrow("Container state must be one of 'active, stopped', current state is 'born'");
+  });
 });
 
 describe('resolveInside', () => {

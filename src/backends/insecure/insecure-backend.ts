@@ -91,11 +91,11 @@ export class InsecureBackend implements Backend {
     });
   }
 
-  async limitMemory(): Promise<void> {
+  async limitMemory(): Promise<never> {
     throw new UnsupportedError('limit_memory is not supported by the insecure backend');
   }
 
-  async limitCpu(): Promise<void> {
+  async limitCpu(): Promise<never> {
     throw new UnsupportedError('limit_cpu is not supported by the insecure backend');
   }
 

@@ -1,7 +1,8 @@
 // limit_memory, limit_cpu, limit_disk: cgroup files and btrfs qgroups.
-import type { DiskLimits } from '../../protocol/types.ts';
+import type { DiskLimits, U64 } from '../../protocol/types.ts';
+import { parseU64, toBigInt, u64 } from '../../protocol/u64.ts';
 import type { CgroupPaths } from './cgroups/cgroups.ts';
-import { readNumber, setCpuShares, setMemoryLimit } from './cgroups/cgroups.ts';
+import { setCpuShares, setMemoryLimit } from './cgroups/cgroups.ts';
 import { setByteLimit, type SubvolumeInfo } from './disk/subvolume.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,12 +17,12 @@ const INODE_FIELDS = ['inode_limit', 'inode', 'inode_soft', 'inode_hard'] as con
  * fields (1 KiB blocks); hard over soft over the plain aliases. undefined when none
  * is given; 0 clears.
  */
-export function diskByteLimit(l: DiskLimits | undefined): number | undefined {
+export function diskByteLimit(l: DiskLimits | undefined): U64 | undefined {
   if (!l) return undefined;
   const bytes = l.byte_hard || l.byte_limit || l.byte || l.byte_soft;
   if (bytes) return bytes;
   const blocks = l.block_hard || l.block_limit || l.block || l.block_soft;
-  if (blocks) return blocks * BLOCK;
+  if (blocks) return u64(toBigInt(blocks) * BigInt(BLOCK));
   const given = [l.byte_hard, l.byte_limit, l.byte, l.byte_soft, l.block_hard, l.block_limit, l.block, l.block_soft];
   return given.some((v) => v === 0) ? 0 : undefined;
 }
@@ -34,8 +35,8 @@ export function checkDiskLimits(l: DiskLimits): void {
 }
 
 /** The limits in force, in every alias of the message (hard and plain aliases; no soft limits). */
-export function diskLimitsInForce(bytes: number): DiskLimits {
-  const blocks = Math.ceil(bytes / BLOCK);
+export function diskLimitsInForce(bytes: U64): DiskLimits {
+  const blocks = u64((toBigInt(bytes) + BigInt(BLOCK - 1)) / BigInt(BLOCK));
   return {
     byte_limit: bytes, byte: bytes, byte_hard: bytes, byte_soft: 0,
     block_limit: blocks, block: blocks, block_hard: blocks, block_soft: 0,
@@ -43,12 +44,12 @@ export function diskLimitsInForce(bytes: number): DiskLimits {
   };
 }
 
-export async function currentByteLimit(info: SubvolumeInfo): Promise<number> {
+export async function currentByteLimit(info: SubvolumeInfo): Promise<U64> {
   if (!info.btrfs || !info.fsid || info.subvolId === undefined) return 0;
   try {
-    const v = (await readFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/max_referenced`, 'utf8')).trim();
-    const n = Number(v);
-    return Number.isFinite(n) && n > 0 && n < 2 ** 63 ? n : 0;
+    const n = parseU64(await readFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/max_referenced`, 'utf8'));
+    // No limit reads as 2^64-1 (or "none"): report 0, as setquota's "no limit".
+    return n !== undefined && n > 0 && n < 2n ** 63n ? n : 0;
   } catch {
     return 0;
   }
@@ -64,12 +65,21 @@ export async function limitDisk(subvolumePath: string, info: SubvolumeInfo, limi
   return diskLimitsInForce(bytes ?? (await currentByteLimit(info)));
 }
 
-export async function limitMemory(paths: CgroupPaths, bytes: number | undefined): Promise<number> {
-  if (bytes) await setMemoryLimit(paths, bytes);
-  return readNumber(join(paths.memory ?? '', 'memory.limit_in_bytes'));
+/** Sets the limit when one is given; returns memory.limit_in_bytes as the kernel has it (9223372036854771712: none). */
+export async function limitMemory(paths: CgroupPaths, bytes: U64 | undefined): Promise<U64> {
+  if (bytes !== undefined) await setMemoryLimit(paths, bytes);
+  return readU64(join(paths.memory ?? '', 'memory.limit_in_bytes'));
 }
 
-export async function limitCpu(paths: CgroupPaths, shares: number | undefined): Promise<number> {
-  if (shares) await setCpuShares(paths, shares);
-  return readNumber(join(paths.cpu ?? '', 'cpu.shares'));
+/** Sets the shares when given; returns cpu.shares as the kernel has it (it raises 1 to 2). */
+export async function limitCpu(paths: CgroupPaths, shares: U64 | undefined): Promise<U64> {
+  if (shares !== undefined) await setCpuShares(paths, shares);
+  return readU64(join(paths.cpu ?? '', 'cpu.shares'));
+}
+
+async function readU64(file: string): Promise<U64> {
+  const text = await readFile(file, 'utf8');
+  const v = parseU64(text);
+  if (v === undefined) throw new Error(`unexpected content of ${file}: ${JSON.stringify(text.slice(0, 40))}`);
+  return v;
 }

@@ -4,7 +4,7 @@
 import type { Backend, JobLaunch, JobSpec } from '../backend.ts';
 import type { WardenConfig } from '../../config/types.ts';
 import type { ContainerRecord, NetOutRule } from '../../containers/model.ts';
-import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse } from '../../protocol/types.ts';
+import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse, U64 } from '../../protocol/types.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
 import { hostSettings, type LinuxBackendOptions, type LinuxHostSettings } from './settings.ts';
 import { jobLaunch, type HardLimits } from './jobs/launch.ts';
@@ -110,12 +110,12 @@ export class LinuxBackend implements Backend {
     return this.pool.run('linux.copyOut', { c, src: req.src_path, dst: req.dst_path, owner: req.owner });
   }
 
-  async limitMemory(c: ContainerRecord, bytes: number): Promise<void> {
-    await this.pool.run('linux.limitMemory', { c, bytes });
+  limitMemory(c: ContainerRecord, bytes: U64 | undefined): Promise<U64> {
+    return this.pool.run('linux.limitMemory', { c, bytes });
   }
 
-  async limitCpu(c: ContainerRecord, shares: number): Promise<void> {
-    await this.pool.run('linux.limitCpu', { c, shares });
+  limitCpu(c: ContainerRecord, shares: U64 | undefined): Promise<U64> {
+    return this.pool.run('linux.limitCpu', { c, shares });
   }
 
   limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void> {

@@ -2,7 +2,7 @@
 // object: `host` (LinuxHostSettings) where host-wide settings matter, `c` the
 // ContainerRecord as the daemon knows it (c.backend holds LinuxFacts after create).
 import type { ContainerRecord, NetOutRule } from '../../containers/model.ts';
-import type { DiskLimits, InfoResponse } from '../../protocol/types.ts';
+import type { DiskLimits, InfoResponse, U64 } from '../../protocol/types.ts';
 import type { LinuxHostSettings } from './settings.ts';
 import { setupHost, teardownHost, type HostFacts } from './host/setup.ts';
 import { createContainerOnHost } from './container/create.ts';
@@ -54,9 +54,9 @@ export const linuxTasks = {
     netOut(netSpec(a.c, a.host), a.rule),
 
   /** Sets (when bytes is given) and returns memory.limit_in_bytes. */
-  'linux.limitMemory': (a: ContainerArg & { bytes?: number }): Promise<number> => limitMemory(liveFacts(a.c).cgroups, a.bytes),
+  'linux.limitMemory': (a: ContainerArg & { bytes?: U64 }): Promise<U64> => limitMemory(liveFacts(a.c).cgroups, a.bytes),
   /** Sets (when shares is given) and returns cpu.shares. */
-  'linux.limitCpu': (a: ContainerArg & { shares?: number }): Promise<number> => limitCpu(liveFacts(a.c).cgroups, a.shares),
+  'linux.limitCpu': (a: ContainerArg & { shares?: U64 }): Promise<U64> => limitCpu(liveFacts(a.c).cgroups, a.shares),
   'linux.limitBandwidth': (a: ContainerArg & { rate: number; burst: number }): Promise<void> =>
     limitBandwidth(a.c.id, a.rate, a.burst),
   /** Applies the byte/block limits given (inode limits are refused) and returns the limits in force. */

@@ -3,7 +3,7 @@
 // the container-wide seccomp profile, no capabilities for the init, bind mounts
 // from the create request and cgroup resources.
 import { readFile } from 'node:fs/promises';
-import type { BindMount } from '../../../protocol/types.ts';
+import type { BindMount, U64 } from '../../../protocol/types.ts';
 
 /** Capabilities a privileged (root) job gets: Docker's default set, no CAP_SYS_ADMIN. */
 export const DEFAULT_ROOT_CAPS = [
@@ -33,8 +33,8 @@ export interface BundleSpec {
   hostname: string;
   cgroupsPath: string;
   bindMounts: BindMount[];
-  memoryLimit?: number;
-  cpuShares?: number;
+  memoryLimit?: U64;
+  cpuShares?: U64;
   pidsLimit?: number;
 }
 

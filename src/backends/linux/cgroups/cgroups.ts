@@ -8,6 +8,8 @@
 import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { instanceName } from '../paths.ts';
+import type { U64 } from '../../../protocol/types.ts';
+import { parseU64 } from '../../../protocol/u64.ts';
 
 export interface CgroupHierarchy {
   /** v1 controllers of this hierarchy (e.g. ['cpu','cpuacct'], ['name=systemd']), or ['unified'] for v2. */
@@ -116,15 +118,13 @@ export async function readPids(paths: CgroupPaths): Promise<number[]> {
   }
 }
 
-export async function readNumber(file: string): Promise<number> {
-  return Number((await readFile(file, 'utf8')).trim());
-}
-
-export async function readKeyValues(file: string): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
+/** "key value" lines (memory.stat, cpuacct.stat); values exact (hierarchical_memory_limit is 2^63 - 4096 when unlimited). */
+export async function readKeyValues(file: string): Promise<Map<string, U64>> {
+  const out = new Map<string, U64>();
   for (const line of (await readFile(file, 'utf8')).split('\n')) {
     const [k, v] = line.split(' ');
-    if (k && v !== undefined) out.set(k, Number(v));
+    const n = v === undefined ? undefined : parseU64(v);
+    if (k && n !== undefined) out.set(k, n);
   }
   return out;
 }
@@ -133,13 +133,13 @@ export async function readKeyValues(file: string): Promise<Map<string, number>> 
  * Sets memory.limit_in_bytes and memory.memsw.limit_in_bytes to bytes, in the order
  * that keeps limit <= memsw true at every step (raise memsw first, lower limit first).
  */
-export async function setMemoryLimit(paths: CgroupPaths, bytes: number): Promise<void> {
+export async function setMemoryLimit(paths: CgroupPaths, bytes: U64): Promise<void> {
   const dir = paths.memory;
   if (!dir) throw new Error('no memory cgroup');
   const limitFile = join(dir, 'memory.limit_in_bytes');
   const memswFile = join(dir, 'memory.memsw.limit_in_bytes');
   const hasMemsw = await readFile(memswFile, 'utf8').then(() => true, () => false);
-  const current = await readNumber(limitFile);
+  const current = BigInt((await readFile(limitFile, 'utf8')).trim());
   const value = String(bytes);
   try {
     if (!hasMemsw) {
@@ -158,7 +158,7 @@ export async function setMemoryLimit(paths: CgroupPaths, bytes: number): Promise
   }
 }
 
-export async function setCpuShares(paths: CgroupPaths, shares: number): Promise<void> {
+export async function setCpuShares(paths: CgroupPaths, shares: U64): Promise<void> {
   if (!paths.cpu) throw new Error('no cpu cgroup');
   await writeFile(join(paths.cpu, 'cpu.shares'), String(shares));
 }
@@ -168,7 +168,7 @@ export async function oomKillCount(paths: CgroupPaths): Promise<number | undefin
   if (!paths.memory) return undefined;
   try {
     const kv = await readKeyValues(join(paths.memory, 'memory.oom_control'));
-    return kv.get('oom_kill') ?? 0;
+    return Number(kv.get('oom_kill') ?? 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

@@ -16,6 +16,7 @@ import { procStat } from '../procfs.ts';
 import { createContainerNetwork, destroyContainerNetwork } from '../network/index.ts';
 import { checkContainerId, netSpec, type LinuxFacts } from './facts.ts';
 import { diskByteLimit } from '../limits.ts';
+import { stringify64 } from '../../../util/json64.ts';
 
 export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<LinuxFacts> {
   checkContainerId(c.id);
@@ -62,7 +63,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
       memoryLimit: c.limits.memory_limit_in_bytes,
       cpuShares: c.limits.cpu_limit_in_shares,
     });
-    await writeFile(p.configJson, JSON.stringify(config, null, 1));
+    await writeFile(p.configJson, stringify64(config, 1));
 
     const cgroups = await containerCgroups(s.cgroupParent, c.id);
     await undo.step(

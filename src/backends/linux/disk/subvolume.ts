@@ -4,6 +4,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { run, HostCommandError } from '../exec.ts';
 import { isBtrfs } from './depot.ts';
+import type { U64 } from '../../../protocol/types.ts';
 
 export interface SubvolumeInfo {
   /** false: a plain directory (depot not on btrfs and disk quotas off). */
@@ -76,7 +77,7 @@ export async function destroyQgroup(subvolId: number, depot: string): Promise<vo
 }
 
 /** Sets (bytes > 0) or clears (0) the referenced-bytes limit of the subvolume's qgroup. */
-export async function setByteLimit(path: string, bytes: number): Promise<void> {
+export async function setByteLimit(path: string, bytes: U64): Promise<void> {
   await run('btrfs', ['qgroup', 'limit', bytes > 0 ? String(bytes) : 'none', path], {
     context: `limit disk of ${path}`,
   });

@@ -8,6 +8,7 @@ import type { ContainerRecord } from '../../../containers/model.ts';
 import type { JobLaunch, JobSpec } from '../../backend.ts';
 import { DEFAULT_ROOT_CAPS, PATH_ENV } from '../bundle/spec.ts';
 import type { Runtime } from '../runtime/runc.ts';
+import { stringify64 } from '../../../util/json64.ts';
 
 /** Warden rlimit names → OCI rlimit types. */
 const RLIMITS: Record<string, string> = {
@@ -34,9 +35,11 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
   env.set('HOME', home);
   env.set('USER', user);
   const rlimits = Object.entries(job.rlimits ?? {})
-    .filter(([name, v]) => RLIMITS[name] !== undefined && Number.isFinite(v) && v >= 0)
+    .filter(([name, v]) => RLIMITS[name] !== undefined && (typeof v === 'bigint' || Number.isFinite(v)) && v >= 0)
     .map(([name, v]) => {
-      const value = hard[name] !== undefined ? Math.min(v, hard[name]) : v;
+      // Compared as is (a bigint and a number compare exactly): no rounding of 2^64-1.
+      const h = hard[name];
+      const value = h !== undefined && h < v ? h : v;
       return { type: RLIMITS[name], hard: value, soft: value };
     });
   const caps = root ? DEFAULT_ROOT_CAPS : [];
@@ -54,7 +57,7 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
 
 /** The supervisor runs argv with the script on stdin; argv's exit status is the job's (128+N when killed by signal N). */
 export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}): JobLaunch {
-  const spec = JSON.stringify(processSpec(c, job, hard));
+  const spec = stringify64(processSpec(c, job, hard));
   const processFile = join(job.dir, 'process.json');
   return {
     argv: [
