@@ -34,6 +34,8 @@ export interface Backend {
   readonly name: 'linux' | 'insecure';
   /** Idempotent host preparation at daemon start. */
   setupHost(): Promise<void>;
+  /** At daemon exit, after the drain: undo what setupHost did to the daemon process itself. */
+  close?(): Promise<void>;
   /** Remove host resources of ours (by naming prefix) that no live container claims. */
   sweep(claimedIds: Set<string>): Promise<void>;
   /** Create host state for c (folder already reserved). Must undo everything it did on failure. */
@@ -54,7 +56,8 @@ export interface Backend {
   copyIn(c: ContainerRecord, req: CopyInRequest): Promise<void>;
   copyOut(c: ContainerRecord, req: CopyOutRequest): Promise<void>;
   limitMemory(c: ContainerRecord, bytes: number): Promise<void>;
-  limitCpu(c: ContainerRecord, shares: number): Promise<void>;
+  /** Sets cpu shares when given; resolves to the shares in force (the kernel keeps them at 2 or more). */
+  limitCpu(c: ContainerRecord, shares?: number): Promise<number>;
   limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void>;
   limitDisk(c: ContainerRecord, limits: DiskLimits): Promise<DiskLimits>;
   /**

@@ -635,14 +635,16 @@ export class WardenService {
     const c = this.lookup(req.handle, ctx);
     c.assertState('active', 'stopped');
     this.assertLimits('limit_cpu');
-    if (req.limit_in_shares) {
-      await c.lock.run(async () => {
-        await this.backend.limitCpu(c.record, req.limit_in_shares!);
-        c.record.limits.cpu_limit_in_shares = req.limit_in_shares;
-        await this.snapshot(c);
-      });
-    }
-    return optional({ limit_in_shares: c.record.limits.cpu_limit_in_shares });
+    // The shares in force, read back as the original did: the kernel raises 1 to 2,
+    // and a container never limited has the default (server.container_cpu_shares).
+    const shares = await c.lock.run(async () => {
+      if (!req.limit_in_shares) return this.backend.limitCpu(c.record);
+      const set = await this.backend.limitCpu(c.record, req.limit_in_shares);
+      c.record.limits.cpu_limit_in_shares = set;
+      await this.snapshot(c);
+      return set;
+    });
+    return { limit_in_shares: shares };
   }
 
   async limitBandwidth(req: M.LimitBandwidthRequest, ctx: RequestContext): Promise<M.LimitBandwidthResponse> {

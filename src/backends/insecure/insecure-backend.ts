@@ -94,7 +94,7 @@ export class InsecureBackend implements Backend {
     throw new UnsupportedError('limit_memory is not supported by the insecure backend');
   }
 
-  async limitCpu(): Promise<void> {
+  async limitCpu(): Promise<number> {
     throw new UnsupportedError('limit_cpu is not supported by the insecure backend');
   }
 
