@@ -199,6 +199,7 @@ describe('default pids and cpu limits, and the daemon cgroup', () => {
       await waitFor('the bomb to burn the CPUs', async () => (await cpuUsage()) - full > 0.25e9, 30_000);
 
       const t0 = await cpuUsage();
+      const wall0 = performance.now();
       const pings: number[] = [];
       for (let i = 0; i < 20; i++) {
         pings.push(await timed(() => client.ping()));
@@ -208,12 +209,13 @@ describe('default pids and cpu limits, and the daemon cgroup', () => {
         other = (await d.create(client)).handle;
       });
       const run = await timed(() => d.run(client, other!, 'true'));
-      const cores = (await cpuUsage() - t0) / 1e9;
+      const burnt = (await cpuUsage() - t0) / 1e9;
+      const wall = (performance.now() - wall0) / 1000;
       pings.sort((a, b) => a - b);
       console.log(
         `fork bomb at ${await number(join(cg.pids!, 'pids.current'))} pids: ping median ${pings[10]!.toFixed(1)} ms, ` +
           `max ${pings[19]!.toFixed(1)} ms (idle ${before.ping.toFixed(1)} ms); create ${create.toFixed(0)} ms ` +
-          `(idle ${before.create.toFixed(0)} ms); run \`true\` in it ${run.toFixed(0)} ms; the bomb burnt ${cores.toFixed(1)} CPU-s meanwhile`,
+          `(idle ${before.create.toFixed(0)} ms); run \`true\` in it ${run.toFixed(0)} ms; the bomb burnt ${burnt.toFixed(1)} CPU-s in those ${wall.toFixed(1)} s`,
       );
       expect(pings[19]).toBeLessThan(1000);
       expect(create).toBeLessThan(1000);
