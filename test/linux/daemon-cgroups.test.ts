@@ -128,6 +128,8 @@ describe('/tmp/warden/cgroup/<subsystem>/instance-<id>', () => {
     await symlink(join(dirname(cg.memory!), `instance-${orphan}`), linkOf('memory', orphan));
     await d.restart();
     client = await d.client();
+    // The killed daemon's own cgroup is the new one's.
+    expect(await procs((await d.daemonCgroup())!)).toContain(d.daemon.pid);
     expect(await readlink(linkOf('memory', id))).toBe(cg.memory);
     expect(await lstat(linkOf('memory', orphan)).catch(() => undefined)).toBeUndefined();
     await client.destroy({ handle });
