@@ -20,14 +20,14 @@ export interface RuntimeState {
   bundle: string;
 }
 
+/** Exit status of the wrapper when runc could not be moved out of the daemon's cgroup. */
+const CGROUP_MOVE_FAILED = 97;
+
 /**
  * `runc create`: the container's init is started, stopped before exec. The init inherits
  * runc's stdio, so it gets /dev/null (a pipe would stay open for the container's whole
  * life and we would wait for its end); runc's own messages go to its --log file.
  */
-/** Exit status of the wrapper when runc could not be moved out of the daemon's cgroup. */
-const CGROUP_MOVE_FAILED = 97;
-
 export async function createContainer(
   rt: Runtime, id: string, bundle: string, pidFile: string, logFile: string, cgroupProcs?: string,
 ): Promise<void> {
