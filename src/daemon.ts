@@ -116,6 +116,7 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
     }
     if (config.server.pidfile) await writeFile(config.server.pidfile, `${process.pid}\n`);
   } catch (err) {
+    await backend.close?.().catch(() => {});
     await pool.close().catch(() => {});
     log.flush?.();
     throw err;
@@ -135,6 +136,7 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
       await service.snapshotAll();
       if (config.server.pidfile) await unlink(config.server.pidfile).catch(() => {});
       service.stopping = true;
+      await backend.close?.().catch((err) => log.warn({ err: describeError(err) }, 'leaving the daemon cgroup failed'));
       await pool.close();
       health?.close();
       log.info('drained, exiting');

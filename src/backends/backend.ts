@@ -35,6 +35,8 @@ export interface Backend {
   readonly name: 'linux' | 'insecure';
   /** Idempotent host preparation at daemon start. */
   setupHost(): Promise<void>;
+  /** At daemon exit, after the drain: undo what setupHost did to the daemon process itself. */
+  close?(): Promise<void>;
   /** Remove host resources of ours (by naming prefix) that no live container claims. */
   sweep(claimedIds: Set<string>): Promise<void>;
   /** Create host state for c (folder already reserved). Must undo everything it did on failure. */

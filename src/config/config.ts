@@ -43,6 +43,9 @@ const PORT_POOL_END = 65000;
 /** Largest network pool we build (a /8: 4M networks, ~20 MB of pool state). */
 const MAX_NETWORK_POOL_SIZE = 1 << 22;
 const LOCAL_PORT_RANGE_FILE = '/proc/sys/net/ipv4/ip_local_port_range';
+const PID_MAX_FILE = '/proc/sys/kernel/pid_max';
+/** The kernel's default pid_max, assumed when /proc does not tell. */
+const FALLBACK_PID_MAX = 32768;
 
 export interface ParseOptions {
   /**
@@ -50,6 +53,22 @@ export interface ParseOptions {
    * starts just above it). Default: read once from /proc, or 32768-61000 when unreadable.
    */
   localPortRange?: readonly [number, number];
+  /** The kernel's pid_max, from which server.container_pids_limit's default comes. Default: read from /proc. */
+  pidMax?: number;
+}
+
+/** server.container_pids_limit when not given: 1/32 of the host's pid_max (1024 at the kernel's default 32768), 128..32768. */
+export function defaultPidsLimit(pidMax: number): number {
+  return Math.min(32768, Math.max(128, Math.floor(pidMax / 32)));
+}
+
+function pidMaxOnce(): number {
+  try {
+    const n = Number(readFileSync(PID_MAX_FILE, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : FALLBACK_PID_MAX;
+  } catch {
+    return FALLBACK_PID_MAX;
+  }
 }
 
 /** Reads and parses a config file. Throws ConfigError naming the file or the key. */
@@ -85,7 +104,7 @@ export function parseConfig(text: string, source?: string, options: ParseOptions
   r.ignoreUnknown(['server', 'health_check_server', 'logging', 'network', 'port', 'user']);
 
   const config: WardenConfig = {
-    server: readServer(r.section('server')),
+    server: readServer(r.section('server'), options.pidMax ?? pidMaxOnce()),
     health_check_server: readHealthCheck(r.section('health_check_server')),
     logging: readLogging(r.section('logging')),
     network: readNetwork(r.section('network')),
@@ -127,12 +146,12 @@ function parseLocalPortRange(text: string): [number, number] {
   return [lo, hi];
 }
 
-function readServer(r: Reader): ServerConfig {
+function readServer(r: Reader, pidMax: number): ServerConfig {
   r.ignoreUnknown([
     'unix_domain_path', 'unix_domain_permissions', 'container_klass', 'container_rootfs_path',
     'container_depot_path', 'container_grace_time', 'container_rlimits', 'job_output_limit', 'pidfile',
     'quota', 'allow_nested_warden', 'container_runtime', 'worker_threads', 'max_frame_bytes', 'syslog_socket',
-    'max_containers',
+    'max_containers', 'container_pids_limit', 'container_cpu_shares', 'daemon_cpu_shares',
   ]);
   const klass = r.string('container_klass', 'Warden::Container::Insecure');
   if (!(CONTAINER_KLASSES as readonly string[]).includes(klass)) {
@@ -158,6 +177,10 @@ function readServer(r: Reader): ServerConfig {
     syslog_socket: r.nullableString('syslog_socket', null),
     // 0 stands for "not given" until the pools are known (see poolCapacity).
     max_containers: r.nullableInteger('max_containers', null, { min: 1 }) ?? 0,
+    container_pids_limit: r.integer('container_pids_limit', defaultPidsLimit(pidMax), { min: 1 }),
+    // cpu.shares: the kernel keeps them within 2..262144.
+    container_cpu_shares: r.integer('container_cpu_shares', 512, { min: 2, max: 262144 }),
+    daemon_cpu_shares: r.integer('daemon_cpu_shares', 2048, { min: 0, max: 262144 }),
   };
 }
 

@@ -32,6 +32,12 @@ export interface ServerConfig {
    * what the pools allow, the smaller of network.pool_size and user.pool_size.
    */
   max_containers: number;
+  /** pids.max of each new container; default 1/32 of the host's pid_max. */
+  container_pids_limit: number;
+  /** cpu.shares of each new container (LimitCpu changes it), below the daemon's. */
+  container_cpu_shares: number;
+  /** cpu.shares of the daemon's own cgroup (Linux backend), beside its containers' parent; 0: no cgroup of its own. */
+  daemon_cpu_shares: number;
 }
 
 export interface NetworkConfig {

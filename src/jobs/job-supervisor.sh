@@ -19,6 +19,13 @@ set -u
 dir=$1 discard=$2
 shift 3
 
+# Out of the daemon's own cgroup (Linux backend) before forking the supervisor:
+# the supervisor outlives the daemon, whose group is removed when it exits.
+if [ -n "${WARDEN_SUPERVISOR_CGROUP_PROCS:-}" ]; then
+  echo $$ > "$WARDEN_SUPERVISOR_CGROUP_PROCS" || exit 1
+  unset WARDEN_SUPERVISOR_CGROUP_PROCS
+fi
+
 start_time=
 read_start_time() { # field 22 of /proc/PID/stat; the command name may hold spaces
   local stat rest

@@ -672,7 +672,7 @@ export class WardenService {
       } catch (err) {
         throw new WardenError(`Failed setting cpu shares: ${describeError(err)}`);
       }
-      c.record.limits.cpu_limit_in_shares = shares;
+      c.record.limits.cpu_limit_in_shares = now;
       await this.snapshot(c);
       return { limit_in_shares: now };
     });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, defaultConfig, loadConfig, parseConfig, readLocalPortRange } from '../../src/config/config.ts';
 import { isLogLevel, pinoLevel } from '../../src/config/log-level.ts';
 
-const RANGE = { localPortRange: [32768, 60999] as const };
+const RANGE = { localPortRange: [32768, 60999] as const, pidMax: 32768 };
 
 function parse(text: string) {
   return parseConfig(text, undefined, RANGE);
@@ -42,6 +42,10 @@ describe('defaults', () => {
       syslog_socket: null,
       // Ours: what the pools allow (64 networks in the /24, 64 uids).
       max_containers: 64,
+      // Ours: 1/32 of the host's pid_max; containers below the daemon's cpu weight.
+      container_pids_limit: 1024,
+      container_cpu_shares: 512,
+      daemon_cpu_shares: 2048,
     });
     expect(c.health_check_server).toEqual({ port: 2345 });
     expect(c.logging).toEqual({ level: 'info', file: null, syslog: null });

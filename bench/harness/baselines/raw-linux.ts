@@ -8,7 +8,7 @@ import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildConfig } from '../../../src/backends/linux/bundle/spec.ts';
 import { hierarchies, parentCgroups } from '../../../src/backends/linux/cgroups/cgroups.ts';
-import type { LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
+import { DEFAULT_PIDS_LIMIT, type LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
 import { parseIpv4 } from '../../../src/backends/linux/network/ipv4.ts';
 import type { BindMount } from '../../../src/protocol/types.ts';
 import { RAW_NET_START } from '../daemon.ts';
@@ -83,6 +83,9 @@ export class RawLinux {
       bindMounts,
       memoryLimit: limits.memory,
       cpuShares: limits.cpu,
+      pidsLimit: DEFAULT_PIDS_LIMIT,
+      // The raw script writes no /etc/group: /dev/fuse stays root's.
+      fuseGid: 0,
     });
     const path = join(tmp, `raw-config-${this.templates.size}.json`);
     await writeFile(path, JSON.stringify(config, null, 1));

@@ -25,6 +25,7 @@ export class LinuxBackend implements Backend {
   readonly settings: LinuxHostSettings;
   private readonly pool: WorkerPool;
   private hardLimits: HardLimits = {};
+  private supervisorCgroupProcs: string | undefined;
   private pendingRecovers: PendingRecover[] = [];
 
   constructor(config: WardenConfig, pool: WorkerPool, opts: LinuxBackendOptions = {}) {
@@ -35,6 +36,12 @@ export class LinuxBackend implements Backend {
   async setupHost(): Promise<void> {
     const facts = await this.pool.run('linux.setupHost', { host: this.settings });
     this.hardLimits = facts.hardLimits;
+    this.supervisorCgroupProcs = facts.supervisorCgroupProcs;
+  }
+
+  /** At exit: the daemon leaves its own cgroup and removes it; containers and jobs are untouched. */
+  async close(): Promise<void> {
+    await this.pool.run('linux.leaveHost', { host: this.settings });
   }
 
   async sweep(claimedIds: Set<string>): Promise<void> {
@@ -83,7 +90,7 @@ export class LinuxBackend implements Backend {
   }
 
   jobLaunch(c: ContainerRecord, job: JobSpec): JobLaunch {
-    return jobLaunch(runtimeOf(c, this.settings), c, job, this.hardLimits);
+    return jobLaunch(runtimeOf(c, this.settings), c, job, this.hardLimits, this.supervisorCgroupProcs);
   }
 
   killJob(c: ContainerRecord, job: { id: number; dir: string; pid?: number }): Promise<void> {

@@ -28,7 +28,18 @@ export interface LinuxHostSettings {
   hostResolvConf?: string;
   mtu: number;
   network: NetworkHostConfig;
+  /** pids.max of new containers (server.container_pids_limit); default DEFAULT_PIDS_LIMIT. */
+  pidsLimit?: number;
+  /** cpu.shares of new containers (server.container_cpu_shares); default the kernel's. */
+  cpuShares?: number;
+  /** cpu.shares of the daemon's own cgroup (server.daemon_cpu_shares); 0 or absent: none. */
+  daemonCpuShares?: number;
+  /** Where each container's cgroups are linked as <controller>/instance-<id>; default /tmp/warden/cgroup (cgroups/links.ts). */
+  cgroupLinkRoot?: string;
 }
+
+/** pids.max of a container when the settings give none (tests' hand-made settings). */
+export const DEFAULT_PIDS_LIMIT = 1024;
 
 export interface LinuxBackendOptions {
   runtimeRoot?: string;
@@ -68,5 +79,8 @@ export function hostSettings(config: WardenConfig, opts: LinuxBackendOptions = {
       denyNetworks: config.network.deny_networks ?? [],
       allowHostAccess: config.network.allow_host_access,
     },
+    pidsLimit: config.server.container_pids_limit,
+    cpuShares: config.server.container_cpu_shares,
+    daemonCpuShares: config.server.daemon_cpu_shares,
   };
 }

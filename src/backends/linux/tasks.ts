@@ -4,7 +4,7 @@
 import type { ContainerRecord, NetOutRule } from '../../containers/model.ts';
 import type { DiskLimits, InfoResponse, U64 } from '../../protocol/types.ts';
 import type { LinuxHostSettings } from './settings.ts';
-import { setupHost, teardownHost, type HostFacts } from './host/setup.ts';
+import { leaveHost, setupHost, teardownHost, type HostFacts } from './host/setup.ts';
 import { createContainerOnHost } from './container/create.ts';
 import { destroyContainerOnHost } from './container/destroy.ts';
 import { stopContainerProcesses } from './container/stop.ts';
@@ -29,6 +29,7 @@ interface ContainerArg {
 export const linuxTasks = {
   'linux.setupHost': (a: HostArg): Promise<HostFacts> => setupHost(a.host),
   'linux.teardownHost': (a: HostArg): Promise<void> => teardownHost(a.host),
+  'linux.leaveHost': (a: HostArg): Promise<void> => leaveHost(a.host),
   'linux.sweep': (a: HostArg & { claimed: string[]; only?: string[] }): Promise<void> =>
     sweepHost(a.host, { claimed: new Set(a.claimed), only: a.only ? new Set(a.only) : undefined }),
 

@@ -8,7 +8,7 @@
 // <dir>/warden-depot.img. Every leak check is scoped to those and to the ids of
 // containers this daemon ever had (read from its log, its depot, its runtime root,
 // its cgroups and the pool's addresses), so other work on the host never counts.
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readFile, readdir, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -17,7 +17,8 @@ import { WardenClient } from '../../../src/client/client.ts';
 import type { CreateRequest, InfoResponse } from '../../../src/protocol/types.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { hostSettings, type LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
-import { containerCgroups, parentCgroups, type CgroupPaths } from '../../../src/backends/linux/cgroups/cgroups.ts';
+import { containerCgroups, daemonGroupName, hierarchies, parentCgroups, type CgroupPaths } from '../../../src/backends/linux/cgroups/cgroups.ts';
+import { CGROUP_LINK_ROOT } from '../../../src/backends/linux/cgroups/links.ts';
 import { teardownHost } from '../../../src/backends/linux/host/setup.ts';
 import { sweepHost } from '../../../src/backends/linux/container/sweep.ts';
 import { mountAt } from '../../../src/backends/linux/disk/depot.ts';
@@ -207,6 +208,16 @@ export class LinuxDaemon {
       for (const name of names) if (name.startsWith('instance-')) found.push(`cgroup ${join(parent, name)}`);
       if (this.cleanedUp) found.push(`cgroup parent ${parent}`);
     }
+    // The daemon's own cgroup (cpu hierarchy) is there while it runs; it goes when it exits.
+    const own = await this.daemonCgroup();
+    if (own && this.cleanedUp && (await stat(own).catch(() => undefined))) found.push(`daemon cgroup ${own}`);
+    // The original's view, /tmp/warden/cgroup/<controller>/instance-<id>: one symlink each.
+    for (const controller of await readdir(CGROUP_LINK_ROOT).catch(() => [] as string[])) {
+      for (const id of ids) {
+        const link = join(CGROUP_LINK_ROOT, controller, `instance-${id}`);
+        if (await lstat(link).catch(() => undefined)) found.push(`cgroup link ${link}`);
+      }
+    }
 
     const depot = this.settings.depot;
     const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
@@ -241,6 +252,12 @@ export class LinuxDaemon {
       for (const p of [this.daemon.dir, this.settings.depotImage]) if (await stat(p).catch(() => undefined)) found.push(`file ${p}`);
     }
     return found;
+  }
+
+  /** The daemon's own cgroup in the cpu hierarchy (see cgroups/daemon-cgroup.ts), or undefined without one. */
+  async daemonCgroup(): Promise<string | undefined> {
+    const cpu = (await hierarchies()).find((h) => h.controllers.includes('cpu'));
+    return cpu ? join(cpu.own, daemonGroupName(this.settings.cgroupParent)) : undefined;
   }
 
   /** Containers under the daemon's runc root (`runc list` would create a missing root: look first). */

@@ -1,7 +1,8 @@
 // The OCI bundle's config.json for a container: namespaces, a reaping init as
-// PID 1, a minimal /dev, masked and read-only /proc paths, a devices allow-list,
-// the container-wide seccomp profile, no capabilities for the init, bind mounts
-// from the create request and cgroup resources.
+// PID 1, a minimal /dev (with the original's /dev/fuse), masked and read-only
+// /proc paths, a devices allow-list, the container-wide seccomp profile, no
+// capabilities for the init, bind mounts from the create request and cgroup
+// resources.
 import { readFile } from 'node:fs/promises';
 import type { BindMount, U64 } from '../../../protocol/types.ts';
 
@@ -12,8 +13,8 @@ export const DEFAULT_ROOT_CAPS = [
   'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
 ];
 
-/** Pids a container may hold at once (a fork bomb stays inside); no config key in the original. */
-export const DEFAULT_PIDS_LIMIT = 16384;
+/** /dev/fuse, as the original's setup.sh made it: c 10:229, mode 0666, owner root, group fuse. */
+export const FUSE_DEVICE = { major: 10, minor: 229, mode: 0o666 } as const;
 
 export const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -35,7 +36,10 @@ export interface BundleSpec {
   bindMounts: BindMount[];
   memoryLimit?: U64;
   cpuShares?: U64;
-  pidsLimit?: number;
+  /** Most pids the container may hold (server.container_pids_limit): a fork bomb stays inside. */
+  pidsLimit: number;
+  /** Gid of the rootfs's `fuse` group, owner group of /dev/fuse (see rootfs/etc-files.ts). */
+  fuseGid: number;
 }
 
 let seccompCache: Promise<unknown> | undefined;
@@ -60,8 +64,9 @@ export async function buildConfig(s: BundleSpec): Promise<Record<string, unknown
         allow: true, type: 'c', major, minor, access: 'rwm',
       })),
       { allow: true, type: 'c', major: 136, access: 'rwm' }, // /dev/pts/*
+      { allow: true, type: 'c', major: FUSE_DEVICE.major, minor: FUSE_DEVICE.minor, access: 'rwm' }, // /dev/fuse
     ],
-    pids: { limit: s.pidsLimit ?? DEFAULT_PIDS_LIMIT },
+    pids: { limit: s.pidsLimit },
   };
   if (s.memoryLimit) resources.memory = { limit: s.memoryLimit, swap: s.memoryLimit };
   if (s.cpuShares) resources.cpu = { shares: s.cpuShares };
@@ -83,7 +88,9 @@ export async function buildConfig(s: BundleSpec): Promise<Record<string, unknown
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
       { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      // No size: as the original's, /dev/shm is bounded by the container's memory
+      // limit alone (its pages are charged to the container's memory cgroup).
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       ...s.bindMounts.map((b) => ({
@@ -95,6 +102,10 @@ export async function buildConfig(s: BundleSpec): Promise<Record<string, unknown
     ],
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      devices: [{
+        path: '/dev/fuse', type: 'c', major: FUSE_DEVICE.major, minor: FUSE_DEVICE.minor,
+        fileMode: FUSE_DEVICE.mode, uid: 0, gid: s.fuseGid,
+      }],
       cgroupsPath: s.cgroupsPath,
       resources,
       // Unprivileged ping (ICMP echo sockets, no CAP_NET_RAW): jobs run as vcap with

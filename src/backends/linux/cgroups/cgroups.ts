@@ -6,7 +6,7 @@
 // files directly (no fork per Info; `runc update` would also rewrite every other
 // resource from its stale copy of the config).
 import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { instanceName } from '../paths.ts';
 import type { U64 } from '../../../protocol/types.ts';
 import { parseU64 } from '../../../protocol/u64.ts';
@@ -45,6 +45,22 @@ function unescape(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
+/** The daemon's own cgroup (cgroups/daemon-cgroup.ts): <own>/<parent>-daemon, beside the containers' parent. */
+export function daemonGroupName(parent: string): string {
+  return `${parent}-daemon`;
+}
+
+const DAEMON_GROUP = /\/warden-[^/]+-daemon$/;
+
+/**
+ * The cgroup the daemon started in: once it moved itself into its own group, that
+ * group's parent. Containers' cgroups and parents are computed from it, in every
+ * worker, whether it asks before or after the move.
+ */
+export function outsideDaemonGroup(dir: string): string {
+  return DAEMON_GROUP.test(dir) ? dirname(dir) : dir;
+}
+
 let cached: Promise<CgroupHierarchy[]> | undefined;
 
 /** Every cgroup hierarchy this process is in, with our own directory in it (cached per worker). */
@@ -74,7 +90,7 @@ async function loadHierarchies(): Promise<CgroupHierarchy[]> {
     if (!mount) continue;
     // Our path is relative to the hierarchy's root; the mount may show only a subtree of it.
     const rel = path.startsWith(mount.root) ? path.slice(mount.root.length) : path;
-    out.push({ controllers, own: join(mount.point, rel) });
+    out.push({ controllers, own: outsideDaemonGroup(join(mount.point, rel)) });
   }
   return out;
 }

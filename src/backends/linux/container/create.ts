@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import type { ContainerRecord } from '../../../containers/model.ts';
 import { containerPaths } from '../paths.ts';
 import { run, UndoStack, messageOf } from '../exec.ts';
-import type { LinuxHostSettings } from '../settings.ts';
+import { DEFAULT_PIDS_LIMIT, type LinuxHostSettings } from '../settings.ts';
 import { createSubvolume, deleteSubvolume, setByteLimit } from '../disk/subvolume.ts';
 import { hostnameFor, writeEtcFiles } from '../rootfs/etc-files.ts';
 import { mountOverlay, unmountOverlay } from '../rootfs/overlay.ts';
 import { buildConfig } from '../bundle/spec.ts';
 import { containerCgroups, removeCgroups, runtimeCgroupsPath } from '../cgroups/cgroups.ts';
+import { procsOutsideDaemonGroup } from '../cgroups/daemon-cgroup.ts';
+import { CGROUP_LINK_ROOT, linkContainerCgroups, unlinkContainerCgroups } from '../cgroups/links.ts';
 import { createContainer, deleteContainer, startContainer, type Runtime } from '../runtime/runc.ts';
 import { procStat } from '../procfs.ts';
 import { createContainerNetwork, destroyContainerNetwork } from '../network/index.ts';
@@ -61,19 +63,23 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
       cgroupsPath: runtimeCgroupsPath(s.cgroupParent, c.id),
       bindMounts: c.bind_mounts ?? [],
       memoryLimit: c.limits.memory_limit_in_bytes,
-      cpuShares: c.limits.cpu_limit_in_shares,
+      cpuShares: c.limits.cpu_limit_in_shares ?? s.cpuShares,
+      pidsLimit: s.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+      fuseGid: etc.fuseGid,
     });
     await writeFile(p.configJson, stringify64(config, 1));
 
     const cgroups = await containerCgroups(s.cgroupParent, c.id);
     await undo.step(
       'runtime container',
-      () => createContainer(rt, c.id, p.bundle, p.pidFile, p.runtimeLog),
+      async () => createContainer(rt, c.id, p.bundle, p.pidFile, p.runtimeLog, await procsOutsideDaemonGroup()),
       async () => {
         await deleteContainer(rt, c.id);
         await removeCgroups(cgroups);
       },
     );
+    const links = s.cgroupLinkRoot ?? CGROUP_LINK_ROOT;
+    await undo.step('cgroup links', () => linkContainerCgroups(links, c.id, cgroups), () => unlinkContainerCgroups(links, c.id));
     const initPid = Number((await readFile(p.pidFile, 'utf8')).trim());
     const st = await procStat(initPid);
     if (!st) throw new Error(`init ${initPid} vanished right after runtime create`);

@@ -6,6 +6,7 @@ import { attemptAll } from '../exec.ts';
 import { containerPaths } from '../paths.ts';
 import type { LinuxHostSettings } from '../settings.ts';
 import { containerCgroups, killAll, removeCgroups } from '../cgroups/cgroups.ts';
+import { CGROUP_LINK_ROOT, unlinkContainerCgroups } from '../cgroups/links.ts';
 import { deleteContainer } from '../runtime/runc.ts';
 import { destroyContainerNetwork } from '../network/index.ts';
 import { unmountOverlay } from '../rootfs/overlay.ts';
@@ -26,6 +27,7 @@ export async function destroyContainerOnHost(s: LinuxHostSettings, c: ContainerR
     ['runtime delete', () => deleteContainer(rt, c.id)],
     ['network', () => destroyContainerNetwork(c.id)],
     ['cgroups', () => removeCgroups(cgroups)],
+    ['cgroup links', () => unlinkContainerCgroups(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, c.id)],
     ['unmount rootfs', async () => {
       await unmountOverlay(p.mnt);
       unmounted = true;

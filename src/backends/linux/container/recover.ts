@@ -9,6 +9,12 @@ import { isSameProcess } from '../procfs.ts';
 import { restoreContainerNetwork, restoreContainerNetworks } from '../network/index.ts';
 import { messageOf } from '../exec.ts';
 import { factsOf, netSpec, runtimeOf } from './facts.ts';
+import { CGROUP_LINK_ROOT, linkContainerCgroups } from '../cgroups/links.ts';
+
+/** The /tmp/warden/cgroup links of a live container (a host clean-up of /tmp may have taken them). */
+function relink(s: LinuxHostSettings, c: ContainerRecord): Promise<void> {
+  return linkContainerCgroups(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, c.id, factsOf(c).cgroups ?? {});
+}
 
 /** Whether the runtime's view and /proc agree that c's init is the process we started. */
 async function initAlive(c: ContainerRecord, state: RuntimeState | undefined): Promise<boolean> {
@@ -24,6 +30,7 @@ export async function recoverContainerOnHost(s: LinuxHostSettings, c: ContainerR
   if (!factsOf(c).initPid) return false;
   if (!(await initAlive(c, await containerState(runtimeOf(c, s), c.id)))) return false;
   await restoreContainerNetwork(netSpec(c, s), c.net_in ?? [], c.net_out ?? [], c.limits?.bandwidth);
+  await relink(s, c);
   return true;
 }
 
@@ -57,7 +64,7 @@ export async function recoverContainersOnHost(s: LinuxHostSettings, cs: Containe
     }),
   );
   for (const [k, i] of alive.entries()) {
-    const err = restored[k];
+    const err = restored[k] ?? (await relink(s, cs[i]!).then(() => undefined, (e: unknown) => e));
     out[i] = err ? { error: messageOf(err) } : { alive: true };
   }
   return out;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { LinuxHostSettings } from '../settings.ts';
 import { attemptAll, run } from '../exec.ts';
 import { parentCgroups, killAll, removeCgroups, type CgroupPaths } from '../cgroups/cgroups.ts';
+import { CGROUP_LINK_ROOT, sweepCgroupLinks } from '../cgroups/links.ts';
 import { deleteContainer, listContainers } from '../runtime/runc.ts';
 import { sweepNetwork } from '../network/index.ts';
 import { containerPaths } from '../paths.ts';
@@ -60,6 +61,10 @@ export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<voi
           await removeCgroups(paths);
         }
       }
+    }],
+    ['cgroup links', async () => {
+      // Only links into our own parents: another daemon's containers are not ours to judge.
+      await sweepCgroupLinks(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, await parentCgroups(s.cgroupParent), orphan);
     }],
     ['network', async () => {
       // Only networks this daemon can tell are its own: of ids it has other

@@ -4,6 +4,8 @@ import { access, constants, mkdir, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LinuxHostSettings } from '../settings.ts';
 import { parentCgroups } from '../cgroups/cgroups.ts';
+import { enterDaemonCgroup, leaveDaemonCgroup } from '../cgroups/daemon-cgroup.ts';
+import { CGROUP_LINK_ROOT, prepareLinkRoot } from '../cgroups/links.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
 import { setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
 import { HOST_RESOLV_CONF, loopbackResolver } from '../rootfs/etc-files.ts';
@@ -39,6 +41,8 @@ export async function checkTools(s: LinuxHostSettings): Promise<void> {
 
 export interface HostFacts {
   hardLimits: HardLimits;
+  /** cgroup.procs a job supervisor moves itself to, out of the daemon's own cgroup (none: the daemon has none). */
+  supervisorCgroupProcs?: string;
 }
 
 const LIMIT_NAMES: Record<string, string> = {
@@ -73,14 +77,18 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await checkTools(s);
   await mkdir(s.runtimeRoot, { recursive: true, mode: 0o700 });
   for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
+  await prepareLinkRoot(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT);
   await prepareDepot(s);
   await setupNetworkHost({ ...s.network, hostResolver: await hostResolver(s) });
-  return { hardLimits: await hardLimits() };
+  // Last: a failed start leaves the daemon where it was.
+  const supervisorCgroupProcs = s.daemonCpuShares ? await enterDaemonCgroup(s.cgroupParent, s.daemonCpuShares) : undefined;
+  return { hardLimits: await hardLimits(), ...(supervisorCgroupProcs ? { supervisorCgroupProcs } : {}) };
 }
 
 /** Undoes setupHost where nothing uses it any more (tests; operators uninstalling). */
 export async function teardownHost(s: LinuxHostSettings): Promise<void> {
   const errors: string[] = [];
+  await leaveDaemonCgroup(s.cgroupParent).catch((err: Error) => errors.push(err.message));
   for (const dir of await parentCgroups(s.cgroupParent)) {
     await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') errors.push(`${dir}: ${err.message}`);
@@ -90,4 +98,9 @@ export async function teardownHost(s: LinuxHostSettings): Promise<void> {
   await unmountDepot(s).catch((err: Error) => errors.push(err.message));
   await rmdir(s.runtimeRoot).catch(() => undefined);
   if (errors.length) throw new Error(`teardown host: ${errors.join('; ')}`);
+}
+
+/** At daemon exit: the daemon leaves its own cgroup, which is removed (containers keep theirs). */
+export async function leaveHost(s: LinuxHostSettings): Promise<void> {
+  await leaveDaemonCgroup(s.cgroupParent);
 }

@@ -56,7 +56,7 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
 }
 
 /** The supervisor runs argv with the script on stdin; argv's exit status is the job's (128+N when killed by signal N). */
-export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}): JobLaunch {
+export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}, supervisorCgroupProcs?: string): JobLaunch {
   const spec = stringify64(processSpec(c, job, hard));
   const processFile = join(job.dir, 'process.json');
   return {
@@ -65,7 +65,11 @@ export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: H
       'printf "%s" "$1" > "$2" && exec "$3" --root "$4" exec --process "$2" --pid-file "$5" "$6"',
       'warden-job', spec, processFile, rt.binary, rt.root, jobPidFile(job.dir), c.id,
     ],
-    env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+    env: {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      // The supervisor outlives the daemon: it leaves the daemon's own cgroup first (job-supervisor.sh).
+      ...(supervisorCgroupProcs ? { WARDEN_SUPERVISOR_CGROUP_PROCS: supervisorCgroupProcs } : {}),
+    },
     cwd: job.dir,
   };
 }

@@ -1,6 +1,7 @@
 // Files Warden writes into the container's upper dir before the overlay is
-// mounted: hostname, hosts, resolv.conf, and the `vcap` user with the pooled uid
-// (an existing vcap in the base rootfs is renumbered, as the original did).
+// mounted: hostname, hosts, resolv.conf, the `vcap` user with the pooled uid (an
+// existing vcap in the base rootfs is renumbered, as the original did) and a
+// `fuse` group for /dev/fuse when the rootfs has none (the original's addgroup).
 import { chown, mkdir, readFile, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -46,6 +47,8 @@ export function resolvConfFor(dnsServers: string[], hostResolvConf: string, host
 export interface EtcFilesResult {
   /** The uid vcap had in the base rootfs, when it had one that differs (its files need a chown). */
   previousVcapUid?: number;
+  /** Gid of the `fuse` group, the group of /dev/fuse. */
+  fuseGid: number;
 }
 
 async function readOr(path: string, fallback: string): Promise<string> {
@@ -68,6 +71,23 @@ export function withVcap(passwd: string, group: string, uid: number, shell: stri
   };
 }
 
+/** System gids `addgroup --system` picks from (Debian's FIRST_SYSTEM_GID..LAST_SYSTEM_GID). */
+const SYSTEM_GIDS = { first: 100, last: 999 } as const;
+
+/**
+ * group text with a `fuse` group: the rootfs's own if it has one, else a new system
+ * group with the first free gid from 100 on, as the original's `addgroup --system fuse`.
+ */
+export function withFuseGroup(group: string): { group: string; gid: number } {
+  const lines = group.split('\n').filter((l) => l !== '');
+  const existing = lines.find((l) => l.startsWith('fuse:'));
+  if (existing) return { group, gid: Number(existing.split(':')[2]) };
+  const used = new Set(lines.map((l) => Number(l.split(':')[2])));
+  let gid: number = SYSTEM_GIDS.first;
+  while (used.has(gid) && gid < SYSTEM_GIDS.last) gid++;
+  return { group: [...lines, `fuse:x:${gid}:`].join('\n') + '\n', gid };
+}
+
 export async function writeEtcFiles(s: EtcFilesSpec): Promise<EtcFilesResult> {
   const etc = join(s.upper, 'etc');
   await mkdir(etc, { recursive: true });
@@ -78,18 +98,19 @@ export async function writeEtcFiles(s: EtcFilesSpec): Promise<EtcFilesResult> {
     s.uid,
     hasBash ? '/bin/bash' : '/bin/sh',
   );
+  const fuse = withFuseGroup(users.group);
   const resolv = resolvConfFor(s.dnsServers, await readOr(s.hostResolvConf ?? HOST_RESOLV_CONF, ''), s.hostIp);
   await Promise.all([
     writeFile(join(etc, 'hostname'), `${s.hostname}\n`),
     writeFile(join(etc, 'hosts'), `127.0.0.1 localhost\n${s.containerIp} ${s.hostname}\n`),
     writeFile(join(etc, 'resolv.conf'), resolv),
     writeFile(join(etc, 'passwd'), users.passwd),
-    writeFile(join(etc, 'group'), users.group),
+    writeFile(join(etc, 'group'), fuse.group),
   ]);
   const home = join(s.upper, 'home', 'vcap');
   await mkdir(home, { recursive: true, mode: 0o755 });
   await chown(home, s.uid, s.uid);
-  return users.previousUid === undefined ? {} : { previousVcapUid: users.previousUid };
+  return users.previousUid === undefined ? { fuseGid: fuse.gid } : { previousVcapUid: users.previousUid, fuseGid: fuse.gid };
 }
 
 /** A hostname from the handle when it is a valid one, else the id. */

@@ -20,18 +20,29 @@ export interface RuntimeState {
   bundle: string;
 }
 
+/** Exit status of the wrapper when runc could not be moved out of the daemon's cgroup. */
+const CGROUP_MOVE_FAILED = 97;
+
 /**
  * `runc create`: the container's init is started, stopped before exec. The init inherits
  * runc's stdio, so it gets /dev/null (a pipe would stay open for the container's whole
  * life and we would wait for its end); runc's own messages go to its --log file.
  */
-export async function createContainer(rt: Runtime, id: string, bundle: string, pidFile: string, logFile: string): Promise<void> {
+export async function createContainer(
+  rt: Runtime, id: string, bundle: string, pidFile: string, logFile: string, cgroupProcs?: string,
+): Promise<void> {
   const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, '--pid-file', pidFile, id];
+  // runc resolves the relative cgroupsPath against its own cgroup: when the daemon sits
+  // in its own cgroup (cgroups/daemon-cgroup.ts), runc first moves to the one it left.
+  const [file, argv] = cgroupProcs
+    ? ['/bin/sh', ['-c', `echo $$ > "$0" || exit ${CGROUP_MOVE_FAILED}; exec "$@"`, cgroupProcs, rt.binary, ...args]]
+    : [rt.binary, args];
   try {
-    await runHost(rt.binary, args, { context: `create ${id}`, output: 'ignore' });
+    await runHost(file, argv, { context: `create ${id}`, output: 'ignore' });
   } catch (err) {
     const text = (await readFile(logFile, 'utf8').catch(() => ''))
-      .trim().split('\n').slice(-3).map((l) => /msg="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l).join('; ');
+      .trim().split('\n').slice(-3).map((l) => /msg="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l).join('; ')
+      || ((err as { exitCode?: number }).exitCode === CGROUP_MOVE_FAILED ? `cannot move into the cgroup of ${cgroupProcs}` : '');
     throw new HostCommandError(
       `${rt.binary} create ${id} failed: ${text || (err as Error).message}`,
       [rt.binary, ...args].join(' '),

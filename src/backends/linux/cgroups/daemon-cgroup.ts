@@ -1,0 +1,88 @@
+// The daemon's own cgroup in the cpu hierarchy: <own>/<parent>-daemon, beside the
+// containers' parent <own>/<parent>, with cpu.shares server.daemon_cpu_shares. A
+// container that burns every CPU (a fork bomb) then competes with the daemon
+// through the kernel's weights, and Ping, Create and host commands keep their share.
+//
+// The daemon moves itself in at start (setupHost) and out at exit, and the group is
+// removed then; a daemon killed outright leaves it for the next daemon on the same
+// depot, which reuses it. Children forked by the daemon start in it, which is right
+// for host commands, but two kinds move back to <own> first:
+// - `runc create` resolves the container's relative cgroupsPath against its own
+//   cgroup; from inside this group the container would land under it.
+// - job supervisors outlive the daemon and would keep the group from being removed.
+// Only the hierarchy with the cpu controller is touched (v1); on a pure cgroup v2
+// host the daemon stays where it was started.
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { daemonGroupName, hierarchies, outsideDaemonGroup, type CgroupHierarchy } from './cgroups.ts';
+
+async function cpuHierarchy(): Promise<CgroupHierarchy | undefined> {
+  return (await hierarchies()).find((h) => h.controllers.includes('cpu'));
+}
+
+/**
+ * Creates (or reuses) the daemon's group with the given shares and moves the whole
+ * daemon process into it. Returns the cgroup.procs file of the group it left (where
+ * runc create and job supervisors go), or undefined when there is no cpu hierarchy.
+ */
+export async function enterDaemonCgroup(parent: string, shares: number): Promise<string | undefined> {
+  const h = await cpuHierarchy();
+  if (!h) return undefined;
+  const dir = join(h.own, daemonGroupName(parent));
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'cpu.shares'), String(shares));
+    await writeFile(join(dir, 'cgroup.procs'), String(process.pid));
+  } catch (err) {
+    throw new Error(`cannot move the daemon into its cgroup ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  return join(h.own, 'cgroup.procs');
+}
+
+/**
+ * The cgroup.procs file a child must write its pid to before it runs runc create or
+ * becomes a job supervisor, when this process is in its daemon group now (else undefined).
+ */
+export async function procsOutsideDaemonGroup(): Promise<string | undefined> {
+  const h = await cpuHierarchy();
+  if (!h) return undefined;
+  const self = await readFile('/proc/self/cgroup', 'utf8');
+  const line = self.split('\n').find((l) => l.split(':')[1]?.split(',').includes('cpu'));
+  const path = line?.split(':').slice(2).join(':') ?? '';
+  return outsideDaemonGroup(path) !== path ? join(h.own, 'cgroup.procs') : undefined;
+}
+
+/**
+ * Moves every process still in the daemon's group (the daemon at exit; host commands
+ * just finishing) back to the group it came from and removes it. Missing is fine.
+ */
+export async function leaveDaemonCgroup(parent: string): Promise<void> {
+  const h = await cpuHierarchy();
+  if (!h) return;
+  const dir = join(h.own, daemonGroupName(parent));
+  const back = join(h.own, 'cgroup.procs');
+  for (let attempt = 0; ; attempt++) {
+    let pids: string[];
+    try {
+      pids = (await readFile(join(dir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const pid of pids) {
+      await writeFile(back, pid).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ESRCH') throw err; // it exited meanwhile
+      });
+    }
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      // A process forked while we moved the others, or one just exiting: go again.
+      if (code !== 'EBUSY' || attempt >= 50) throw new Error(`cannot remove the daemon's cgroup ${dir}: ${(err as Error).message}`, { cause: err });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
