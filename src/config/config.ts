@@ -128,7 +128,8 @@ function readServer(r: Reader): ServerConfig {
     'unix_domain_path', 'unix_domain_permissions', 'container_klass', 'container_rootfs_path',
     'container_depot_path', 'container_grace_time', 'container_rlimits', 'job_output_limit', 'pidfile',
     'quota', 'allow_nested_warden', 'container_runtime', 'worker_threads', 'max_frame_bytes', 'syslog_socket',
-    'max_containers',
+    'max_containers', 'container_memory_limit', 'container_disk_limit', 'container_depot_reserve',
+    'container_max_jobs', 'max_buffered_bytes', 'frame_idle_timeout',
   ]);
   const klass = r.string('container_klass', 'Warden::Container::Insecure');
   if (!(CONTAINER_KLASSES as readonly string[]).includes(klass)) {
@@ -154,7 +155,24 @@ function readServer(r: Reader): ServerConfig {
     syslog_socket: r.nullableString('syslog_socket', null),
     // 0 stands for "not given" until the pools are known (see poolCapacity).
     max_containers: r.nullableInteger('max_containers', null, { min: 1 }) ?? 0,
+    container_memory_limit: r.nullableInteger('container_memory_limit', 1 * GiB, { min: 4 * MiB }),
+    container_disk_limit: r.nullableInteger('container_disk_limit', 10 * GiB, { min: 1 * MiB }),
+    container_depot_reserve: r.nullableInteger('container_depot_reserve', null, { min: 0 }),
+    container_max_jobs: r.integer('container_max_jobs', 100, { min: 1 }),
+    max_buffered_bytes: readMaxBuffered(r),
+    frame_idle_timeout: r.nullableNumber('frame_idle_timeout', 30, { min: 0.001 }),
   };
+}
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** server.max_buffered_bytes: at least one frame of max_frame_bytes must fit. */
+function readMaxBuffered(r: Reader): number {
+  const maxFrame = r.integer('max_frame_bytes', 16 * MiB, { min: 1024 });
+  const value = r.integer('max_buffered_bytes', Math.max(64 * MiB, 2 * maxFrame), { min: 1024 });
+  if (value < maxFrame + 64) throw r.error('max_buffered_bytes', `must be more than server.max_frame_bytes (${maxFrame})`, value);
+  return value;
 }
 
 /**
@@ -390,6 +408,14 @@ class Reader {
     if (v === null) return null;
     if (typeof v !== 'number' || !Number.isFinite(v)) throw this.error(name, 'must be a number or null', v);
     if (!Number.isInteger(v)) throw this.error(name, 'must be an integer or null', v);
+    return this.#inRange(name, v, range);
+  }
+
+  nullableNumber(name: string, fallback: number | null, range: { min?: number; max?: number } = {}): number | null {
+    if (!this.has(name)) return fallback;
+    const v = this.#raw[name];
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.error(name, 'must be a number or null', v);
     return this.#inRange(name, v, range);
   }
 

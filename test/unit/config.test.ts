@@ -42,6 +42,12 @@ describe('defaults', () => {
       syslog_socket: null,
       // Ours: what the pools allow (64 networks in the /24, 64 uids).
       max_containers: 64,
+      container_memory_limit: 1024 * 1024 * 1024,
+      container_disk_limit: 10 * 1024 * 1024 * 1024,
+      container_depot_reserve: null,
+      container_max_jobs: 100,
+      max_buffered_bytes: 64 * 1024 * 1024,
+      frame_idle_timeout: 30,
     });
     expect(c.health_check_server).toEqual({ port: 2345 });
     expect(c.logging).toEqual({ level: 'info', file: null, syslog: null });
