@@ -19,6 +19,7 @@ const DEPOT_BYTES = 1 * GiB;
 const DEFAULT_DISK = 64 * MiB;
 const DEFAULT_MEMORY = 64 * MiB;
 const RESERVE = 256 * MiB;
+const MAX_JOBS = 4;
 
 let d: LinuxDaemon;
 let client: WardenClient;
@@ -31,7 +32,10 @@ beforeAll(async () => {
   await execa('mkfs.btrfs', ['-q', '-L', 'warden-depot', image]);
   d = await LinuxDaemon.start({
     pool: '10.247.96.0/24', portStart: 37000, uidStart: 53000, dir,
-    server: { container_disk_limit: DEFAULT_DISK, container_memory_limit: DEFAULT_MEMORY, container_depot_reserve: RESERVE },
+    server: {
+      container_disk_limit: DEFAULT_DISK, container_memory_limit: DEFAULT_MEMORY, container_depot_reserve: RESERVE,
+      container_max_jobs: MAX_JOBS,
+    },
   });
   client = await d.client();
 }, 120_000);
@@ -117,6 +121,50 @@ describe('the depot reserve', () => {
     const g = await fill(next, 16);
     expect(g).toMatchObject({ status: 0, bytes: 16 * MiB });
     await client.destroy({ handle: next });
+  });
+});
+
+describe('jobs', () => {
+  /** The memory cgroup (path below the hierarchy) a process is in, from /proc/PID/cgroup. */
+  async function memoryGroup(pid: number): Promise<string> {
+    const text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+    return /^\d+:[^:]*\bmemory\b[^:]*:(.*)$/m.exec(text)?.[1] ?? '';
+  }
+
+  it('a job\'s supervisor and its runc exec are charged to the container\'s memory group', async () => {
+    const { handle, id, info } = await d.create(client);
+    const { job_id } = await client.spawn({ handle, script: 'echo started; exec sleep 1000' });
+    const jobDir = join(info.container_path!, 'jobs', String(job_id));
+    // Running in the container (runc exec has finished starting it) before anything else.
+    await waitFor('the job to start', async () => (await readFile(join(jobDir, 'stdout'), 'utf8').catch(() => '')) === 'started\n');
+    const pidFile = join(jobDir, 'pid');
+    const [jobPid, , supervisorPid] = (await waitFor('the job\'s pid file', async () => (await readFile(pidFile, 'utf8').catch(() => '')).trim()))
+      .split(' ').map(Number);
+    // The job's pid is the runc exec that runs the script in the container.
+    expect(await readFile(`/proc/${jobPid}/cmdline`, 'utf8')).toContain('exec');
+    expect(await memoryGroup(supervisorPid!)).toMatch(new RegExp(`/instance-${id}$`));
+    expect(await memoryGroup(jobPid!)).toMatch(new RegExp(`/instance-${id}$`));
+    // Still a job like any other: Stop ends it with its status, Destroy removes the group.
+    await client.stop({ handle, kill: true });
+    expect((await client.link({ handle, job_id })).exit_status).toBe(137);
+    await client.destroy({ handle });
+  });
+
+  it(`a container runs at most server.container_max_jobs (${MAX_JOBS}) jobs at once`, async () => {
+    const { handle } = await d.create(client);
+    // Job 1 ends when /home/vcap/go appears; the others run on.
+    const first = await client.spawn({ handle, script: 'while [ ! -e /home/vcap/go ]; do sleep 0.1; done; echo went' });
+    for (let i = 1; i < MAX_JOBS; i++) await client.spawn({ handle, script: 'exec sleep 1000' });
+    const refusal = /maximum of 4 jobs \(server\.container_max_jobs\)/;
+    await expect(client.spawn({ handle, script: 'true' })).rejects.toThrow(refusal);
+    await expect(client.run({ handle, script: 'true' })).rejects.toThrow(refusal);
+    // Once one ends, a new one may start.
+    const go = join(d.daemon.dir, 'go');
+    await execa('touch', [go]);
+    await client.copyIn({ handle, src_path: go, dst_path: '/home/vcap/go' });
+    expect(String((await client.link({ handle, job_id: first.job_id })).stdout)).toBe('went\n');
+    expect(await d.run(client, handle, 'echo ok')).toMatchObject({ exit_status: 0, stdout: 'ok\n' });
+    await client.destroy({ handle });
   });
 });
 

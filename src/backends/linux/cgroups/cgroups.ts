@@ -6,7 +6,7 @@
 // files directly (no fork per Info; `runc update` would also rewrite every other
 // resource from its stale copy of the config).
 import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { instanceName } from '../paths.ts';
 
 export interface CgroupHierarchy {
@@ -230,5 +230,29 @@ export async function killAll(paths: CgroupPaths): Promise<void> {
     } catch {
       // already gone
     }
+  }
+}
+
+/**
+ * Moves the processes that sit only in the container's memory group (job
+ * supervisors and their runc exec, charged there) to its parent group, so that a
+ * supervisor still writing its job's exit status cannot keep the group from
+ * being removed.
+ */
+export async function evictFromMemoryGroup(paths: CgroupPaths): Promise<void> {
+  const dir = paths.memory;
+  if (!dir || dir === procsDir(paths)) return;
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const own = new Set(await readPids(paths));
+  const parentProcs = join(dirname(dir), 'cgroup.procs');
+  for (const pid of text.split('\n').filter(Boolean).map(Number)) {
+    if (own.has(pid)) continue;
+    await writeFile(parentProcs, String(pid)).catch(() => undefined); // gone meanwhile
   }
 }

@@ -56,6 +56,7 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
 export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}): JobLaunch {
   const spec = JSON.stringify(processSpec(c, job, hard));
   const processFile = join(job.dir, 'process.json');
+  const memory = (c.backend as { cgroups?: { memory?: string } } | undefined)?.cgroups?.memory;
   return {
     argv: [
       '/bin/sh', '-c',
@@ -64,5 +65,8 @@ export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: H
     ],
     env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
     cwd: job.dir,
+    // Memory only: the pids and freezer groups list the container's own processes
+    // (stop and destroy signal those), and a supervisor must outlive its job.
+    ...(memory === undefined ? {} : { cgroupProcs: [join(memory, 'cgroup.procs')] }),
   };
 }
