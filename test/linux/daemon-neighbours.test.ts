@@ -121,7 +121,7 @@ describe('the depot reserve', () => {
     const g = await fill(next, 16);
     expect(g).toMatchObject({ status: 0, bytes: 16 * MiB });
     await client.destroy({ handle: next });
-  });
+   }, 300_000); // writes and deletes most of a GiB: slow on a loaded host, not timed
 });
 
 describe('jobs', () => {
@@ -166,6 +166,31 @@ describe('jobs', () => {
     expect(await d.run(client, handle, 'echo ok')).toMatchObject({ exit_status: 0, stdout: 'ok\n' });
     await client.destroy({ handle });
   });
+});
+
+describe('upgrade', () => {
+  /** The parent qgroup of a container's subvolume ('-' for none), from the host's btrfs listing. */
+  async function parentOf(containerPath: string): Promise<string> {
+    const id = (await execa('btrfs', ['inspect-internal', 'rootid', join(containerPath, 'tmp')])).stdout.trim();
+    const lines = (await execa('btrfs', ['qgroup', 'show', '-p', '--raw', d.settings.depot])).stdout.split('\n');
+    return lines.map((l) => l.trim().split(/\s+/)).find((t) => t[0] === `0/${id}`)?.[3] ?? 'missing';
+  }
+
+  it('a container from before the containers\' qgroup joins it when the daemon recovers it', async () => {
+    const { handle, info } = await d.create(client);
+    const path = info.container_path!;
+    expect(await parentOf(path)).toBe('1/1');
+    // As a daemon without it left the container: in no parent group.
+    const id = (await execa('btrfs', ['inspect-internal', 'rootid', join(path, 'tmp')])).stdout.trim();
+    await execa('btrfs', ['qgroup', 'remove', '--no-rescan', `0/${id}`, '1/1', d.settings.depot]);
+    expect(await parentOf(path)).toBe('-');
+    expect(await d.daemon.drain()).toBe(0);
+    await d.restart();
+    client = await d.client();
+    expect((await client.info({ handle })).state).toBe('active');
+    expect(await parentOf(path)).toBe('1/1');
+    await client.destroy({ handle });
+   }, 180_000);
 });
 
 describe('host', () => {

@@ -9,6 +9,7 @@ import { isSameProcess } from '../procfs.ts';
 import { restoreContainerNetwork, restoreContainerNetworks } from '../network/index.ts';
 import { messageOf } from '../exec.ts';
 import { factsOf, netSpec, runtimeOf } from './facts.ts';
+import { joinMissing } from '../disk/containers-qgroup.ts';
 
 /** Whether the runtime's view and /proc agree that c's init is the process we started. */
 async function initAlive(c: ContainerRecord, state: RuntimeState | undefined): Promise<boolean> {
@@ -59,6 +60,11 @@ export async function recoverContainersOnHost(s: LinuxHostSettings, cs: Containe
   for (const [k, i] of alive.entries()) {
     const err = restored[k];
     out[i] = err ? { error: messageOf(err) } : { alive: true };
+  }
+  if (s.diskQuota) {
+    const ids = alive.map((i) => factsOf(cs[i]!).subvolume).filter((v) => v?.btrfs && v.subvolId !== undefined).map((v) => v!.subvolId!);
+    // Not a reason to lose the containers: they would only stay outside the depot's share.
+    await joinMissing(s.depot, ids).catch(() => undefined);
   }
   return out;
 }

@@ -55,3 +55,23 @@ export async function joinContainersQgroup(subvolId: number, depot: string): Pro
     context: `put subvolume ${subvolId} in qgroup ${CONTAINERS_QGROUP}`,
   });
 }
+
+/**
+ * Puts the given container subvolumes that are in no parent qgroup yet (made by
+ * a daemon from before the containers' qgroup) into it: one listing for all, and
+ * nothing more when they all are in already (every start after the first).
+ */
+export async function joinMissing(depot: string, subvolIds: number[]): Promise<void> {
+  if (subvolIds.length === 0) return;
+  const out = await run('btrfs', ['qgroup', 'show', '-p', '--raw', depot], { context: 'list qgroups' });
+  const lines = out.split('\n');
+  const parentAt = (lines.find((l) => /^\s*qgroupid\b/i.test(l)) ?? '').trim().split(/\s+/).findIndex((t) => /^parent$/i.test(t));
+  if (parentAt < 0) throw new Error(`cannot read the qgroup listing of ${depot}: ${lines[0] ?? ''}`);
+  const orphans = new Set<number>();
+  for (const line of lines) {
+    const t = line.trim().split(/\s+/);
+    const m = /^0\/(\d+)$/.exec(t[0] ?? '');
+    if (m && t[parentAt] === '-') orphans.add(Number(m[1]));
+  }
+  for (const id of subvolIds) if (orphans.has(id)) await joinContainersQgroup(id, depot);
+}
