@@ -93,6 +93,8 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
     path: config.server.unix_domain_path,
     permissions: config.server.unix_domain_permissions,
     maxFrameBytes: config.server.max_frame_bytes,
+    maxBufferedBytes: config.server.max_buffered_bytes,
+    frameIdleTimeout: config.server.frame_idle_timeout,
   });
   const metrics = new DaemonMetrics({
     service,

@@ -16,6 +16,11 @@ export interface JobLaunch {
   argv: string[];
   env: Record<string, string>;
   cwd: string;
+  /**
+   * cgroup.procs files the job's supervisor joins before it starts, so that the
+   * supervisor and what it runs (runc exec) are charged to the container, not the host.
+   */
+  cgroupProcs?: string[];
 }
 
 export interface JobSpec {

@@ -152,6 +152,8 @@ function readServer(r: Reader, pidMax: number): ServerConfig {
     'container_depot_path', 'container_grace_time', 'container_rlimits', 'job_output_limit', 'pidfile',
     'quota', 'allow_nested_warden', 'container_runtime', 'worker_threads', 'max_frame_bytes', 'syslog_socket',
     'max_containers', 'container_pids_limit', 'container_cpu_shares', 'daemon_cpu_shares',
+    'max_containers', 'container_memory_limit', 'container_disk_limit', 'container_depot_reserve',
+    'container_max_jobs', 'max_buffered_bytes', 'frame_idle_timeout',
   ]);
   const klass = r.string('container_klass', 'Warden::Container::Insecure');
   if (!(CONTAINER_KLASSES as readonly string[]).includes(klass)) {
@@ -181,7 +183,24 @@ function readServer(r: Reader, pidMax: number): ServerConfig {
     // cpu.shares: the kernel keeps them within 2..262144.
     container_cpu_shares: r.integer('container_cpu_shares', 512, { min: 2, max: 262144 }),
     daemon_cpu_shares: r.integer('daemon_cpu_shares', 2048, { min: 0, max: 262144 }),
+    container_memory_limit: r.nullableInteger('container_memory_limit', 1 * GiB, { min: 4 * MiB }),
+    container_disk_limit: r.nullableInteger('container_disk_limit', 10 * GiB, { min: 1 * MiB }),
+    container_depot_reserve: r.nullableInteger('container_depot_reserve', null, { min: 0 }),
+    container_max_jobs: r.integer('container_max_jobs', 100, { min: 1 }),
+    max_buffered_bytes: readMaxBuffered(r),
+    frame_idle_timeout: r.nullableNumber('frame_idle_timeout', 30, { min: 0.001 }),
   };
+}
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** server.max_buffered_bytes: at least one frame of max_frame_bytes must fit. */
+function readMaxBuffered(r: Reader): number {
+  const maxFrame = r.integer('max_frame_bytes', 16 * MiB, { min: 1024 });
+  const value = r.integer('max_buffered_bytes', Math.max(64 * MiB, 2 * maxFrame), { min: 1024 });
+  if (value < maxFrame + 64) throw r.error('max_buffered_bytes', `must be more than server.max_frame_bytes (${maxFrame})`, value);
+  return value;
 }
 
 /**
@@ -438,6 +457,14 @@ class Reader {
       throw this.error(name, 'must be at most 18446744073709551615', v);
     }
     return this.integer(name, 0, { min: 0 });
+  }
+
+  nullableNumber(name: string, fallback: number | null, range: { min?: number; max?: number } = {}): number | null {
+    if (!this.has(name)) return fallback;
+    const v = this.#raw[name];
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.error(name, 'must be a number or null', v);
+    return this.#inRange(name, v, range);
   }
 
   /**

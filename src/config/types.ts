@@ -38,6 +38,18 @@ export interface ServerConfig {
   container_cpu_shares: number;
   /** cpu.shares of the daemon's own cgroup (Linux backend), beside its containers' parent; 0: no cgroup of its own. */
   daemon_cpu_shares: number;
+  /** Memory limit (bytes) of a new Linux container until LimitMemory sets one; null: none. */
+  container_memory_limit: number | null;
+  /** Disk limit (bytes) of a new Linux container until LimitDisk sets one; null: none. */
+  container_disk_limit: number | null;
+  /** Depot bytes containers may never take (kept for snapshots, job output); null: derived from the depot's size. */
+  container_depot_reserve: number | null;
+  /** Most running jobs per container; a Spawn past it is refused. */
+  container_max_jobs: number;
+  /** Most bytes of unfinished frames held across all connections; past it the connection is closed. */
+  max_buffered_bytes: number;
+  /** Seconds a connection may hold an unfinished frame without sending more of it; null: forever. */
+  frame_idle_timeout: number | null;
 }
 
 export interface NetworkConfig {

@@ -22,7 +22,17 @@ export interface StartJobArgs {
   env: Record<string, string>;
   cwd: string;
   discardOutput: boolean;
+  /** cgroup.procs files to join before the supervisor starts (see JobLaunch.cgroupProcs). */
+  cgroupProcs?: string[];
 }
+
+/**
+ * Joins the cgroups, then becomes the supervisor's start script: joined before the
+ * exec, every page the supervisor and its children allocate is charged there (a
+ * page stays charged where it was first allocated). A group that is gone is
+ * skipped: the job then runs, charged to the daemon, as before.
+ */
+const JOIN_THEN_EXEC = 'while [ "$1" != -- ]; do echo $$ 2>/dev/null > "$1"; shift; done; shift; exec "$@"';
 
 /** Write the job folder and start its supervisor in a session of its own. */
 async function startJob(a: StartJobArgs): Promise<void> {
@@ -31,11 +41,9 @@ async function startJob(a: StartJobArgs): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     // detached: a session of its own; the script then forks the supervisor
     // away and exits, so the supervisor is not the daemon's child.
-    const child = spawn(
-      '/bin/bash',
-      [SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv],
-      { cwd: a.cwd, env: a.env, stdio: 'ignore', detached: true },
-    );
+    const supervisor = ['/bin/bash', SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv];
+    const argv = a.cgroupProcs?.length ? ['/bin/sh', '-c', JOIN_THEN_EXEC, 'warden-job-start', ...a.cgroupProcs, '--', ...supervisor] : supervisor;
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: a.cwd, env: a.env, stdio: 'ignore', detached: true });
     child.once('error', (err) => reject(new Error(`cannot start job supervisor: ${err.message}`)));
     child.once('exit', (code) =>
       code === 0 ? resolve() : reject(new Error(`job supervisor failed to start (status ${code})`)),

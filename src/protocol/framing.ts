@@ -3,6 +3,14 @@
 // reads, several may arrive in one) and hands out whole frame bodies.
 
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/**
+ * A frame larger than this that is still arriving is gathered in one buffer of
+ * its own size rather than as a list of socket chunks: the chunks are then
+ * short-lived (the allocator reuses their memory instead of growing), and a
+ * large allocation is mapped on its own and returned to the system when freed.
+ */
+const GATHER_FROM_BYTES = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 export class FramingError extends Error {
   override name = 'FramingError';
@@ -13,13 +21,19 @@ export class FramingError extends Error {
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** The frame being gathered (body + \r\n) once it is known to be large; chunks is then empty. */
+  private body: Buffer | undefined;
   /** Body length of the frame being read, or -1 while reading its header. */
   private expected = -1;
   private readonly maxHeaderDigits: number;
   private readonly maxFrameBytes: number;
 
-  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+  /** Chunks given to push are the decoder's to free once copied (socket reads nobody else holds). */
+  private readonly ownsChunks: boolean;
+
+  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES, options: { ownsChunks?: boolean } = {}) {
     this.maxFrameBytes = maxFrameBytes;
+    this.ownsChunks = options.ownsChunks ?? false;
     this.maxHeaderDigits = String(maxFrameBytes).length;
   }
 
@@ -36,16 +50,62 @@ export class FrameDecoder {
    */
   push(chunk: Buffer): Buffer[] {
     if (chunk.length === 0) return [];
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
     const frames: Buffer[] = [];
     try {
+      const rest = this.gather(chunk, frames);
+      if (rest.length === 0) return frames;
+      this.chunks.push(rest);
+      this.buffered += rest.length;
       this.extract(frames);
     } catch (err) {
       if (err instanceof FramingError) err.frames = frames;
       throw err;
     }
     return frames;
+  }
+
+  /** Drops whatever is held (the connection is closing): nothing stays referenced. */
+  reset(): void {
+    this.chunks = [];
+    // The gathered buffer is ours alone (no view of it was handed out): detaching it
+    // frees its memory now rather than at some later garbage collection.
+    (this.body?.buffer as ArrayBuffer | undefined)?.transfer(0);
+    this.body = undefined;
+    this.buffered = 0;
+    this.expected = -1;
+  }
+
+  /** Copies what belongs to the frame being gathered; returns the rest of the chunk. */
+  private gather(chunk: Buffer, frames: Buffer[]): Buffer {
+    const body = this.body;
+    if (body === undefined) return chunk;
+    const k = Math.min(chunk.length, body.length - this.buffered);
+    chunk.copy(body, this.buffered, 0, k);
+    this.buffered += k;
+    const rest = k === chunk.length ? EMPTY : chunk.subarray(k);
+    if (rest === EMPTY) this.free(chunk);
+    if (this.buffered < body.length) return rest;
+    this.body = undefined;
+    this.buffered = 0;
+    this.finish(body, frames);
+    return rest;
+  }
+
+  /**
+   * A copied socket chunk is garbage, but an idle process collects none: detaching
+   * its memory now keeps a large frame from leaving its size in garbage behind.
+   */
+  private free(chunk: Buffer): void {
+    const ab = chunk.buffer;
+    if (this.ownsChunks && ab instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.length === ab.byteLength) ab.transfer(0);
+  }
+
+  private finish(all: Buffer, frames: Buffer[]): void {
+    if (all[this.expected] !== 13 || all[this.expected + 1] !== 10) {
+      throw new FramingError(`frame of ${this.expected} bytes is not followed by \\r\\n`);
+    }
+    frames.push(all.subarray(0, this.expected));
+    this.expected = -1;
   }
 
   private extract(frames: Buffer[]): void {
@@ -55,13 +115,16 @@ export class FrameDecoder {
         if (header === undefined) break;
         this.expected = header;
       }
-      if (this.buffered < this.expected + 2) break;
-      const all = this.take(this.expected + 2);
-      if (all[this.expected] !== 13 || all[this.expected + 1] !== 10) {
-        throw new FramingError(`frame of ${this.expected} bytes is not followed by \\r\\n`);
+      if (this.buffered < this.expected + 2) {
+        if (this.expected + 2 > GATHER_FROM_BYTES) {
+          const held = this.buffered;
+          this.body = Buffer.allocUnsafeSlow(this.expected + 2);
+          if (held > 0) this.take(held).copy(this.body, 0);
+          this.buffered = held;
+        }
+        break;
       }
-      frames.push(all.subarray(0, this.expected));
-      this.expected = -1;
+      this.finish(this.take(this.expected + 2), frames);
     }
   }
 

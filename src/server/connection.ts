@@ -9,6 +9,16 @@ import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/t
 import type { Container } from '../containers/container.ts';
 import type { RequestContext, RequestOutcome, WardenService } from '../service/warden-service.ts';
 import { handlers, WAITING_REQUESTS } from './dispatch.ts';
+import type { FrameBudget } from './frame-budget.ts';
+import { releaseDroppedFrames } from './memory-release.ts';
+
+/** How a connection reads frames: the largest frame, the shared budget for unfinished ones, their idle timeout. */
+export interface FramingOptions {
+  maxFrameBytes: number;
+  budget: FrameBudget;
+  /** Ms an unfinished frame may wait for more bytes while we read; null: forever. */
+  idleTimeoutMs: number | null;
+}
 
 /** Frames read ahead of the one being served before we stop reading the socket. */
 const MAX_QUEUED_FRAMES = 64;
@@ -29,6 +39,10 @@ export class Connection {
   private readonly decoder: FrameDecoder;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
+  private readonly framing: FramingOptions;
+  /** Bytes of the unfinished frame this connection has charged to the budget. */
+  private charged = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private readonly references = new Set<Container>();
   private current: RequestName | undefined;
@@ -41,12 +55,13 @@ export class Connection {
   /** Resolves once the socket is closed and references are released. */
   readonly done: Promise<void>;
 
-  constructor(id: number, socket: Socket, service: WardenService, log: Logger, maxFrameBytes: number) {
+  constructor(id: number, socket: Socket, service: WardenService, log: Logger, framing: FramingOptions) {
     this.id = id;
     this.socket = socket;
     this.service = service;
     this.log = log.child({ conn: id });
-    this.decoder = new FrameDecoder(maxFrameBytes);
+    this.framing = framing;
+    this.decoder = new FrameDecoder(framing.maxFrameBytes, { ownsChunks: true });
     this.done = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
@@ -68,6 +83,16 @@ export class Connection {
     this.closed = true;
     this.abort.abort();
     this.socket.destroy();
+    this.dropUnfinished();
+  }
+
+  private dropUnfinished(): void {
+    clearTimeout(this.idleTimer);
+    const dropped = this.charged;
+    this.framing.budget.recharge(this.charged, 0);
+    this.charged = 0;
+    this.decoder.reset();
+    releaseDroppedFrames(dropped);
   }
 
   private onData(chunk: Buffer): void {
@@ -87,6 +112,7 @@ export class Connection {
         return;
       }
     }
+    if (!this.account()) return;
     if (frames.length === 0) return;
     this.queue.push(...frames);
     for (const f of frames) this.queuedBytes += f.length;
@@ -94,11 +120,56 @@ export class Connection {
     if (!this.serving) void this.serve();
   }
 
+  /**
+   * Charges the unfinished frame to the shared budget and (re)arms its idle timer.
+   * false: the connection was closed for it (over the budget).
+   */
+  private account(): boolean {
+    const pending = this.broken ? 0 : this.decoder.pendingBytes;
+    const within = this.framing.budget.recharge(this.charged, pending);
+    this.charged = pending;
+    if (!within) {
+      this.log.warn(
+        { pending, buffered: this.framing.budget.usedBytes, limit: this.framing.budget.limit },
+        'unfinished frames of all connections over server.max_buffered_bytes, closing connection',
+      );
+      this.close();
+      return false;
+    }
+    this.armIdleTimer(pending);
+    return true;
+  }
+
+  private armIdleTimer(pending: number): void {
+    const ms = this.framing.idleTimeoutMs;
+    if (ms === null || pending === 0) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+      return;
+    }
+    if (this.idleTimer) this.idleTimer.refresh();
+    else this.idleTimer = setTimeout(() => this.onIdle(), ms).unref();
+  }
+
+  /** No byte of an unfinished frame for frame_idle_timeout: drop it, unless we stopped reading ourselves. */
+  private onIdle(): void {
+    this.idleTimer = undefined;
+    if (this.closed) return;
+    if (this.socket.isPaused()) {
+      this.armIdleTimer(this.charged);
+      return;
+    }
+    this.log.warn({ pending: this.charged, timeout_ms: this.framing.idleTimeoutMs }, 'unfinished frame idle past server.frame_idle_timeout, closing connection');
+    this.close();
+  }
+
   private onClose(): void {
     this.closed = true;
     this.abort.abort();
     this.queue.length = 0;
     this.queuedBytes = 0;
+    // Give the unfinished frame's bytes back at once, to the budget and to the system.
+    this.dropUnfinished();
     this.service.release(this.id, this.references);
     this.references.clear();
   }

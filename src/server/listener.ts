@@ -4,11 +4,16 @@ import { createServer, type Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { WardenService } from '../service/warden-service.ts';
 import { Connection } from './connection.ts';
+import { FrameBudget } from './frame-budget.ts';
 
 export interface ListenerOptions {
   path: string;
   permissions: number;
   maxFrameBytes: number;
+  /** Most bytes of unfinished frames held across all connections (server.max_buffered_bytes). */
+  maxBufferedBytes?: number;
+  /** Seconds an unfinished frame may wait for more bytes (server.frame_idle_timeout); null: forever. */
+  frameIdleTimeout?: number | null;
 }
 
 export class Listener {
@@ -21,8 +26,13 @@ export class Listener {
   constructor(service: WardenService, log: Logger, opts: ListenerOptions) {
     this.opts = opts;
     this.log = log;
+    const framing = {
+      maxFrameBytes: opts.maxFrameBytes,
+      budget: new FrameBudget(opts.maxBufferedBytes ?? Number.MAX_SAFE_INTEGER),
+      idleTimeoutMs: opts.frameIdleTimeout == null ? null : opts.frameIdleTimeout * 1000,
+    };
     this.server = createServer((socket) => {
-      const conn = new Connection(this.nextId++, socket, service, log, opts.maxFrameBytes);
+      const conn = new Connection(this.nextId++, socket, service, log, framing);
       this.connections.add(conn);
       conn.done.then(() => this.connections.delete(conn));
     });

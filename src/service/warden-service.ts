@@ -418,6 +418,11 @@ export class WardenService {
     const rlimits = effectiveRlimits(this.config.server.container_rlimits, req.rlimits, this.hardLimits);
     const id = await this.jobIds.allocate();
     c.assertState('active');
+    // Checked right before the job is added (no await in between), so concurrent spawns cannot pass it together.
+    const maxJobs = this.config.server.container_max_jobs;
+    if (c.runningJobIds().length >= maxJobs) {
+      throw new WardenError(`cannot spawn job: the container runs its maximum of ${maxJobs} jobs (server.container_max_jobs)`);
+    }
     const dir = c.jobDir(id);
     const launch = this.backend.jobLaunch(c.record, {
       id,
@@ -442,6 +447,7 @@ export class WardenService {
         argv: launch.argv,
         env: launch.env,
         cwd: launch.cwd,
+        ...(launch.cgroupProcs ? { cgroupProcs: launch.cgroupProcs } : {}),
         discardOutput: !!req.discard_output,
       });
     } catch (err) {

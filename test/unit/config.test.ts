@@ -46,6 +46,12 @@ describe('defaults', () => {
       container_pids_limit: 1024,
       container_cpu_shares: 512,
       daemon_cpu_shares: 2048,
+      container_memory_limit: 1024 * 1024 * 1024,
+      container_disk_limit: 10 * 1024 * 1024 * 1024,
+      container_depot_reserve: null,
+      container_max_jobs: 100,
+      max_buffered_bytes: 64 * 1024 * 1024,
+      frame_idle_timeout: 30,
     });
     expect(c.health_check_server).toEqual({ port: 2345 });
     expect(c.logging).toEqual({ level: 'info', file: null, syslog: null });

@@ -60,7 +60,7 @@ export async function limitDisk(subvolumePath: string, info: SubvolumeInfo, limi
   const bytes = diskByteLimit(limits);
   if (bytes !== undefined) {
     if (!info.btrfs) throw new Error('limit_disk: disk quotas are disabled (quota.disk_quota_enabled is false and the depot is not btrfs)');
-    await setByteLimit(subvolumePath, bytes);
+    await setByteLimit(subvolumePath, bytes, info);
   }
   return diskLimitsInForce(bytes ?? (await currentByteLimit(info)));
 }

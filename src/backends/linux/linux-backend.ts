@@ -10,6 +10,7 @@ import { hostSettings, type LinuxBackendOptions, type LinuxHostSettings } from '
 import { jobLaunch, type HardLimits } from './jobs/launch.ts';
 import { liveFacts, runtimeOf } from './container/facts.ts';
 import type { OomResult } from './oom.ts';
+import { diskLimitsInForce } from './limits.ts';
 
 /** Most records one linux.recoverMany task takes (bounds the task's size and its iptables batch). */
 const RECOVER_BATCH = 250;
@@ -50,6 +51,7 @@ export class LinuxBackend implements Backend {
 
   /** On success c.backend holds the LinuxFacts (init pid + start time, cgroups, subvolume, runtime): snapshot it. */
   async create(c: ContainerRecord): Promise<void> {
+    applyDefaultLimits(c, this.settings);
     c.backend = { ...(await this.pool.run('linux.create', { host: this.settings, c })) };
   }
 
@@ -142,5 +144,20 @@ export class LinuxBackend implements Backend {
    */
   watchOom(c: ContainerRecord, baseline?: number): Promise<OomResult> {
     return this.pool.run('linux.watchOom', { id: c.id, cgroups: liveFacts(c).cgroups, baseline });
+  }
+}
+
+/**
+ * A new container's limits: what it was given, else the configured defaults, so that
+ * no container starts unbounded (server.container_memory_limit, container_disk_limit).
+ * Recorded in the container's limits, as if a Limit* request had set them; a later
+ * LimitMemory or LimitDisk replaces them, larger or smaller.
+ */
+export function applyDefaultLimits(c: ContainerRecord, s: LinuxHostSettings): void {
+  if (c.limits.memory_limit_in_bytes === undefined && s.defaultMemoryLimit != null) {
+    c.limits.memory_limit_in_bytes = s.defaultMemoryLimit;
+  }
+  if (c.limits.disk === undefined && s.defaultDiskLimit != null && s.diskQuota) {
+    c.limits.disk = diskLimitsInForce(s.defaultDiskLimit);
   }
 }

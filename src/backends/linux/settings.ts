@@ -20,6 +20,11 @@ export interface LinuxHostSettings {
   depotImage: string;
   /** Size of that image when it has to be created (sparse); 0 picks half the free space, at most 256 GiB. */
   depotImageBytes: number;
+  /** Bytes of the depot no container may take (server.container_depot_reserve); null: derived from its size. */
+  depotReserve?: number | null;
+  /** Limits a new container gets until a Limit* request sets its own (server.container_memory_limit, container_disk_limit). */
+  defaultMemoryLimit?: number | null;
+  defaultDiskLimit?: number | null;
   /** Default lower dir of the overlay. */
   baseRootfs: string;
   /** Written into /etc/resolv.conf; empty copies the host's nameservers. */
@@ -69,6 +74,9 @@ export function hostSettings(config: WardenConfig, opts: LinuxBackendOptions = {
     diskQuota: config.server.quota?.disk_quota_enabled ?? true,
     depotImage: opts.depotImage ?? join(dirname(depot), 'warden-depot.img'),
     depotImageBytes: opts.depotImageBytes ?? 0,
+    depotReserve: config.server.container_depot_reserve ?? null,
+    defaultMemoryLimit: config.server.container_memory_limit ?? null,
+    defaultDiskLimit: config.server.container_disk_limit ?? null,
     baseRootfs: resolve(config.server.container_rootfs_path),
     dnsServers: config.network.dns_servers ?? [],
     hostResolvConf: config.network.host_resolv_conf,

@@ -62,6 +62,8 @@ export interface LinuxDaemonOptions {
   uidPoolSize?: number;
   server?: Record<string, unknown>;
   network?: Record<string, unknown>;
+  /** The daemon's folder, prepared by the caller (e.g. with a small depot image at <dir>/warden-depot.img). */
+  dir?: string;
 }
 
 export interface RunResult {
@@ -96,6 +98,7 @@ export class LinuxDaemon {
       network: { pool_network: o.pool, release_delay: 0, ...o.network },
       port: { pool_start_port: o.portStart, pool_size: 100 },
       user: { pool_start_uid: o.uidStart, pool_size: o.uidPoolSize ?? 64 },
+      ...(o.dir === undefined ? {} : { dir: o.dir }),
     };
     let daemon: TestDaemon;
     try {

@@ -248,3 +248,27 @@ export async function killAll(paths: CgroupPaths): Promise<void> {
     }
   }
 }
+
+/**
+ * Moves the processes that sit only in the container's memory group (job
+ * supervisors and their runc exec, charged there) to its parent group, so that a
+ * supervisor still writing its job's exit status cannot keep the group from
+ * being removed.
+ */
+export async function evictFromMemoryGroup(paths: CgroupPaths): Promise<void> {
+  const dir = paths.memory;
+  if (!dir || dir === procsDir(paths)) return;
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const own = new Set(await readPids(paths));
+  const parentProcs = join(dirname(dir), 'cgroup.procs');
+  for (const pid of text.split('\n').filter(Boolean).map(Number)) {
+    if (own.has(pid)) continue;
+    await writeFile(parentProcs, String(pid)).catch(() => undefined); // gone meanwhile
+  }
+}

@@ -19,6 +19,7 @@ import { createContainerNetwork, destroyContainerNetwork } from '../network/inde
 import { checkContainerId, netSpec, type LinuxFacts } from './facts.ts';
 import { diskByteLimit } from '../limits.ts';
 import { stringify64 } from '../../../util/json64.ts';
+import { joinContainersQgroup } from '../disk/containers-qgroup.ts';
 
 export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<LinuxFacts> {
   checkContainerId(c.id);
@@ -40,7 +41,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
       (info) => deleteSubvolume(p.subvolume, info, s.depot),
     );
     const bytes = diskByteLimit(c.limits.disk);
-    if (bytes && subvolume.btrfs) await setByteLimit(p.subvolume, bytes);
+    if (bytes && subvolume.btrfs) await setByteLimit(p.subvolume, bytes, subvolume);
 
     await mkdir(p.upper, { recursive: true });
     await mkdir(p.work, { recursive: true });
@@ -56,6 +57,10 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
       const home = join(p.mnt, 'home', 'vcap');
       await run('chown', ['-R', '-h', `--from=${etc.previousVcapUid}`, `${c.uid}:${c.uid}`, home], { context: 'renumber vcap' });
     }
+
+    // Only now into the containers' shared qgroup: the setup's own writes above must
+    // succeed even when the containers together have used up their share of the depot.
+    if (subvolume.btrfs && s.diskQuota) await joinContainersQgroup(subvolume.subvolId!, s.depot);
 
     const config = await buildConfig({
       root: p.mnt,

@@ -15,6 +15,7 @@ import { CGROUP_LINK_ROOT, linkContainerCgroups } from '../cgroups/links.ts';
 function relink(s: LinuxHostSettings, c: ContainerRecord): Promise<void> {
   return linkContainerCgroups(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, c.id, factsOf(c).cgroups ?? {});
 }
+import { joinMissing } from '../disk/containers-qgroup.ts';
 
 /** Whether the runtime's view and /proc agree that c's init is the process we started. */
 async function initAlive(c: ContainerRecord, state: RuntimeState | undefined): Promise<boolean> {
@@ -66,6 +67,11 @@ export async function recoverContainersOnHost(s: LinuxHostSettings, cs: Containe
   for (const [k, i] of alive.entries()) {
     const err = restored[k] ?? (await relink(s, cs[i]!).then(() => undefined, (e: unknown) => e));
     out[i] = err ? { error: messageOf(err) } : { alive: true };
+  }
+  if (s.diskQuota) {
+    const ids = alive.map((i) => factsOf(cs[i]!).subvolume).filter((v) => v?.btrfs && v.subvolId !== undefined).map((v) => v!.subvolId!);
+    // Not a reason to lose the containers: they would only stay outside the depot's share.
+    await joinMissing(s.depot, ids).catch(() => undefined);
   }
   return out;
 }

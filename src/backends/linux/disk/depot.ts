@@ -6,6 +6,7 @@ import { mkdir, open, readFile, readdir, statfs, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { run } from '../exec.ts';
 import type { LinuxHostSettings } from '../settings.ts';
+import { prepareContainersQgroup } from './containers-qgroup.ts';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 const GiB = 1024 ** 3;
@@ -48,6 +49,7 @@ export async function prepareDepot(s: LinuxHostSettings): Promise<void> {
     });
   }
   await run('btrfs', ['quota', 'enable', s.depot], { context: 'enable btrfs quota on the depot' });
+  await prepareContainersQgroup(s.depot, s.depotReserve ?? null);
 }
 
 async function ensureImage(s: LinuxHostSettings): Promise<void> {

@@ -2,6 +2,7 @@
 // level-0 qgroup carries the disk limit. Usage is read from sysfs
 // (/sys/fs/btrfs/<fsid>/qgroups/0_<subvolid>/referenced), so Info does not fork.
 import { mkdir, readFile, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { run, HostCommandError } from '../exec.ts';
 import { isBtrfs } from './depot.ts';
 import type { U64 } from '../../../protocol/types.ts';
@@ -76,9 +77,15 @@ export async function destroyQgroup(subvolId: number, depot: string): Promise<vo
   }
 }
 
-/** Sets (bytes > 0) or clears (0) the referenced-bytes limit of the subvolume's qgroup. */
-export async function setByteLimit(path: string, bytes: U64): Promise<void> {
-  await run('btrfs', ['qgroup', 'limit', bytes > 0 ? String(bytes) : 'none', path], {
+/**
+ * Sets (bytes > 0) or clears (0) the referenced-bytes limit of the subvolume's qgroup.
+ * Named by id and done through the subvolume's parent folder: the change is a
+ * transaction charged to the subvolume it is made on, and a container that filled
+ * the containers' share would refuse it (EDQUOT) if made on its own subvolume.
+ */
+export async function setByteLimit(path: string, bytes: U64, info?: SubvolumeInfo): Promise<void> {
+  const target = info?.subvolId === undefined ? [path] : [`0/${info.subvolId}`, dirname(path)];
+  await run('btrfs', ['qgroup', 'limit', bytes > 0 ? String(bytes) : 'none', ...target], {
     context: `limit disk of ${path}`,
   });
 }

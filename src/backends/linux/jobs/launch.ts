@@ -59,6 +59,7 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
 export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}, supervisorCgroupProcs?: string): JobLaunch {
   const spec = stringify64(processSpec(c, job, hard));
   const processFile = join(job.dir, 'process.json');
+  const memory = (c.backend as { cgroups?: { memory?: string } } | undefined)?.cgroups?.memory;
   return {
     argv: [
       '/bin/sh', '-c',
@@ -71,5 +72,8 @@ export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: H
       ...(supervisorCgroupProcs ? { WARDEN_SUPERVISOR_CGROUP_PROCS: supervisorCgroupProcs } : {}),
     },
     cwd: job.dir,
+    // Memory only: the pids and freezer groups list the container's own processes
+    // (stop and destroy signal those), and a supervisor must outlive its job.
+    ...(memory === undefined ? {} : { cgroupProcs: [join(memory, 'cgroup.procs')] }),
   };
 }
