@@ -398,6 +398,12 @@ export class WardenService {
 
   async spawn(req: M.SpawnRequest, ctx: RequestContext): Promise<M.SpawnResponse> {
     const c = this.lookup(req.handle, ctx);
+    const job = await this.startJob(c, req);
+    return { job_id: job.id };
+  }
+
+  /** Start a job in c (Spawn, Run). */
+  private async startJob(c: Container, req: M.SpawnRequest): Promise<Job> {
     c.assertState('active');
     const rlimits = effectiveRlimits(this.config.server.container_rlimits, req.rlimits, this.hardLimits);
     const id = await this.jobIds.allocate();
@@ -434,7 +440,7 @@ export class WardenService {
       throw new WardenError('cannot spawn job', { cause: err });
     }
     this.guard(c, job);
-    return { job_id: id };
+    return job;
   }
 
   /** On an OOM kill: record the `out of memory` event and stop the container, as the original did. */
@@ -551,9 +557,21 @@ export class WardenService {
   }
 
   async run(req: M.RunRequest, ctx: RequestContext): Promise<M.RunResponse> {
-    const { job_id } = await this.spawn(req, ctx);
+    // One lookup: a Destroy from another connection while the job starts removes
+    // the handle, and the Run must still answer with the container's obituary.
     const c = this.lookup(req.handle, ctx);
-    return this.collect(c, this.findJob(c, job_id), ctx);
+    let job: Job;
+    try {
+      job = await this.startJob(c, req);
+    } catch (err) {
+      // Destroyed while the job was being started: the job was killed with it.
+      if (c.obituary) await c.lock.run(async () => {});
+      if (c.state === 'destroyed' && c.obituary) {
+        return { exit_status: 255, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), info: c.obituary };
+      }
+      throw err;
+    }
+    return this.collect(c, job, ctx);
   }
 
   async netIn(req: M.NetInRequest, ctx: RequestContext): Promise<M.NetInResponse> {
