@@ -130,13 +130,23 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
       // From here /healthz answers 503, so balancers and upgrade scripts see the drain.
       draining = true;
       log.info({ reason }, 'draining');
+      // How long each phase took, in the 'drained, exiting' line.
+      const ms: Record<string, number> = {};
+      let t = performance.now();
+      const lap = (phase: string) => {
+        ms[phase] = Math.round(performance.now() - t);
+        t = performance.now();
+      };
       await listener.drain();
+      lap('connections');
       await service.snapshotAll();
+      lap('snapshots');
       if (config.server.pidfile) await unlink(config.server.pidfile).catch(() => {});
       service.stopping = true;
       await pool.close();
+      lap('workers');
       health?.close();
-      log.info('drained, exiting');
+      log.info({ ms }, 'drained, exiting');
       await new Promise<void>((resolve) => log.flush(() => resolve()));
     })();
     return stopping;

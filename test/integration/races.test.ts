@@ -47,3 +47,28 @@ describe('a Run in flight while another connection destroys the container', () =
     );
   }, 120_000);
 });
+
+describe('a drain with no request in flight', () => {
+  it('exits 0, promptly, also when it comes as soon as the socket answers (20 times)', async () => {
+    const d = await TestDaemon.start();
+    try {
+      const c = await d.client();
+      const { handle } = await c.create({});
+      await c.spawn({ handle, script: 'sleep 600' });
+      await c.close();
+      for (let i = 0; i < 20; i++) {
+        if (i > 0) await d.launch(); // returns as soon as a Ping is answered
+        // An idle connection (every other round), as a client that keeps one open.
+        const idle = i % 2 === 0 ? await d.client() : undefined;
+        const t0 = performance.now();
+        expect(await d.drain(), `round ${i}`).toBe(0);
+        // Loose bound: a drain with nothing in flight is tens of ms.
+        expect(performance.now() - t0, `round ${i}`).toBeLessThan(5_000);
+        await idle?.close().catch(() => {});
+      }
+      await d.launch();
+    } finally {
+      await d.cleanup();
+    }
+  }, 180_000);
+});
