@@ -133,6 +133,20 @@ export class WardenService {
     }
   }
 
+  /**
+   * A new connection references every container there is, as the original's did
+   * (its post_init): a client that reconnects (after a restart too) holds off
+   * their grace time without naming them first. Containers that never expire
+   * (grace_time null) need no reference, and are skipped.
+   */
+  connected(connectionId: number, references: Set<Container>): void {
+    for (const c of this.registry.all()) {
+      if (c.record.grace_time === null || (c.state !== 'active' && c.state !== 'stopped')) continue;
+      this.reference(c, connectionId);
+      references.add(c);
+    }
+  }
+
   /** A connection closed: containers it alone referenced start their grace time. */
   release(connectionId: number, containers: Iterable<Container>): void {
     for (const c of containers) {

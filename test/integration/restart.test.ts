@@ -82,6 +82,50 @@ describe('drain (SIGUSR2)', () => {
   });
 });
 
+describe('grace time across a drain and restart', () => {
+  it('a client that connects after the restart holds the container: its Info 1.1 s later finds it', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({ grace_time: 1 });
+    expect(await d1.drain()).toBe(0);
+    const d2 = await start(d1.dir);
+    // As the original: a new connection references every container, which
+    // cancels the grace timer the recovery armed.
+    const c2 = await d2.client();
+    await sleep(1100);
+    expect((await c2.info({ handle })).state).toBe('active');
+    // Once no connection references it, its grace time runs out.
+    await c2.close();
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const c3 = await d2.client();
+      // A new connection would hold it off again: ask, close, and wait past the grace time.
+      const handles = (await c3.list()).handles ?? [];
+      await c3.close();
+      if (!handles.includes(handle)) break;
+      expect(Date.now()).toBeLessThan(deadline);
+      await sleep(1500);
+    }
+  });
+
+  it('a container with grace_time 0 is destroyed after the restart', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({ grace_time: 0 });
+    const dir = (await c1.info({ handle })).container_path!;
+    expect(await d1.drain()).toBe(0);
+    const d2 = await start(d1.dir);
+    const deadline = Date.now() + 10_000;
+    while (existsSync(dir)) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await sleep(50);
+    }
+    const c2 = await d2.client();
+    await expect(c2.info({ handle })).rejects.toThrow(/unknown handle/);
+    await c2.close();
+  });
+});
+
 describe('crash (kill -9)', () => {
   it('during creates: the restart keeps whole containers and removes half-made ones', async () => {
     const d1 = await start();
