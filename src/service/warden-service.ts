@@ -9,6 +9,7 @@ import type { WardenConfig } from '../config/types.ts';
 import { Container } from '../containers/container.ts';
 import type { ContainerRecord, JobRecord } from '../containers/model.ts';
 import { ContainerRegistry, validateHandle } from '../containers/registry.ts';
+import { toSnapshot } from '../containers/snapshot-format.ts';
 import { NoSuchJobError, WardenError, describeError } from '../errors.ts';
 import { Job } from '../jobs/job.ts';
 import { JobIdAllocator } from '../jobs/job-ids.ts';
@@ -180,7 +181,7 @@ export class WardenService {
     const write = async (): Promise<void> => {
       c.snapshotQueued = undefined;
       try {
-        await this.pool.run('state.writeJson', { path: c.snapshotPath, value: c.record });
+        await this.pool.run('state.writeJson', { path: c.snapshotPath, value: toSnapshot(c.record) });
       } finally {
         c.snapshotting = undefined;
       }
