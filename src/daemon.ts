@@ -143,6 +143,8 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
       lap('snapshots');
       if (config.server.pidfile) await unlink(config.server.pidfile).catch(() => {});
       service.stopping = true;
+      await service.stopGuards();
+      lap('watchers');
       await pool.close();
       lap('workers');
       health?.close();

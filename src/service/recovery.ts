@@ -116,7 +116,9 @@ export async function recover(
       c.addJob(job);
     }
     service.registry.add(c);
-    for (const job of c.jobs.values()) if (job.running) service.guard(c, job);
+    // Jobs with a log_tag that ended while no daemon ran still have their last
+    // lines to forward to syslog: their watcher does that and ends at once.
+    for (const job of c.jobs.values()) if (job.running || job.record.log_tag) service.guard(c, job);
     service.armGraceTimer(c);
     if (c.state === 'active') service.watchOom(c);
     snapshots.push(service.snapshot(c).catch(() => {}));

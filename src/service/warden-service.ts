@@ -90,6 +90,8 @@ export class WardenService {
   private jobIds: JobIdAllocator;
   /** Job watchers (exit and output limit) still running. */
   private readonly guards = new Set<Promise<void>>();
+  /** Aborted when the daemon drains: the job watchers stop. */
+  private readonly guardsStop = new AbortController();
 
   constructor(o: ServiceOptions) {
     this.config = o.config;
@@ -486,7 +488,9 @@ export class WardenService {
     const socket = this.config.server.syslog_socket;
     const syslog = socket && job.record.log_tag ? { socket, tag: job.record.log_tag } : undefined;
     const watch = async (): Promise<void> => {
-      let r = await followJob(this.pool, { dir: job.dir, limit, syslog });
+      let r = await followJob(this.pool, { dir: job.dir, limit, syslog, signal: this.guardsStop.signal });
+      // The daemon drains: the next one's watcher goes on where this one stopped.
+      if (r.outcome === 'cancelled') return;
       if (r.outcome === 'limit') {
         this.log.info({ handle: c.handle, job: job.id, limit }, 'job output limit exceeded, killing job');
         c.record.events.push(`job ${job.id} killed: output exceeded ${limit} bytes`);
@@ -703,6 +707,22 @@ export class WardenService {
       });
     }
     return { ...(c.record.limits.disk ?? {}) };
+  }
+
+  /**
+   * Drain: stop the job watchers at a clean point (a watcher forwarding to syslog
+   * has recorded how far it got, and its logger processes have sent what they
+   * took), so that the next daemon forwards each line once. Waits at most
+   * `timeoutMs`.
+   */
+  async stopGuards(timeoutMs = 3000): Promise<void> {
+    this.guardsStop.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.guards]),
+      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Wait for job watchers to settle (shutdown). */
