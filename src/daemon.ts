@@ -68,13 +68,19 @@ async function createBackend(config: WardenConfig, pool: WorkerPool): Promise<Ba
   return new InsecureBackend(pool);
 }
 
-export async function startDaemon(configPath: string): Promise<Daemon> {
-  const config = await loadConfig(configPath);
+/** What main() made before loading the daemon's modules (see startEarly). */
+export interface EarlyStart {
+  config: WardenConfig;
+  pool: WorkerPool;
+}
+
+export async function startDaemon(configPath: string, early?: EarlyStart): Promise<Daemon> {
+  const config = early?.config ?? (await loadConfig(configPath));
   const { log, destination } = createLogger(config);
   for (const w of config.warnings ?? []) log.warn({ config: configPath }, w);
   // Read once at start: what the daemon may grant jobs (no CAP_SYS_RESOURCE here).
   const hardLimits = parseHardLimits(readFileSync('/proc/self/limits', 'utf8'));
-  const pool = new WorkerPool({ threads: config.server.worker_threads });
+  const pool = early?.pool ?? new WorkerPool({ threads: config.server.worker_threads });
   const backend = await createBackend(config, pool);
   const service = new WardenService({
     config,
@@ -120,7 +126,11 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
     throw err;
   }
   log.info(
-    { backend: backend.name, version: VERSION, containers: service.registry.size, max_containers: config.server.max_containers },
+    {
+      backend: backend.name, version: VERSION, containers: service.registry.size, max_containers: config.server.max_containers,
+      // Since the process started (Node's own start included): how long clients waited.
+      startup_ms: Math.round(performance.now()),
+    },
     'warden started',
   );
 

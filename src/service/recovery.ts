@@ -131,8 +131,10 @@ export async function recover(
     }),
   );
   lap('destroy');
-  await Promise.all(snapshots);
-  lap('snapshot');
+  // The snapshots (jobs that ended meanwhile, the current shape) are written while
+  // the daemon already serves: a write queued after them by a request coalesces
+  // with them, and a drain waits for them.
+  void Promise.all(snapshots);
 
   service.startJobIdsAt(highestJob + 1);
   await backend.sweep(new Set(service.registry.all().map((c) => c.id)));
