@@ -82,6 +82,28 @@ describe('drain (SIGUSR2)', () => {
   });
 });
 
+describe('restart speed', () => {
+  it('a 2-second job spawned just before a drain is still running when linked after the next start (4 containers)', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const handles: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { handle } = await c1.create({});
+      await c1.spawn({ handle, script: 'sleep 600' });
+      handles.push(handle);
+    }
+    const { job_id } = await c1.spawn({ handle: handles[0]!, script: 'sleep 2; echo finished' });
+    expect(await d1.drain()).toBe(0);
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    // Still running: the drain, the start and the recovery took well under its 2 s.
+    expect((await c2.info({ handle: handles[0]! })).job_ids).toContain(job_id);
+    const r = await c2.link({ handle: handles[0]!, job_id });
+    expect(text(r.stdout)).toBe('finished\n');
+    await c2.close();
+  });
+});
+
 describe('grace time across a drain and restart', () => {
   it('a client that connects after the restart holds the container: its Info 1.1 s later finds it', async () => {
     const d1 = await start();
