@@ -75,6 +75,13 @@ export interface EarlyStart {
 }
 
 export async function startDaemon(configPath: string, early?: EarlyStart): Promise<Daemon> {
+  // Start-up phases, in the 'warden started' line: clients wait meanwhile.
+  const startMs: Record<string, number> = { boot: Math.round(performance.now()) };
+  let startLap = performance.now();
+  const lapStart = (phase: string) => {
+    startMs[phase] = Math.round(performance.now() - startLap);
+    startLap = performance.now();
+  };
   const config = early?.config ?? (await loadConfig(configPath));
   const { log, destination } = createLogger(config);
   for (const w of config.warnings ?? []) log.warn({ config: configPath }, w);
@@ -109,9 +116,13 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
   });
   service.observer = metrics;
   try {
+    lapStart('init');
     await backend.setupHost();
+    lapStart('host');
     await recover(service, backend, pool, log);
+    lapStart('recovery');
     await listener.listen();
+    lapStart('listen');
     if (config.health_check_server.port > 0) {
       health = await startHealthCheck(config.health_check_server.port, {
         draining: () => draining,
@@ -130,6 +141,7 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
       backend: backend.name, version: VERSION, containers: service.registry.size, max_containers: config.server.max_containers,
       // Since the process started (Node's own start included): how long clients waited.
       startup_ms: Math.round(performance.now()),
+      ms: startMs,
     },
     'warden started',
   );
