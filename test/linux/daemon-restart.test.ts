@@ -37,8 +37,9 @@ describe('restart (Linux)', () => {
     const { job_id } = await c.spawn({ handle: handles[0]!, script: 'sleep 2; echo finished' });
     await drainAndStart();
     const k = await d.client();
-    console.log(d.daemon.log().split('\n').filter((l) => /recovery done|warden started|drained/.test(l)).slice(-3).join('\n'));
-    expect((await k.info({ handle: handles[0]! })).job_ids).toContain(job_id);
+    // On failure, say where the time went (the daemon logs its drain and start phases).
+    const phases = d.daemon.log().split('\n').filter((l) => /drained, exiting|recovery done|warden started/.test(l)).slice(-3).join('\n');
+    expect((await k.info({ handle: handles[0]! })).job_ids, phases).toContain(job_id);
     const r = await k.link({ handle: handles[0]!, job_id });
     expect(String(r.stdout)).toBe('finished\n');
     for (const handle of handles) await k.destroy({ handle });
