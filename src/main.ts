@@ -73,7 +73,8 @@ async function main(): Promise<void> {
   // the daemon: a restart is that much shorter.
   const config = await loadConfig(values.config);
   const { WorkerPool } = await import('./workers/pool.ts');
-  const pool = new WorkerPool({ threads: config.server.worker_threads });
+  const backend = config.server.container_klass === 'Warden::Container::Linux' ? 'linux' : 'insecure';
+  const pool = new WorkerPool({ threads: config.server.worker_threads, preload: ['state', 'job', backend] });
   const { startDaemon } = await import('./daemon.ts');
   daemon = await startDaemon(values.config, { config, pool });
   if (drainSignal !== undefined) exit(drainSignal);

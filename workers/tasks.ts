@@ -4,6 +4,8 @@
 // Each family of tasks is loaded on its first use: a worker of the insecure
 // backend never loads the Linux backend (and its host-command libraries), and
 // a restarting daemon's first task waits for less.
+import { Piscina } from 'piscina';
+
 type SnapshotTasks = typeof import('../src/containers/snapshot-tasks.ts').snapshotTasks;
 type JobTasks = typeof import('../src/jobs/job-tasks.ts').jobTasks;
 type InsecureTasks = typeof import('../src/backends/insecure/tasks.ts').insecureTasks;
@@ -25,16 +27,27 @@ const families: Record<string, () => Promise<TaskTable>> = {
 };
 const loaded = new Map<string, Promise<TaskTable>>();
 
-export default async function runTask({ name, args }: { name: TaskName; args: unknown }): Promise<unknown> {
-  const family = String(name).split('.')[0]!;
-  const load = families[family];
-  if (!load) throw new Error(`unknown worker task ${String(name)}`);
-  let table = loaded.get(family);
+function family(name: string): Promise<TaskTable> {
+  let table = loaded.get(name);
   if (!table) {
+    const load = families[name];
+    if (!load) return Promise.reject(new Error(`unknown worker task family ${name}`));
     table = load();
-    loaded.set(family, table);
+    loaded.set(name, table);
   }
-  const task = (await table)[name] as ((a: unknown) => Promise<unknown>) | undefined;
+  return table;
+}
+
+// Families the daemon will need at once (its backend's) start loading as the
+// worker boots, while the main thread loads its own modules.
+for (const name of (Piscina.workerData as { preload?: string[] } | undefined)?.preload ?? []) {
+  family(name).catch(() => {}); // a failure shows on the first task of the family
+}
+
+export default async function runTask({ name, args }: { name: TaskName; args: unknown }): Promise<unknown> {
+  const prefix = String(name).split('.')[0]!;
+  if (!families[prefix]) throw new Error(`unknown worker task ${String(name)}`);
+  const task = (await family(prefix))[name] as ((a: unknown) => Promise<unknown>) | undefined;
   if (!task) throw new Error(`unknown worker task ${String(name)}`);
   return task(args);
 }
