@@ -69,13 +69,26 @@ async function createBackend(config: WardenConfig, pool: WorkerPool): Promise<Ba
   return new InsecureBackend(pool);
 }
 
-export async function startDaemon(configPath: string): Promise<Daemon> {
-  const config = await loadConfig(configPath);
+/** What main() made before loading the daemon's modules (see startEarly). */
+export interface EarlyStart {
+  config: WardenConfig;
+  pool: WorkerPool;
+}
+
+export async function startDaemon(configPath: string, early?: EarlyStart): Promise<Daemon> {
+  // Start-up phases, in the 'warden started' line: clients wait meanwhile.
+  const startMs: Record<string, number> = { boot: Math.round(performance.now()) };
+  let startLap = performance.now();
+  const lapStart = (phase: string) => {
+    startMs[phase] = Math.round(performance.now() - startLap);
+    startLap = performance.now();
+  };
+  const config = early?.config ?? (await loadConfig(configPath));
   const { log, destination } = createLogger(config);
   for (const w of config.warnings ?? []) log.warn({ config: configPath }, w);
   // Read once at start: what the daemon may grant jobs (no CAP_SYS_RESOURCE here).
   const hardLimits = parseHardLimits(readFileSync('/proc/self/limits', 'utf8'));
-  const pool = new WorkerPool({ threads: config.server.worker_threads });
+  const pool = early?.pool ?? new WorkerPool({ threads: config.server.worker_threads });
   const backend = await createBackend(config, pool);
   const service = new WardenService({
     config,
@@ -106,9 +119,13 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
   });
   service.observer = metrics;
   try {
+    lapStart('init');
     await backend.setupHost();
+    lapStart('host');
     await recover(service, backend, pool, log);
+    lapStart('recovery');
     await listener.listen();
+    lapStart('listen');
     if (config.health_check_server.port > 0) {
       health = await startHealthCheck(config.health_check_server.port, {
         draining: () => draining,
@@ -124,7 +141,12 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
     throw err;
   }
   log.info(
-    { backend: backend.name, version: VERSION, containers: service.registry.size, max_containers: config.server.max_containers },
+    {
+      backend: backend.name, version: VERSION, containers: service.registry.size, max_containers: config.server.max_containers,
+      // Since the process started (Node's own start included): how long clients waited.
+      startup_ms: Math.round(performance.now()),
+      ms: startMs,
+    },
     'warden started',
   );
 
@@ -134,14 +156,26 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
       // From here /healthz answers 503, so balancers and upgrade scripts see the drain.
       draining = true;
       log.info({ reason }, 'draining');
+      // How long each phase took, in the 'drained, exiting' line.
+      const ms: Record<string, number> = {};
+      let t = performance.now();
+      const lap = (phase: string) => {
+        ms[phase] = Math.round(performance.now() - t);
+        t = performance.now();
+      };
       await listener.drain();
+      lap('connections');
       await service.snapshotAll();
+      lap('snapshots');
       if (config.server.pidfile) await unlink(config.server.pidfile).catch(() => {});
       service.stopping = true;
+      await service.stopGuards();
+      lap('watchers');
       await backend.close?.().catch((err) => log.warn({ err: describeError(err) }, 'leaving the daemon cgroup failed'));
       await pool.close();
+      lap('workers');
       health?.close();
-      log.info('drained, exiting');
+      log.info({ ms }, 'drained, exiting');
       await new Promise<void>((resolve) => log.flush(() => resolve()));
     })();
     return stopping;

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/config.ts';
 import { formatConfig } from './config/format.ts';
-import { startDaemon, type Daemon } from './daemon.ts';
+import type { Daemon } from './daemon.ts';
 import { describeError } from './errors.ts';
 
 const usage = `usage: warden-server --config FILE       run the daemon in the foreground
@@ -47,10 +47,19 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     daemon?.reload().catch((err) => daemon?.log.error({ err: describeError(err) }, 'SIGHUP handling failed'));
   });
-  daemon = await startDaemon(values.config);
-  const started = daemon;
+  // The drain signals are handled from the very start: SIGUSR2's default action
+  // kills the process, and a supervisor may send it as soon as the socket answers
+  // (before startDaemon has returned). One that comes during the start drains
+  // right after it.
+  let drainSignal: string | undefined;
   const exit = (signal: string) => {
-    started
+    if (!daemon) {
+      // A second one during the start (Ctrl-C twice) gives up at once.
+      if (drainSignal !== undefined) process.exit(1);
+      drainSignal = signal;
+      return;
+    }
+    daemon
       .shutdown(signal)
       .then(() => process.exit(0))
       .catch((err) => {
@@ -60,6 +69,15 @@ async function main(): Promise<void> {
   };
   // SIGUSR2 is the original's drain signal; TERM and INT drain the same way.
   for (const s of ['SIGUSR2', 'SIGTERM', 'SIGINT'] as const) process.on(s, () => exit(s));
+  // The worker threads boot (on other cores) while this thread loads the rest of
+  // the daemon: a restart is that much shorter.
+  const config = await loadConfig(values.config);
+  const { WorkerPool } = await import('./workers/pool.ts');
+  const backend = config.server.container_klass === 'Warden::Container::Linux' ? 'linux' : 'insecure';
+  const pool = new WorkerPool({ threads: config.server.worker_threads, preload: ['state', 'job', backend] });
+  const { startDaemon } = await import('./daemon.ts');
+  daemon = await startDaemon(values.config, { config, pool });
+  if (drainSignal !== undefined) exit(drainSignal);
   process.on('SIGPIPE', () => {});
 }
 

@@ -2,7 +2,7 @@
 // output files, kill a job.
 import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import { LOST_JOB_STATUS, isAlive, readExitStatus, readJobPids } from './job-files.ts';
@@ -164,6 +164,12 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   let sent = 0;
   let lastLiveness = Date.now();
   const sink = !a.sendData && a.syslog ? new SyslogSink(a.syslog) : undefined;
+  if (sink) {
+    // Output a watcher before a restart already forwarded is not sent again.
+    const offsets = await readSyslogOffsets(a.dir);
+    files.forEach((f, i) => (f.offset = offsets[i] ?? 0));
+    sent = files[0].offset + files[1].offset;
+  }
   try {
     for (;;) {
       if (cancelled) return { outcome: 'cancelled' };
@@ -189,13 +195,24 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
         }
       } else if (sink) {
         // Forward to syslog everything up to the limit; the sizes tell the rest.
+        // Whole lines only while the job runs: a line cut at a restart would
+        // reach syslog as two messages.
+        let forwarded = false;
         for (const f of files) {
           for (let chunk; sent < a.limit && (chunk = await f.read(a.limit - sent)); ) {
+            if (status === undefined && chunk.length < CHUNK) {
+              const whole = chunk.lastIndexOf(0x0a) + 1;
+              f.offset -= chunk.length - whole;
+              if (whole === 0) break;
+              chunk = chunk.subarray(0, whole);
+            }
             sent += chunk.length;
-            progressed = true;
+            progressed = forwarded = true;
             await sink.write(f.name, chunk);
           }
         }
+        // The next daemon's watcher goes on from here (each line once, across restarts).
+        if (forwarded) await saveSyslogOffsets(a.dir, files);
         if (sent >= a.limit) sent += await pendingBytes(files);
       } else {
         sent = (await files[0].size()) + (await files[1].size());
@@ -230,6 +247,26 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     await sink?.close();
     a.port.close();
   }
+}
+
+/** Bytes of stdout and stderr forwarded to syslog so far: `<stdout> <stderr>`. */
+const SYSLOG_OFFSETS = 'syslog_offsets';
+
+async function readSyslogOffsets(dir: string): Promise<number[]> {
+  try {
+    const nums = (await readFile(join(dir, SYSLOG_OFFSETS), 'utf8')).trim().split(' ').map(Number);
+    return nums.length === 2 && nums.every((n) => Number.isSafeInteger(n) && n >= 0) ? nums : [0, 0];
+  } catch {
+    return [0, 0];
+  }
+}
+
+async function saveSyslogOffsets(dir: string, files: OutputFile[]): Promise<void> {
+  // Write then rename: a reader never sees half a file. No fsync: the offsets only
+  // need to outlive the daemon, not the host.
+  const tmp = join(dir, `${SYSLOG_OFFSETS}.tmp`);
+  await writeFile(tmp, `${files[0].offset} ${files[1].offset}\n`);
+  await rename(tmp, join(dir, SYSLOG_OFFSETS));
 }
 
 async function pendingBytes(files: OutputFile[]): Promise<number> {

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ContainerState } from '../containers/model.ts';
 import type { RequestOutcome, ServiceObserver, WardenService } from '../service/warden-service.ts';
 import type { WorkerPool } from '../workers/pool.ts';
+import { registerEventLoopMetrics } from './event-loop.ts';
 
 export interface MetricsSources {
   service: WardenService;
@@ -34,6 +35,8 @@ export class DaemonMetrics implements ServiceObserver {
   constructor(src: MetricsSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    // prom-client's event-loop gauges report NaN after a scrape with no samples: ours do not.
+    registerEventLoopMetrics(this.registry, 10);
 
     new Gauge({
       name: 'warden_build_info',

@@ -66,6 +66,7 @@ export class Connection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.once('close', () => this.onClose());
+    service.connected(id, this.references);
   }
 
   get idle(): boolean {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.ts';
 import { Container } from '../containers/container.ts';
 import type { ContainerRecord, JobRecord } from '../containers/model.ts';
+import { fromSnapshot } from '../containers/snapshot-format.ts';
 import type { DepotEntry } from '../containers/snapshot-tasks.ts';
 import { describeError } from '../errors.ts';
 import { Job } from '../jobs/job.ts';
@@ -19,11 +20,6 @@ const DISCARD_CONCURRENCY = 4;
 export interface RecoveryReport {
   recovered: string[];
   destroyed: string[];
-}
-
-function isRecord(v: unknown): v is ContainerRecord {
-  const r = v as ContainerRecord;
-  return !!r && typeof r.id === 'string' && typeof r.handle === 'string' && typeof r.state === 'string';
 }
 
 /** A minimal record for a folder without a usable snapshot: enough for the backend to tear down by id. */
@@ -74,8 +70,10 @@ export async function recover(
   const discards: { record: ContainerRecord; why: string }[] = [];
   for (const e of entries) {
     for (const j of e.jobs) highestJob = Math.max(highestJob, j.id);
-    const snap = e.snapshot;
-    if (!isRecord(snap) || snap.id !== e.id) {
+    // Either snapshot shape (the original's, or our record as earlier builds wrote
+    // it); the path is where the folder is now, the handle the snapshot's.
+    const snap = fromSnapshot(e.snapshot, e.path);
+    if (!snap) {
       discards.push({ record: orphanRecord(e), why: 'no snapshot' });
     } else if (snap.state !== 'active' && snap.state !== 'stopped') {
       discards.push({ record: snap, why: `snapshot state ${snap.state}` });
@@ -118,7 +116,9 @@ export async function recover(
       c.addJob(job);
     }
     service.registry.add(c);
-    for (const job of c.jobs.values()) if (job.running) service.guard(c, job);
+    // Jobs with a log_tag that ended while no daemon ran still have their last
+    // lines to forward to syslog: their watcher does that and ends at once.
+    for (const job of c.jobs.values()) if (job.running || job.record.log_tag) service.guard(c, job);
     service.armGraceTimer(c);
     if (c.state === 'active') service.watchOom(c);
     snapshots.push(service.snapshot(c).catch(() => {}));
@@ -131,8 +131,10 @@ export async function recover(
     }),
   );
   lap('destroy');
-  await Promise.all(snapshots);
-  lap('snapshot');
+  // The snapshots (jobs that ended meanwhile, the current shape) are written while
+  // the daemon already serves: a write queued after them by a request coalesces
+  // with them, and a drain waits for them.
+  void Promise.all(snapshots);
 
   service.startJobIdsAt(highestJob + 1);
   await backend.sweep(new Set(service.registry.all().map((c) => c.id)));

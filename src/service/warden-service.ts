@@ -9,6 +9,7 @@ import type { WardenConfig } from '../config/types.ts';
 import { Container } from '../containers/container.ts';
 import type { ContainerRecord, JobRecord } from '../containers/model.ts';
 import { ContainerRegistry, validateHandle } from '../containers/registry.ts';
+import { toSnapshot } from '../containers/snapshot-format.ts';
 import { HandleExistsError, NoSuchJobError, NotImplementedError, WardenError, describeError } from '../errors.ts';
 import { Job } from '../jobs/job.ts';
 import { JobIdAllocator } from '../jobs/job-ids.ts';
@@ -90,6 +91,8 @@ export class WardenService {
   private jobIds: JobIdAllocator;
   /** Job watchers (exit and output limit) still running. */
   private readonly guards = new Set<Promise<void>>();
+  /** Aborted when the daemon drains: the job watchers stop. */
+  private readonly guardsStop = new AbortController();
 
   constructor(o: ServiceOptions) {
     this.config = o.config;
@@ -134,6 +137,20 @@ export class WardenService {
     }
   }
 
+  /**
+   * A new connection references every container there is, as the original's did
+   * (its post_init): a client that reconnects (after a restart too) holds off
+   * their grace time without naming them first. Containers that never expire
+   * (grace_time null) need no reference, and are skipped.
+   */
+  connected(connectionId: number, references: Set<Container>): void {
+    for (const c of this.registry.all()) {
+      if (c.record.grace_time === null || (c.state !== 'active' && c.state !== 'stopped')) continue;
+      this.reference(c, connectionId);
+      references.add(c);
+    }
+  }
+
   /** A connection closed: containers it alone referenced start their grace time. */
   release(connectionId: number, containers: Iterable<Container>): void {
     for (const c of containers) {
@@ -167,7 +184,7 @@ export class WardenService {
     const write = async (): Promise<void> => {
       c.snapshotQueued = undefined;
       try {
-        await this.pool.run('state.writeJson', { path: c.snapshotPath, value: c.record });
+        await this.pool.run('state.writeJson', { path: c.snapshotPath, value: toSnapshot(c.record) });
       } finally {
         c.snapshotting = undefined;
       }
@@ -414,6 +431,12 @@ export class WardenService {
 
   async spawn(req: M.SpawnRequest, ctx: RequestContext): Promise<M.SpawnResponse> {
     const c = this.lookup(req.handle, ctx);
+    const job = await this.startJob(c, req);
+    return { job_id: job.id };
+  }
+
+  /** Start a job in c (Spawn, Run). */
+  private async startJob(c: Container, req: M.SpawnRequest): Promise<Job> {
     c.assertState('active');
     const rlimits = effectiveRlimits(this.config.server.container_rlimits, req.rlimits, this.hardLimits);
     const id = await this.jobIds.allocate();
@@ -456,7 +479,7 @@ export class WardenService {
       throw new WardenError('cannot spawn job', { cause: err });
     }
     this.guard(c, job);
-    return { job_id: id };
+    return job;
   }
 
   /** On an OOM kill: record the `out of memory` event and stop the container, as the original did. */
@@ -487,7 +510,9 @@ export class WardenService {
     const socket = this.config.server.syslog_socket;
     const syslog = socket && job.record.log_tag ? { socket, tag: job.record.log_tag } : undefined;
     const watch = async (): Promise<void> => {
-      let r = await followJob(this.pool, { dir: job.dir, limit, syslog });
+      let r = await followJob(this.pool, { dir: job.dir, limit, syslog, signal: this.guardsStop.signal });
+      // The daemon drains: the next one's watcher goes on where this one stopped.
+      if (r.outcome === 'cancelled') return;
       if (r.outcome === 'limit') {
         this.log.info({ handle: c.handle, job: job.id, limit }, 'job output limit exceeded, killing job');
         c.record.events.push(`job ${job.id} killed: output exceeded ${limit} bytes`);
@@ -573,9 +598,21 @@ export class WardenService {
   }
 
   async run(req: M.RunRequest, ctx: RequestContext): Promise<M.RunResponse> {
-    const { job_id } = await this.spawn(req, ctx);
+    // One lookup: a Destroy from another connection while the job starts removes
+    // the handle, and the Run must still answer with the container's obituary.
     const c = this.lookup(req.handle, ctx);
-    return this.collect(c, this.findJob(c, job_id), ctx);
+    let job: Job;
+    try {
+      job = await this.startJob(c, req);
+    } catch (err) {
+      // Destroyed while the job was being started: the job was killed with it.
+      if (c.obituary) await c.lock.run(async () => {});
+      if (c.state === 'destroyed' && c.obituary) {
+        return { exit_status: 255, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), info: c.obituary };
+      }
+      throw err;
+    }
+    return this.collect(c, job, ctx);
   }
 
   async netIn(req: M.NetInRequest, ctx: RequestContext): Promise<M.NetInResponse> {
@@ -713,6 +750,22 @@ export class WardenService {
       await this.snapshot(c);
       return { ...c.record.limits.disk };
     });
+  }
+
+  /**
+   * Drain: stop the job watchers at a clean point (a watcher forwarding to syslog
+   * has recorded how far it got, and its logger processes have sent what they
+   * took), so that the next daemon forwards each line once. Waits at most
+   * `timeoutMs`.
+   */
+  async stopGuards(timeoutMs = 3000): Promise<void> {
+    this.guardsStop.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.guards]),
+      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Wait for job watchers to settle (shutdown). */

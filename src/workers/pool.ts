@@ -9,6 +9,8 @@ import type { TaskName, TaskArgs, TaskResult } from '../../workers/tasks.ts';
 
 export interface WorkerPoolOptions {
   threads?: number;
+  /** Task families (name prefixes: state, job, insecure, linux) each worker loads as it boots; the rest load on first use. */
+  preload?: string[];
 }
 
 export class WorkerPool {
@@ -22,6 +24,7 @@ export class WorkerPool {
       maxThreads: threads,
       concurrentTasksPerWorker: 4096,
       idleTimeout: Number.MAX_SAFE_INTEGER,
+      workerData: { preload: opts.preload ?? [] },
     });
   }
 

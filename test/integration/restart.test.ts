@@ -1,5 +1,5 @@
 // Drains, restarts and crashes of the real daemon on the same depot.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestDaemon } from '../helpers/daemon.ts';
@@ -82,6 +82,169 @@ describe('drain (SIGUSR2)', () => {
   });
 });
 
+describe('restart speed', () => {
+  it('a 2-second job spawned just before a drain is still running when linked after the next start (4 containers)', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const handles: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { handle } = await c1.create({});
+      await c1.spawn({ handle, script: 'sleep 600' });
+      handles.push(handle);
+    }
+    const { job_id } = await c1.spawn({ handle: handles[0]!, script: 'sleep 2; echo finished' });
+    expect(await d1.drain()).toBe(0);
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    // Still running: the drain, the start and the recovery took well under its 2 s.
+    expect((await c2.info({ handle: handles[0]! })).job_ids).toContain(job_id);
+    const r = await c2.link({ handle: handles[0]!, job_id });
+    expect(text(r.stdout)).toBe('finished\n');
+    await c2.close();
+  });
+});
+
+describe('grace time across a drain and restart', () => {
+  it('a client that connects after the restart holds the container: its Info 1.1 s later finds it', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({ grace_time: 1 });
+    expect(await d1.drain()).toBe(0);
+    const d2 = await start(d1.dir);
+    // As the original: a new connection references every container, which
+    // cancels the grace timer the recovery armed.
+    const c2 = await d2.client();
+    await sleep(1100);
+    expect((await c2.info({ handle })).state).toBe('active');
+    // Once no connection references it, its grace time runs out.
+    await c2.close();
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const c3 = await d2.client();
+      // A new connection would hold it off again: ask, close, and wait past the grace time.
+      const handles = (await c3.list()).handles ?? [];
+      await c3.close();
+      if (!handles.includes(handle)) break;
+      expect(Date.now()).toBeLessThan(deadline);
+      await sleep(1500);
+    }
+  });
+
+  it('a container with grace_time 0 is destroyed after the restart', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({ grace_time: 0 });
+    const dir = (await c1.info({ handle })).container_path!;
+    expect(await d1.drain()).toBe(0);
+    const d2 = await start(d1.dir);
+    const deadline = Date.now() + 10_000;
+    while (existsSync(dir)) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await sleep(50);
+    }
+    const c2 = await d2.client();
+    await expect(c2.info({ handle })).rejects.toThrow(/unknown handle/);
+    await c2.close();
+  });
+});
+
+describe('snapshot.json', () => {
+  it("has the original's shape: jobs keyed by id, resources with handle, ports, uid, network, net rules", async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({ handle: 'shaped', grace_time: 7 });
+    const { host_port } = await c1.netIn({ handle, container_port: 8080 });
+    await c1.netOut({ handle, network: '1.2.3.0/32', port: 8765 });
+    const done = await c1.spawn({ handle, script: 'exit 2' });
+    const running = await c1.spawn({ handle, script: 'sleep 600', log_tag: 'tagged' });
+    const info = await c1.info({ handle });
+    const path = join(info.container_path!, 'snapshot.json');
+    // The finished job's exit is recorded once its watcher sees it.
+    let snap: Record<string, any> = {};
+    for (let i = 0; i < 200; i++) {
+      snap = JSON.parse(readFileSync(path, 'utf8'));
+      if (snap.jobs?.[String(done.job_id)]?.status) break;
+      await sleep(25);
+    }
+    expect(snap.state).toBe('active');
+    expect(snap.grace_time).toBe(7);
+    expect(snap.events).toEqual([]);
+    expect(snap.limits).toEqual({});
+    expect(snap.jobs[String(done.job_id)]).toMatchObject({ discard_output: false, log_tag: null, status: [2, '', ''] });
+    expect(snap.jobs[String(running.job_id)]).toMatchObject({ discard_output: false, log_tag: 'tagged' });
+    expect(snap.jobs[String(running.job_id)]).not.toHaveProperty('status');
+    const id = info.container_path!.split('/').pop();
+    expect(snap.resources).toMatchObject({
+      handle,
+      container_id: id,
+      network: expect.stringMatching(/^\d+\.\d+\.\d+\.\d+$/),
+      uid: expect.any(Number),
+      ports: [host_port],
+      net_in: [[host_port, 8080]],
+      net_out: [['1.2.3.0/32', '8765', 'tcp', null, null, null]],
+    });
+    await c1.close();
+  });
+
+  it('a container folder moved to another name in the depot is recovered under its new path', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    const { job_id } = await c1.spawn({ handle, script: 'sleep 0.5; echo moved' });
+    const path = (await c1.info({ handle })).container_path!;
+    expect(await d1.drain()).toBe(0);
+    const { renameSync } = await import('node:fs');
+    renameSync(path, `${path}__`);
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    const info = await c2.info({ handle });
+    expect(info.container_path).toBe(`${path}__`);
+    const r = await c2.link({ handle, job_id });
+    expect(text(r.stdout)).toBe('moved\n');
+    await c2.destroy({ handle });
+    expect(existsSync(`${path}__`)).toBe(false);
+    await c2.close();
+  });
+
+  it("recovers a snapshot in the previous build's shape (our record), and rewrites it in the original's", async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({ handle: 'upgraded', grace_time: 60 });
+    const { host_port } = await c1.netIn({ handle, container_port: 9000 });
+    const { job_id } = await c1.spawn({ handle, script: 'sleep 4; echo kept; exit 3' });
+    const info = await c1.info({ handle });
+    const path = info.container_path!;
+    expect(await d1.drain()).toBe(0);
+    const id = path.split('/').pop()!;
+    const snap = JSON.parse(readFileSync(join(path, 'snapshot.json'), 'utf8'));
+    // What the build before this one wrote: the container record itself.
+    const previous = {
+      id, handle, state: 'active', path, network: snap.resources.network, host_ip: info.host_ip,
+      container_ip: info.container_ip, uid: snap.resources.uid, ports: [host_port], grace_time: 60,
+      bind_mounts: [], rootfs: join(d1.dir, 'rootfs'), events: [],
+      net_in: [{ host_port, container_port: 9000 }], net_out: [], limits: {},
+      jobs: [{ id: job_id, state: 'running', privileged: false, discard_output: false }],
+      created_at: Date.now(), backend: {},
+    };
+    writeFileSync(join(path, 'snapshot.json'), `${JSON.stringify(previous, null, 1)}\n`);
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    const after = await c2.info({ handle });
+    expect(after).toMatchObject({ state: 'active', host_ip: info.host_ip, container_ip: info.container_ip, container_path: path });
+    expect(after.job_ids).toEqual([job_id]);
+    // Its port stays taken: a new net_in gets another.
+    expect((await c2.netIn({ handle })).host_port).not.toBe(host_port);
+    const r = await c2.link({ handle, job_id });
+    expect(text(r.stdout)).toBe('kept\n');
+    expect(r.exit_status).toBe(3);
+    const rewritten = JSON.parse(readFileSync(join(path, 'snapshot.json'), 'utf8'));
+    expect(rewritten.resources).toMatchObject({ handle, container_id: id });
+    expect(rewritten.resources.net_in[0]).toEqual([host_port, 9000]);
+    expect(rewritten.grace_time).toBe(60);
+    await c2.close();
+  });
+});
+
 describe('crash (kill -9)', () => {
   it('during creates: the restart keeps whole containers and removes half-made ones', async () => {
     const d1 = await start();
@@ -123,10 +286,10 @@ describe('crash (kill -9)', () => {
     expect((await c2.list()).handles).toEqual([handle]);
     const info = await c2.info({ handle });
     const snap = JSON.parse(readFileSync(join(info.container_path!, 'snapshot.json'), 'utf8'));
-    expect(snap.handle).toBe(handle);
+    expect(snap.resources.handle).toBe(handle);
     expect(readdirSync(info.container_path!).filter((f) => f.includes('.tmp-'))).toEqual([]);
     // The recovered ports are taken again: a new net_in gets a different one.
-    const ports = new Set(snap.net_in.map((r: { host_port: number }) => r.host_port));
+    const ports = new Set(snap.resources.net_in.map(([hostPort]: [number, number]) => hostPort));
     const { host_port } = await c2.netIn({ handle });
     expect(ports.has(host_port)).toBe(false);
     await c2.destroy({ handle });

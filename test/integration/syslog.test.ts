@@ -57,3 +57,38 @@ it('sends stdout at info and stderr at err, tagged warden.<log_tag>', async () =
   await c.destroy({ handle });
   await c.close();
 });
+
+it('a job that outlives a restart: each line reaches syslog exactly once, before and after the restart', async () => {
+  const d1 = await TestDaemon.start({ server: { syslog_socket: join(dir, 'log.sock') } });
+  let d2: TestDaemon | undefined;
+  try {
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    const N = 80;
+    const { job_id } = await c1.spawn({
+      handle,
+      script: `for i in $(seq 1 ${N}); do echo "across-$i"; echo "across-err-$i" >&2; sleep 0.05; done`,
+      log_tag: 'restart7',
+    });
+    const received = () => (existsSync(join(dir, 'received')) ? readFileSync(join(dir, 'received'), 'utf8') : '');
+    for (let i = 0; i < 200 && !received().includes('across-5\n'); i++) await sleep(25);
+    expect(received()).toContain('across-5\n');
+    expect(await d1.drain()).toBe(0);
+    d2 = await TestDaemon.start({ dir: d1.dir });
+    const c2 = await d2.client();
+    // Linking waits for the job's end; the watcher forwards the tail meanwhile.
+    expect((await c2.link({ handle, job_id })).exit_status).toBe(0);
+    for (let i = 0; i < 200 && !(received().includes(`across-${N}\n`) && received().includes(`across-err-${N}\n`)); i++) await sleep(25);
+    const lines = received().split('\n').filter((l) => l.includes('warden.restart7'));
+    for (let i = 1; i <= N; i++) {
+      expect(lines.filter((l) => l.endsWith(`: across-${i}`)).length, `across-${i}`).toBe(1);
+      expect(lines.filter((l) => l.endsWith(`: across-err-${i}`)).length, `across-err-${i}`).toBe(1);
+    }
+    expect(lines.length).toBe(2 * N);
+    await c2.destroy({ handle });
+    await c2.close();
+  } finally {
+    await d2?.cleanup();
+    await d1.cleanup();
+  }
+}, 60_000);

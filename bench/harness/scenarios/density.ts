@@ -314,10 +314,10 @@ async function directInfoReads(paths: string[], c: number): Promise<number[]> {
   for (const p of paths) {
     try {
       const snap = JSON.parse(await readFile(join(p, 'snapshot.json'), 'utf8')) as {
-        backend?: { cgroups?: Record<string, string>; subvolume?: { fsid?: string; subvolId?: number } };
+        resources?: { backend?: { cgroups?: Record<string, string>; subvolume?: { fsid?: string; subvolId?: number } } };
       };
-      const cg = snap.backend?.cgroups ?? {};
-      const sv = snap.backend?.subvolume;
+      const cg = snap.resources?.backend?.cgroups ?? {};
+      const sv = snap.resources?.backend?.subvolume;
       facts.push({ mem: cg.memory, acct: cg.cpuacct, q: sv?.fsid && sv.subvolId !== undefined ? `/sys/fs/btrfs/${sv.fsid}/qgroups/0_${sv.subvolId}/referenced` : undefined });
     } catch {
       /* a container without a snapshot: skip */

@@ -47,16 +47,20 @@ async function adoptRoot(a: { path: string; root: string }): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function signalAll(dirs: string[], signal: NodeJS.Signals): Promise<void> {
+/** Signals each job's process group; returns the dirs whose job had recorded its pids. */
+async function signalAll(dirs: string[], signal: NodeJS.Signals): Promise<string[]> {
+  const signalled: string[] = [];
   for (const dir of dirs) {
     const pids = await readJobPids(dir);
     if (!pids || !(await isAlive(pids.pid, pids.startTime))) continue;
+    signalled.push(dir);
     try {
       process.kill(-pids.pid, signal);
     } catch {
       /* already gone */
     }
   }
+  return signalled;
 }
 
 /** Jobs among dirs that have not recorded an exit status and whose supervisor still runs. */
@@ -77,11 +81,14 @@ async function stop(a: { jobDirs: string[]; kill: boolean; timeoutMs: number }):
   let left = await running(a.jobDirs);
   if (left.length === 0) return;
   if (!a.kill) {
-    await signalAll(left, 'SIGTERM');
+    // A job spawned a moment ago may not have written its pids yet: it gets its
+    // TERM once it has (else it would wait out the timeout and be KILLed).
+    const termed = new Set(await signalAll(left, 'SIGTERM'));
     const deadline = Date.now() + a.timeoutMs;
     while (left.length > 0 && Date.now() < deadline) {
       await sleep(25);
       left = await running(left);
+      for (const dir of await signalAll(left.filter((d) => !termed.has(d)), 'SIGTERM')) termed.add(dir);
     }
   }
   for (let i = 0; left.length > 0 && i < 200; i++) {

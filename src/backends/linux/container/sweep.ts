@@ -22,9 +22,9 @@ export interface SweepArgs {
 }
 
 /** Ids of containers this daemon has any trace of: runtime state, cgroups, depot folders, pool addresses. */
-async function ownedIds(s: LinuxHostSettings): Promise<Set<string>> {
+async function ownedIds(s: LinuxHostSettings, runtimeIds: Promise<string[]>): Promise<Set<string>> {
   const ids = new Set<string>();
-  for (const id of await listContainers({ binary: s.runtime, root: s.runtimeRoot }).catch(() => [] as string[])) ids.add(id);
+  for (const id of await runtimeIds) ids.add(id);
   for (const parent of await parentCgroups(s.cgroupParent).catch(() => [] as string[])) {
     for (const name of await readdir(parent).catch(() => [] as string[])) {
       const m = /^instance-(.+)$/.exec(name);
@@ -45,12 +45,18 @@ async function ownedIds(s: LinuxHostSettings): Promise<Set<string>> {
 export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<void> {
   const orphan = (id: string) => isContainerId(id) && !a.claimed.has(id) && (!a.only || a.only.has(id));
   const rt = { binary: s.runtime, root: s.runtimeRoot };
-  await attemptAll('sweep', [
-    ['runtime containers', async () => {
-      const ids = await listContainers(rt).catch(() => [] as string[]);
-      for (const id of ids.filter(orphan)) await deleteContainer(rt, id);
-    }],
-    ['cgroups', async () => {
+  // One `runc list` for both uses; the network is swept while the runtime,
+  // cgroups and depot are (it is independent of them): the daemon is down meanwhile.
+  const runtimeIds = listContainers(rt).catch(() => [] as string[]);
+  // Which ids are ours is read before anything is removed.
+  const owned = a.only ? Promise.resolve(a.only) : ownedIds(s, runtimeIds);
+  const lanes = await Promise.allSettled([
+    attemptAll('sweep', [
+      ['runtime containers', async () => {
+        await owned.catch(() => undefined);
+        for (const id of (await runtimeIds).filter(orphan)) await deleteContainer(rt, id);
+      }],
+      ['cgroups', async () => {
       for (const parent of await parentCgroups(s.cgroupParent)) {
         const names = await readdir(parent).catch(() => [] as string[]);
         for (const name of names) {
@@ -61,19 +67,12 @@ export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<voi
           await removeCgroups(paths);
         }
       }
-    }],
-    ['cgroup links', async () => {
-      // Only links into our own parents: another daemon's containers are not ours to judge.
-      await sweepCgroupLinks(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, await parentCgroups(s.cgroupParent), orphan);
-    }],
-    ['network', async () => {
-      // Only networks this daemon can tell are its own: of ids it has other
-      // state for, or whose host end holds an address of its pool. Another
-      // daemon's containers on the same host are left alone.
-      const ours = a.only ?? (await ownedIds(s));
-      await sweepNetwork(a.claimed, { include: (id) => ours.has(id) });
-    }],
-    ['depot', async () => {
+      }],
+      ['cgroup links', async () => {
+        // Only links into our own parents: another daemon's containers are not ours to judge.
+        await sweepCgroupLinks(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, await parentCgroups(s.cgroupParent), orphan);
+      }],
+      ['depot', async () => {
       const mounts = await readFile('/proc/self/mountinfo', 'utf8');
       for (const name of await readdir(s.depot).catch(() => [] as string[])) {
         if (!orphan(name)) continue;
@@ -85,6 +84,16 @@ export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<voi
         await deleteSubvolume(p.subvolume, await detectSubvolume(p.subvolume), s.depot);
         await rm(p.root, { recursive: true, force: true });
       }
-    }],
+      }],
+    ]),
+    attemptAll('sweep', [['network', async () => {
+      // Only networks this daemon can tell are its own: of ids it has other
+      // state for, or whose host end holds an address of its pool. Another
+      // daemon's containers on the same host are left alone.
+      const ours = await owned;
+      await sweepNetwork(a.claimed, { include: (id) => ours.has(id) });
+    }]]),
   ]);
+  const failed = lanes.flatMap((l) => (l.status === 'rejected' ? [l.reason as Error] : []));
+  if (failed.length > 0) throw new AggregateError(failed, failed.map((f) => f.message).join('; '));
 }

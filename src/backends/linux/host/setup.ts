@@ -32,10 +32,9 @@ async function findTool(name: string): Promise<string | undefined> {
 
 export async function checkTools(s: LinuxHostSettings): Promise<void> {
   const runtimePackage = s.runtime.endsWith('crun') ? 'crun' : 'runc';
-  const missing: string[] = [];
-  for (const [tool, pkg] of [[s.runtime, runtimePackage] as [string, string], ...TOOLS]) {
-    if (!(await findTool(tool))) missing.push(`${tool} (apt-get install ${pkg})`);
-  }
+  const tools: Array<[string, string]> = [[s.runtime, runtimePackage], ...TOOLS];
+  const found = await Promise.all(tools.map(([tool]) => findTool(tool)));
+  const missing = tools.filter((_, i) => !found[i]).map(([tool, pkg]) => `${tool} (apt-get install ${pkg})`);
   if (missing.length) throw new Error(`Linux backend: missing host tools: ${missing.join(', ')}`);
 }
 
@@ -78,11 +77,16 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await mkdir(s.runtimeRoot, { recursive: true, mode: 0o700 });
   for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
   await prepareLinkRoot(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT);
-  await prepareDepot(s);
-  await setupNetworkHost({ ...s.network, hostResolver: await hostResolver(s) });
+  // The depot and the network are independent: prepared at once (each is host
+  // commands that keep a restarting daemon down).
+  const [, , limits] = await Promise.all([
+    prepareDepot(s),
+    hostResolver(s).then((hostResolver) => setupNetworkHost({ ...s.network, hostResolver })),
+    hardLimits(),
+  ]);
   // Last: a failed start leaves the daemon where it was.
   const supervisorCgroupProcs = s.daemonCpuShares ? await enterDaemonCgroup(s.cgroupParent, s.daemonCpuShares) : undefined;
-  return { hardLimits: await hardLimits(), ...(supervisorCgroupProcs ? { supervisorCgroupProcs } : {}) };
+  return { hardLimits: limits, ...(supervisorCgroupProcs ? { supervisorCgroupProcs } : {}) };
 }
 
 /** Undoes setupHost where nothing uses it any more (tests; operators uninstalling). */
