@@ -242,7 +242,7 @@ describe('stop', () => {
     const t0 = Date.now();
     await c.stop({ handle, kill: true });
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect((await c.link({ handle, job_id })).exit_status).toBe(137);
+    expect((await c.link({ handle, job_id })).exit_status).toBe(255);
     await c.destroy({ handle });
   });
 
