@@ -35,16 +35,20 @@ async function create(a: { path: string; root: string; rootfs?: string; bindSour
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function signalAll(dirs: string[], signal: NodeJS.Signals): Promise<void> {
+/** Signals each job's process group; returns the dirs of jobs that had one (a job just spawned may not have its pid file yet). */
+async function signalAll(dirs: string[], signal: NodeJS.Signals): Promise<Set<string>> {
+  const reached = new Set<string>();
   for (const dir of dirs) {
     const pids = await readJobPids(dir);
     if (!pids || !(await isAlive(pids.pid, pids.startTime))) continue;
+    reached.add(dir);
     try {
       process.kill(-pids.pid, signal);
     } catch {
       /* already gone */
     }
   }
+  return reached;
 }
 
 /** Jobs among dirs that have not recorded an exit status and whose supervisor still runs. */
@@ -65,11 +69,13 @@ async function stop(a: { jobDirs: string[]; kill: boolean; timeoutMs: number }):
   let left = await running(a.jobDirs);
   if (left.length === 0) return;
   if (!a.kill) {
-    await signalAll(left, 'SIGTERM');
+    // Once per job: a job that handles TERM must not see it twice.
+    const termed = await signalAll(left, 'SIGTERM');
     const deadline = Date.now() + a.timeoutMs;
     while (left.length > 0 && Date.now() < deadline) {
       await sleep(25);
       left = await running(left);
+      for (const dir of await signalAll(left.filter((d) => !termed.has(d)), 'SIGTERM')) termed.add(dir);
     }
   }
   for (let i = 0; left.length > 0 && i < 200; i++) {
