@@ -459,11 +459,13 @@ export class WardenService {
   }
 
   /** At recovery: an active container OOM-killed while no daemon watched is stopped now. */
-  checkOom(c: Container): void {
-    if (!this.backend.oomKilled || c.state !== 'active') return;
-    this.backend
+  checkOom(c: Container): Promise<void> {
+    if (!this.backend.oomKilled || c.state !== 'active') return Promise.resolve();
+    return this.backend
       .oomKilled(c.record)
-      .then((oom) => oom && this.outOfMemory(c))
+      .then((oom) => {
+        if (oom) this.outOfMemory(c);
+      })
       .catch((err) => this.log.warn({ handle: c.handle, err: describeError(err) }, 'cannot read the OOM counter'));
   }
 
