@@ -122,7 +122,7 @@ export async function recover(
     service.registry.add(c);
     for (const job of c.jobs.values()) if (job.running) service.guard(c, job);
     service.armGraceTimer(c);
-    snapshots.push(service.checkOom(c));
+    snapshots.push(service.adopted(c));
     snapshots.push(service.snapshot(c).catch(() => {}));
     report.recovered.push(snap.handle);
   }

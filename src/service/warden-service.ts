@@ -92,6 +92,8 @@ export class WardenService {
   private jobIds: JobIdAllocator;
   /** Job watchers (exit and output limit) still running. */
   private readonly guards = new Set<Promise<void>>();
+  /** Init deaths reported while recovery had not yet listed the container (see adopted()). */
+  private readonly unclaimedInitExits = new Set<string>();
 
   constructor(o: ServiceOptions) {
     this.config = o.config;
@@ -452,14 +454,22 @@ export class WardenService {
         return;
       }
       const c = this.registry.all().find((x) => x.id === e.id);
-      if (!c) return;
+      if (!c) {
+        // OOM reports name every container on the host; an init is only ours.
+        if (e.kind === 'init-exited') this.unclaimedInitExits.add(e.id);
+        return;
+      }
       if (e.kind === 'oom') this.outOfMemory(c);
       else this.initExited(c);
     });
   }
 
-  /** At recovery: an active container OOM-killed while no daemon watched is stopped now. */
-  checkOom(c: Container): Promise<void> {
+  /**
+   * At recovery, once c is listed: a death reported before that counts now, and an
+   * active container OOM-killed while no daemon watched is stopped now.
+   */
+  adopted(c: Container): Promise<void> {
+    if (this.unclaimedInitExits.delete(c.id)) this.initExited(c);
     if (!this.backend.oomKilled || c.state !== 'active') return Promise.resolve();
     return this.backend
       .oomKilled(c.record)
