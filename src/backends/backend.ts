@@ -32,6 +32,9 @@ export interface JobSpec {
   env: Record<string, string>;
 }
 
+/** id is the container's id (not its handle); a warning is for the log. */
+export type ContainerDeathEvent = { kind: 'oom' | 'init-exited'; id: string } | { kind: 'warning'; message: string };
+
 export class UnsupportedError extends Error {
   override name = 'UnsupportedError';
 }
@@ -68,8 +71,12 @@ export interface Backend {
   limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void>;
   limitDisk(c: ContainerRecord, limits: DiskLimits): Promise<DiskLimits>;
   /**
-   * Resolves when the kernel OOM-kills a process of the container ('oom') or the
-   * container is gone. Backends without memory limits leave it out.
+   * Deaths the kernel reports, for every container at once and event-driven: an
+   * OOM kill in a container ('oom') or the end of its init ('init-exited').
+   * The backend follows each container from create or recover to destroy.
+   * Backends without memory limits or an init leave it out.
    */
-  watchOom?(c: ContainerRecord): Promise<{ event: 'oom' | 'gone' | 'cancelled' }>;
+  onContainerEvent?(listener: (e: ContainerDeathEvent) => void): void;
+  /** Whether the kernel has OOM-killed a process of c (at any time since its create). */
+  oomKilled?(c: ContainerRecord): Promise<boolean>;
 }

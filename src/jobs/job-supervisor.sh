@@ -11,8 +11,17 @@
 # `/bin/bash` did) and runs in the current directory. In JOB_DIR it leaves:
 #   stdout, stderr   the job's output (empty when output is discarded)
 #   pid              "<job pid> <job start time> <supervisor pid> <supervisor start time>"
-#   exit_status      the job's exit status (128+N after signal N) once it ended.
-#                    One small write: readers treat an empty file as not there yet.
+#   exit_status      the job's exit status once it ended: its own status when it
+#                    exited, 255 when a signal ended it (the original's wshd sent
+#                    no status then and its client reported 255; `exit 137` stays
+#                    137). One small write: readers treat an empty file as not there yet.
+#   job_end          (optional) created by ARGV when ARGV is not the job itself but
+#                    runs it (Linux: runc exec of a wrapper in the container); the
+#                    wrapper writes there how the job ended, in the same form as
+#                    child_end below.
+#   child_end        how ARGV ended, as bash's `jobs -l` tells it in the C locale
+#                    ("Done", "Exit N", or the signal's name): bash's exit status
+#                    alone cannot tell `exit 137` from SIGKILL.
 # Every step avoids forking a process it can do without: on a loaded host each
 # exec costs milliseconds, and this runs for every job.
 set -u
@@ -35,14 +44,34 @@ read_start_time() { # field 22 of /proc/PID/stat; the command name may hold spac
   start_time=${20}
 }
 
+ended=
+# ended=exit|signal from the last `jobs -l` line in file $1; empty when there is none.
+read_end() {
+  local line='' last=''
+  ended=
+  while read -r line; do last=$line; done < "$1" || true
+  [ -n "$line" ] && last=$line
+  [ -n "$last" ] || return 0
+  set -f
+  set -- $last
+  set +f
+  case ${3-} in
+    Done | Exit) ended=exit ;;
+    *) ended=signal ;;
+  esac
+}
+
 supervise() {
   : > "$dir/stdout"
   : > "$dir/stderr"
   local out=$dir/stdout err=$dir/stderr
   if [ "$discard" = 1 ]; then out=/dev/null err=/dev/null; fi
   # Job control puts the job in a process group of its own, so it can be
-  # signalled as a group without touching this supervisor.
+  # signalled as a group without touching this supervisor. The CHLD trap runs
+  # while bash still knows how the child ended (runs after the fork: the child
+  # keeps the caller's locale).
   set -m
+  trap 'LC_ALL=C; jobs -l > "$dir/child_end"' CHLD
   "$@" < "$dir/script" > "$out" 2> "$err" &
   local child=$! self=$BASHPID
   set +m
@@ -50,7 +79,16 @@ supervise() {
   read_start_time "$self"
   echo "$child $child_start $self $start_time" > "$dir/pid"
   wait "$child"
-  echo "$?" > "$dir/exit_status"
+  local status=$?
+  if [ -e "$dir/job_end" ]; then
+    read_end "$dir/job_end"
+    # Nothing reported: the wrapper itself was killed (with its job) unless it exited on its own.
+    if [ "$ended" = signal ] || { [ -z "$ended" ] && [ "$status" -ge 128 ]; }; then status=255; fi
+  else
+    read_end "$dir/child_end"
+    if [ "$ended" = signal ]; then status=255; fi
+  fi
+  echo "$status" > "$dir/exit_status"
 }
 
 supervise "$@" < /dev/null > /dev/null 2>&1 &

@@ -281,9 +281,17 @@ async function supervisorAlive(dir: string): Promise<boolean> {
   return isAlive(pids.supervisorPid, pids.supervisorStartTime);
 }
 
+/** How long signalJob waits for the pid file of a job that is just starting. */
+const PID_FILE_WAIT_MS = 1_000;
+
 /** Signal a job's process group (the pid the supervisor recorded), if it still runs. */
 async function signalJob(a: { dir: string; signal: NodeJS.Signals }): Promise<boolean> {
-  const pids = await readJobPids(a.dir);
+  // A job may pass the output limit before its supervisor wrote the pid file.
+  let pids = await readJobPids(a.dir);
+  for (const deadline = Date.now() + PID_FILE_WAIT_MS; !pids && Date.now() < deadline; pids = await readJobPids(a.dir)) {
+    if ((await readExitStatus(a.dir)) !== undefined) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
   if (!pids || !(await isAlive(pids.pid, pids.startTime))) return false;
   try {
     process.kill(-pids.pid, a.signal);

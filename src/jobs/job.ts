@@ -9,6 +9,10 @@ export class Job {
   readers = 0;
   /** Linked or streamed to completion: no longer answers Link/Stream. */
   forgotten = false;
+  /** Killed for passing the output limit: it reports 255, as the original did. */
+  outputExceeded = false;
+  /** The status Link/Stream report, once settled (see WardenService.settleExit). */
+  settled: Promise<number> | undefined;
   /** Settles when the job's guard (limit watch, syslog forwarding) is done with its folder. */
   guarded: Promise<unknown> = Promise.resolve();
   /** Resolves with the exit status once the job has ended. */

@@ -46,6 +46,8 @@ export async function recover(
     ms[phase] = Math.round(now - t);
     t = now;
   };
+  // Before any container is adopted: deaths reported meanwhile are not lost.
+  service.watchContainerEvents();
   const entries = await pool.run('state.scanDepot', { depot: service.depot });
   const ceiling = Number((await pool.run('state.readText', { path: join(service.depot, JOB_IDS_FILE) }))?.trim() ?? 0) || 0;
   let highestJob = ceiling;
@@ -120,7 +122,7 @@ export async function recover(
     // lines to forward to syslog: their watcher does that and ends at once.
     for (const job of c.jobs.values()) if (job.running || job.record.log_tag) service.guard(c, job);
     service.armGraceTimer(c);
-    if (c.state === 'active') service.watchOom(c);
+    snapshots.push(service.adopted(c));
     snapshots.push(service.snapshot(c).catch(() => {}));
     report.recovered.push(snap.handle);
   }

@@ -71,6 +71,9 @@ export interface ServiceOptions {
 }
 
 export const JOB_IDS_FILE = '.job_ids';
+/** Container events (Info.events): the original's words where it had them. */
+export const OUTPUT_EXCEEDED_EVENT = 'command exceeded maximum output';
+export const INIT_EXITED_EVENT = 'container init exited';
 
 export class WardenService {
   readonly registry = new ContainerRegistry();
@@ -93,6 +96,8 @@ export class WardenService {
   private readonly guards = new Set<Promise<void>>();
   /** Aborted when the daemon drains: the job watchers stop. */
   private readonly guardsStop = new AbortController();
+  /** Init deaths reported while recovery had not yet listed the container (see adopted()). */
+  private readonly unclaimedInitExits = new Set<string>();
 
   constructor(o: ServiceOptions) {
     this.config = o.config;
@@ -289,7 +294,6 @@ export class WardenService {
         throw err instanceof WardenError ? err : new WardenError('cannot create container', { cause: err });
       }
     });
-    this.watchOom(c);
     if (c.references.size === 0) this.armGraceTimer(c);
     this.log.info({ handle, id }, 'container created');
     return { handle };
@@ -482,26 +486,91 @@ export class WardenService {
     return job;
   }
 
-  /** On an OOM kill: record the `out of memory` event and stop the container, as the original did. */
-  watchOom(c: Container): void {
-    if (!this.backend.watchOom) return;
-    this.backend
-      .watchOom(c.record)
-      .then(async ({ event }) => {
-        if (event !== 'oom' || this.registry.find(c.handle) !== c || c.state === 'destroyed') return;
-        this.log.info({ handle: c.handle }, 'out of memory: stopping container');
-        this.observer.oom?.(c.handle);
-        c.record.events.push('out of memory');
-        await c.lock.run(async () => {
-          if (c.state !== 'active') return;
-          c.state = 'stopped';
-          await this.snapshot(c);
-          await this.backend.stop(c.record, true);
-        });
+  /**
+   * Container deaths the backend reports (event-driven, one watcher for all):
+   * an OOM kill stops the container with the original's `out of memory` event;
+   * a container whose init is gone is stopped with an event saying so. Called
+   * once, at recovery, before any container is adopted.
+   */
+  watchContainerEvents(): void {
+    this.backend.onContainerEvent?.((e) => {
+      if (e.kind === 'warning') {
+        if (!this.stopping) this.log.warn({ err: e.message }, 'container events');
+        return;
+      }
+      const c = this.registry.all().find((x) => x.id === e.id);
+      if (!c) {
+        // OOM reports name every container on the host; an init is only ours.
+        if (e.kind === 'init-exited') this.unclaimedInitExits.add(e.id);
+        return;
+      }
+      if (e.kind === 'oom') this.outOfMemory(c);
+      else this.initExited(c);
+    });
+  }
+
+  /**
+   * At recovery, once c is listed: a death reported before that counts now, and an
+   * active container OOM-killed while no daemon watched is stopped now.
+   */
+  adopted(c: Container): Promise<void> {
+    if (this.unclaimedInitExits.delete(c.id)) this.initExited(c);
+    if (!this.backend.oomKilled || c.state !== 'active') return Promise.resolve();
+    return this.backend
+      .oomKilled(c.record)
+      .then((oom) => {
+        if (oom) this.outOfMemory(c);
       })
-      .catch((err) => {
-        if (!this.stopping) this.log.warn({ handle: c.handle, err: describeError(err) }, 'OOM watch ended');
-      });
+      .catch((err) => this.log.warn({ handle: c.handle, err: describeError(err) }, 'cannot read the OOM counter'));
+  }
+
+  /**
+   * Marks c stopped with the `out of memory` event at once (a reply sent after
+   * this call already shows it), then kills what is left of it, as the original did.
+   */
+  private outOfMemory(c: Container): void {
+    if (c.state !== 'active' || this.registry.find(c.handle) !== c) return;
+    this.log.info({ handle: c.handle }, 'out of memory: stopping container');
+    this.observer.oom?.(c.handle);
+    this.markStopped(c, 'out of memory');
+  }
+
+  /** The container's init died (killed from the host): nothing can run in it any more. */
+  private initExited(c: Container): void {
+    if ((c.state !== 'active' && c.state !== 'stopped') || c.obituary || this.registry.find(c.handle) !== c) return;
+    if (c.record.events.includes(INIT_EXITED_EVENT)) return;
+    this.log.warn({ handle: c.handle }, 'container init exited: container stopped');
+    this.markStopped(c, INIT_EXITED_EVENT);
+  }
+
+  private markStopped(c: Container, event: string): void {
+    c.state = 'stopped';
+    if (!c.record.events.includes(event)) c.record.events.push(event);
+    c.lock
+      .run(async () => {
+        await this.snapshot(c);
+        if (c.state === 'stopped') await this.backend.stop(c.record, true);
+      })
+      .catch((err) => this.log.warn({ handle: c.handle, err: describeError(err) }, 'stopping after the container died failed'));
+  }
+
+  /**
+   * The status a job's Link/Stream report, from the one its supervisor recorded:
+   * 255 after the output limit killed it; and a job killed by SIGKILL (255 or
+   * 137, its bash's status when the kernel killed a child) may be an OOM kill:
+   * the container's counter is read, and an OOM stops the container, before the
+   * exit is reported. Settled once per job.
+   */
+  private settleExit(c: Container, job: Job, recorded: number): Promise<number> {
+    job.settled ??= (async () => {
+      if (job.outputExceeded) return 255;
+      if (recorded !== 255 && recorded !== 137) return recorded;
+      if (c.state === 'active' && this.backend.oomKilled && (await this.backend.oomKilled(c.record).catch(() => false))) {
+        this.outOfMemory(c);
+      }
+      return c.record.events.includes('out of memory') ? 255 : recorded;
+    })();
+    return job.settled;
   }
 
   /** Watch a running job until it exits: enforce the output limit, record the exit. */
@@ -515,11 +584,13 @@ export class WardenService {
       if (r.outcome === 'cancelled') return;
       if (r.outcome === 'limit') {
         this.log.info({ handle: c.handle, job: job.id, limit }, 'job output limit exceeded, killing job');
-        c.record.events.push(`job ${job.id} killed: output exceeded ${limit} bytes`);
+        // The original's words; the job then reports 255.
+        if (!c.record.events.includes(OUTPUT_EXCEEDED_EVENT)) c.record.events.push(OUTPUT_EXCEEDED_EVENT);
+        job.outputExceeded = true;
         await this.backend.killJob(c.record, { id: job.id, dir: job.dir, pid: job.record.pid }).catch(() => {});
         r = await followJob(this.pool, { dir: job.dir, limit: Infinity });
       }
-      job.markExited(r.status ?? 255);
+      job.markExited(await this.settleExit(c, job, r.status ?? 255));
       if (this.registry.find(c.handle) === c) await this.snapshot(c).catch(() => {});
     };
     const p = watch()
@@ -556,7 +627,7 @@ export class WardenService {
       });
       if (r.outcome === 'cancelled') throw new WardenError('connection closed');
       if (r.outcome === 'gone' && !c.obituary) throw new WardenError('job vanished: its container is gone');
-      const status = r.status ?? (await job.exited);
+      const status = await this.settleExit(c, job, r.status ?? (await job.exited));
       job.markExited(status);
       const info = await this.info(c).catch(() => this.baseInfo(c));
       if (!job.forgotten) c.forgetJob(job);

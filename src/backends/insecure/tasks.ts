@@ -47,20 +47,20 @@ async function adoptRoot(a: { path: string; root: string }): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Signals each job's process group; returns the dirs whose job had recorded its pids. */
-async function signalAll(dirs: string[], signal: NodeJS.Signals): Promise<string[]> {
-  const signalled: string[] = [];
+/** Signals each job's process group; returns the dirs of jobs that had one (a job just spawned may not have its pid file yet). */
+async function signalAll(dirs: string[], signal: NodeJS.Signals): Promise<Set<string>> {
+  const reached = new Set<string>();
   for (const dir of dirs) {
     const pids = await readJobPids(dir);
     if (!pids || !(await isAlive(pids.pid, pids.startTime))) continue;
-    signalled.push(dir);
+    reached.add(dir);
     try {
       process.kill(-pids.pid, signal);
     } catch {
       /* already gone */
     }
   }
-  return signalled;
+  return reached;
 }
 
 /** Jobs among dirs that have not recorded an exit status and whose supervisor still runs. */
@@ -81,9 +81,8 @@ async function stop(a: { jobDirs: string[]; kill: boolean; timeoutMs: number }):
   let left = await running(a.jobDirs);
   if (left.length === 0) return;
   if (!a.kill) {
-    // A job spawned a moment ago may not have written its pids yet: it gets its
-    // TERM once it has (else it would wait out the timeout and be KILLed).
-    const termed = new Set(await signalAll(left, 'SIGTERM'));
+    // Once per job: a job that handles TERM must not see it twice.
+    const termed = await signalAll(left, 'SIGTERM');
     const deadline = Date.now() + a.timeoutMs;
     while (left.length > 0 && Date.now() < deadline) {
       await sleep(25);

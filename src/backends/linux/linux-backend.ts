@@ -1,7 +1,8 @@
 // The Linux backend: real containers with runc, overlayfs, btrfs and the network
 // module. Every method is one worker task (src/backends/linux/tasks.ts); the only
 // main-thread work is jobLaunch, which builds an argv without I/O.
-import type { Backend, JobLaunch, JobSpec } from '../backend.ts';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec } from '../backend.ts';
 import type { WardenConfig } from '../../config/types.ts';
 import type { ContainerRecord, NetOutRule } from '../../containers/model.ts';
 import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse, U64 } from '../../protocol/types.ts';
@@ -9,8 +10,8 @@ import type { WorkerPool } from '../../workers/pool.ts';
 import { hostSettings, type LinuxBackendOptions, type LinuxHostSettings } from './settings.ts';
 import { jobLaunch, type HardLimits } from './jobs/launch.ts';
 import { liveFacts, runtimeOf } from './container/facts.ts';
-import type { OomResult } from './oom.ts';
 import { diskLimitsInForce } from './limits.ts';
+import type { ContainerEvent, ContainerEventsRequest } from './container-events.ts';
 
 /** Most records one linux.recoverMany task takes (bounds the task's size and its iptables batch). */
 const RECOVER_BATCH = 250;
@@ -28,6 +29,11 @@ export class LinuxBackend implements Backend {
   private hardLimits: HardLimits = {};
   private supervisorCgroupProcs: string | undefined;
   private pendingRecovers: PendingRecover[] = [];
+  /** The main thread's end of the linux.containerEvents task (started by setupHost). */
+  private events: MessagePort | undefined;
+  private listener: ((e: ContainerDeathEvent) => void) | undefined;
+  /** Events that came before anyone listened (during recovery). */
+  private backlog: ContainerDeathEvent[] = [];
 
   constructor(config: WardenConfig, pool: WorkerPool, opts: LinuxBackendOptions = {}) {
     this.settings = hostSettings(config, opts);
@@ -38,11 +44,50 @@ export class LinuxBackend implements Backend {
     const facts = await this.pool.run('linux.setupHost', { host: this.settings });
     this.hardLimits = facts.hardLimits;
     this.supervisorCgroupProcs = facts.supervisorCgroupProcs;
+    this.startEvents();
   }
 
   /** At exit: the daemon leaves its own cgroup and removes it; containers and jobs are untouched. */
   async close(): Promise<void> {
     await this.pool.run('linux.leaveHost', { host: this.settings });
+  }
+
+  /** One long-lived task reports OOM kills and init deaths of every container (container-events.ts). */
+  private startEvents(): void {
+    if (this.events) return;
+    const { port1, port2 } = new MessageChannel();
+    this.events = port1;
+    port1.on('message', (e: ContainerEvent) => {
+      if (this.listener) this.listener(e);
+      else this.backlog.push(e);
+    });
+    // The port keeps no event loop alive: the daemon's listener does.
+    port1.unref();
+    this.pool.run('linux.containerEvents', { port: port2 }, [port2]).catch((err: Error) => {
+      this.listener?.({ kind: 'warning', message: `container events task ended: ${err.message}` });
+    });
+  }
+
+  onContainerEvent(listener: (e: ContainerDeathEvent) => void): void {
+    this.listener = listener;
+    const early = this.backlog;
+    this.backlog = [];
+    for (const e of early) listener(e);
+  }
+
+  private follow(c: ContainerRecord): void {
+    const f = liveFacts(c);
+    this.events?.postMessage({
+      follow: { id: c.id, cgroups: f.cgroups, initPid: f.initPid, initStartTime: f.initStartTime },
+    } satisfies ContainerEventsRequest);
+  }
+
+  private unfollow(id: string): void {
+    this.events?.postMessage({ unfollow: id } satisfies ContainerEventsRequest);
+  }
+
+  oomKilled(c: ContainerRecord): Promise<boolean> {
+    return this.pool.run('linux.oomKilled', { cgroups: liveFacts(c).cgroups });
   }
 
   async sweep(claimedIds: Set<string>): Promise<void> {
@@ -53,6 +98,7 @@ export class LinuxBackend implements Backend {
   async create(c: ContainerRecord): Promise<void> {
     applyDefaultLimits(c, this.settings);
     c.backend = { ...(await this.pool.run('linux.create', { host: this.settings, c })) };
+    this.follow(c);
   }
 
   /**
@@ -76,7 +122,10 @@ export class LinuxBackend implements Backend {
           batch.forEach((p, k) => {
             const o = outcomes[k]!;
             if ('error' in o) p.reject(new Error(o.error));
-            else p.resolve(o.alive);
+            else {
+              if (o.alive) this.follow(p.c);
+              p.resolve(o.alive);
+            }
           }),
         (err: Error) => batch.forEach((p) => p.reject(err)),
       );
@@ -88,6 +137,7 @@ export class LinuxBackend implements Backend {
   }
 
   destroy(c: ContainerRecord): Promise<void> {
+    this.unfollow(c.id);
     return this.pool.run('linux.destroy', { host: this.settings, c });
   }
 
@@ -135,16 +185,6 @@ export class LinuxBackend implements Backend {
     return this.pool.run('linux.limitDisk', { c, limits });
   }
 
-  /**
-   * Resolves when the container is OOM-killed ('oom': record the `out of memory` event
-   * and stop the container) or destroyed ('gone'). Start it after create and after a
-   * successful recover; it holds no pool slot of its own (workers multiplex tasks).
-   * baseline: OOM kills already accounted for (result.count of an earlier watch); default
-   * the count when the watch starts.
-   */
-  watchOom(c: ContainerRecord, baseline?: number): Promise<OomResult> {
-    return this.pool.run('linux.watchOom', { id: c.id, cgroups: liveFacts(c).cgroups, baseline });
-  }
 }
 
 /**

@@ -16,7 +16,9 @@ import { containerInfo } from './info.ts';
 import { copyIn, copyOut } from './copy.ts';
 import { limitCpu, limitDisk, limitMemory } from './limits.ts';
 import { containerPaths } from './paths.ts';
-import { watchOom, type OomResult, type WatchOomArgs } from './oom.ts';
+import { oomKillCount, type CgroupPaths } from './cgroups/cgroups.ts';
+import { watchContainerEvents } from './container-events.ts';
+import type { MessagePort } from 'node:worker_threads';
 import { limitBandwidth, netIn, netOut } from './network/index.ts';
 
 interface HostArg {
@@ -64,6 +66,8 @@ export const linuxTasks = {
   'linux.limitDisk': (a: ContainerArg & { limits: DiskLimits }): Promise<DiskLimits> =>
     limitDisk(containerPaths(a.c.path).subvolume, liveFacts(a.c).subvolume, a.limits),
 
-  /** Long-lived: resolves when the container is OOM-killed ('oom') or its cgroup is gone ('gone'). */
-  'linux.watchOom': (a: WatchOomArgs): Promise<OomResult> => watchOom(a),
+  /** Long-lived, one per daemon: reports OOM kills and init deaths of every container over the port (container-events.ts). */
+  'linux.containerEvents': (a: { port: MessagePort }): Promise<void> => watchContainerEvents(a),
+  /** Whether the kernel has OOM-killed a process of the container (its memory cgroup's oom_kill counter). */
+  'linux.oomKilled': async (a: { cgroups: CgroupPaths }): Promise<boolean> => ((await oomKillCount(a.cgroups)) ?? 0) > 0,
 };

@@ -5,7 +5,7 @@
 // same paths here, record them in c.backend at create, and read or write the
 // files directly (no fork per Info; `runc update` would also rewrite every other
 // resource from its stale copy of the config).
-import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { instanceName } from '../paths.ts';
 import type { U64 } from '../../../protocol/types.ts';
@@ -191,6 +191,19 @@ export async function oomKillCount(paths: CgroupPaths): Promise<number | undefin
   }
 }
 
+/**
+ * Puts the container's init alone into the container's cgroup v2 group (made if
+ * runc did not), so that the group's cgroup.events says `populated 0` once the
+ * init is gone. Returns that cgroup.events file, or undefined when the host has
+ * no cgroup v2 hierarchy. Throws ESRCH when the init is gone.
+ */
+export async function joinInitGroup(paths: CgroupPaths, initPid: number): Promise<string | undefined> {
+  if (!paths.unified) return undefined;
+  await mkdir(paths.unified, { recursive: true });
+  await writeFile(join(paths.unified, 'cgroup.procs'), String(initPid));
+  return join(paths.unified, 'cgroup.events');
+}
+
 /** Removes the container's cgroup directories (children first); missing ones are fine. */
 export async function removeCgroups(paths: CgroupPaths): Promise<void> {
   const failures: string[] = [];
@@ -227,12 +240,11 @@ async function removeTree(dir: string): Promise<void> {
   }
 }
 
-/** Kills every process of the cgroup: cgroup.kill on v2 when present, else SIGKILL to each pid. */
+/** Kills every process of the cgroup: cgroup.kill on v2 when present, and SIGKILL to each pid of the v1 groups (runc exec does not put jobs into the v2 group). */
 export async function killAll(paths: CgroupPaths): Promise<void> {
   if (paths.unified) {
     try {
       await writeFile(join(paths.unified, 'cgroup.kill'), '1');
-      return;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {

@@ -25,6 +25,28 @@ export function jobPidFile(dir: string): string {
   return join(dir, 'container.pid');
 }
 
+/**
+ * The process runc starts: a bash that runs the job's bash (the script on stdin)
+ * as its child and writes to fd 3 (the job folder's job_end, see
+ * job-supervisor.sh) how it ended, as bash's `jobs -l` says it in the C locale:
+ * runc reports a job killed by signal N as 128+N, like `exit 128+N`, and the
+ * original reported signal deaths as 255. Job control gives the job its own
+ * process group without ignoring SIGINT/SIGQUIT; it is off again while waiting
+ * so that a stopped job is waited for, not reported. TERM and friends sent to
+ * every process of the container (stop) must not end the wrapper before its job.
+ */
+export const JOB_WRAPPER = [
+  'set -m',
+  "trap 'LC_ALL=C; jobs -l >&3' CHLD",
+  "trap 'again=1' TERM INT HUP QUIT",
+  '/bin/bash 3>&- <&0 &',
+  'c=$!',
+  'set +m',
+  'again=1',
+  'while ((again)); do again=0; wait "$c"; s=$?; done',
+  'exit "$s"',
+].join('\n');
+
 export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits = {}): Record<string, unknown> {
   const root = job.privileged;
   const uid = root ? 0 : c.uid;
@@ -46,7 +68,7 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
   return {
     terminal: false,
     user: { uid, gid: uid, additionalGids: [] },
-    args: ['/bin/bash'],
+    args: ['/bin/bash', '-c', JOB_WRAPPER, 'warden-job'],
     env: [...env].map(([k, v]) => `${k}=${v}`),
     cwd: home,
     capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
@@ -55,7 +77,7 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
   };
 }
 
-/** The supervisor runs argv with the script on stdin; argv's exit status is the job's (128+N when killed by signal N). */
+/** The supervisor runs argv with the script on stdin; argv's exit status is the job's (128+N when killed by signal N: job_end tells which). */
 export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}, supervisorCgroupProcs?: string): JobLaunch {
   const spec = stringify64(processSpec(c, job, hard));
   const processFile = join(job.dir, 'process.json');
@@ -63,8 +85,8 @@ export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: H
   return {
     argv: [
       '/bin/sh', '-c',
-      'printf "%s" "$1" > "$2" && exec "$3" --root "$4" exec --process "$2" --pid-file "$5" "$6"',
-      'warden-job', spec, processFile, rt.binary, rt.root, jobPidFile(job.dir), c.id,
+      'printf "%s" "$1" > "$2" && exec 3> "$7" && exec "$3" --root "$4" exec --preserve-fds 1 --process "$2" --pid-file "$5" "$6"',
+      'warden-job', spec, processFile, rt.binary, rt.root, jobPidFile(job.dir), c.id, join(job.dir, 'job_end'),
     ],
     env: {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
