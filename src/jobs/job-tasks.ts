@@ -32,7 +32,7 @@ export interface StartJobArgs {
  * page stays charged where it was first allocated). A group that is gone is
  * skipped: the job then runs, charged to the daemon, as before.
  */
-const JOIN_THEN_EXEC = 'while [ "$1" != -- ]; do echo $$ 2>/dev/null > "$1"; shift; done; shift; exec "$@"';
+const JOIN_THEN_EXEC = 'while [ "$1" != -- ]; do mkdir -p "${1%/*}" 2>/dev/null; echo $$ 2>/dev/null > "$1"; shift; done; shift; exec "$@"';
 
 /** Write the job folder and start its supervisor in a session of its own. */
 async function startJob(a: StartJobArgs): Promise<void> {

@@ -180,7 +180,7 @@ describe('snapshot.json', () => {
       network: expect.stringMatching(/^\d+\.\d+\.\d+\.\d+$/),
       uid: expect.any(Number),
       ports: [host_port],
-      net_in: [[host_port, 8080]],
+      net_in: [[host_port, host_port]], // insecure: container_port is the host port, as in the original
       net_out: [['1.2.3.0/32', '8765', 'tcp', null, null, null]],
     });
     await c1.close();

@@ -73,7 +73,7 @@ describe('default limits', () => {
     expect(Number((await readFile(join(cg.memory!, 'memory.limit_in_bytes'), 'utf8')).trim())).toBe(DEFAULT_MEMORY);
     // dd's 128 MiB buffer is touched by the read from /dev/zero.
     const hog = await d.run(client, handle, 'exec dd if=/dev/zero of=/dev/null bs=128M count=1');
-    expect(hog.exit_status).toBe(137);
+    expect(hog.exit_status).toBe(255);
     await waitFor('the OOM stop', async () => ((await client.info({ handle })).events ?? []).includes('out of memory'), 10_000);
     await client.destroy({ handle });
   });
@@ -131,7 +131,7 @@ describe('jobs', () => {
     return /^\d+:[^:]*\bmemory\b[^:]*:(.*)$/m.exec(text)?.[1] ?? '';
   }
 
-  it('a job\'s supervisor and its runc exec are charged to the container\'s memory group', async () => {
+  it('a job\'s supervisor and its runc exec are charged to the container\'s jobs memory group, beside its own', async () => {
     const { handle, id, info } = await d.create(client);
     const { job_id } = await client.spawn({ handle, script: 'echo started; exec sleep 1000' });
     const jobDir = join(info.container_path!, 'jobs', String(job_id));
@@ -142,11 +142,11 @@ describe('jobs', () => {
       .split(' ').map(Number);
     // The job's pid is the runc exec that runs the script in the container.
     expect(await readFile(`/proc/${jobPid}/cmdline`, 'utf8')).toContain('exec');
-    expect(await memoryGroup(supervisorPid!)).toMatch(new RegExp(`/instance-${id}$`));
-    expect(await memoryGroup(jobPid!)).toMatch(new RegExp(`/instance-${id}$`));
+    expect(await memoryGroup(supervisorPid!)).toMatch(new RegExp(`/instance-${id}\\.jobs$`));
+    expect(await memoryGroup(jobPid!)).toMatch(new RegExp(`/instance-${id}\\.jobs$`));
     // Still a job like any other: Stop ends it with its status, Destroy removes the group.
     await client.stop({ handle, kill: true });
-    expect((await client.link({ handle, job_id })).exit_status).toBe(137);
+    expect((await client.link({ handle, job_id })).exit_status).toBe(255);
     await client.destroy({ handle });
   });
 

@@ -262,25 +262,46 @@ export async function killAll(paths: CgroupPaths): Promise<void> {
 }
 
 /**
- * Moves the processes that sit only in the container's memory group (job
- * supervisors and their runc exec, charged there) to its parent group, so that a
- * supervisor still writing its job's exit status cannot keep the group from
- * being removed.
+ * The memory group beside the container's own (`instance-<id>.jobs`) that its job
+ * supervisors and their `runc exec` join: their memory is accounted to the
+ * container and kept out of the daemon's group, without eating into the app's own
+ * limit (the original's job plumbing inside the container cost almost nothing, and
+ * its clients size limits for the app alone).
  */
-export async function evictFromMemoryGroup(paths: CgroupPaths): Promise<void> {
-  const dir = paths.memory;
-  if (!dir || dir === procsDir(paths)) return;
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  const own = new Set(await readPids(paths));
-  const parentProcs = join(dirname(dir), 'cgroup.procs');
-  for (const pid of text.split('\n').filter(Boolean).map(Number)) {
-    if (own.has(pid)) continue;
-    await writeFile(parentProcs, String(pid)).catch(() => undefined); // gone meanwhile
+export function jobsMemoryGroup(paths: CgroupPaths): string | undefined {
+  return paths.memory ? `${paths.memory}${JOBS_GROUP_SUFFIX}` : undefined;
+}
+
+export const JOBS_GROUP_SUFFIX = '.jobs';
+
+/**
+ * Removes the container's jobs memory group: whatever still sits in it (a
+ * supervisor writing its job's exit status) moves to the parent group first.
+ */
+export async function removeJobsGroup(paths: CgroupPaths): Promise<void> {
+  const dir = jobsMemoryGroup(paths);
+  if (!dir) return;
+  for (let attempt = 0; ; attempt++) {
+    let text: string;
+    try {
+      text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const parentProcs = join(dirname(dir), 'cgroup.procs');
+    for (const pid of text.split('\n').filter(Boolean)) {
+      await writeFile(parentProcs, pid).catch(() => undefined); // gone meanwhile
+    }
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      // A process forked into it meanwhile: move it too.
+      if (code !== 'EBUSY' || attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 }

@@ -6,7 +6,7 @@ import { attemptAll } from '../exec.ts';
 import { containerPaths } from '../paths.ts';
 import type { LinuxHostSettings } from '../settings.ts';
 import { CGROUP_LINK_ROOT, unlinkContainerCgroups } from '../cgroups/links.ts';
-import { containerCgroups, evictFromMemoryGroup, killAll, removeCgroups } from '../cgroups/cgroups.ts';
+import { containerCgroups, killAll, removeCgroups, removeJobsGroup } from '../cgroups/cgroups.ts';
 import { deleteContainer } from '../runtime/runc.ts';
 import { destroyContainerNetwork } from '../network/index.ts';
 import { unmountOverlay } from '../rootfs/overlay.ts';
@@ -24,10 +24,10 @@ export async function destroyContainerOnHost(s: LinuxHostSettings, c: ContainerR
   await attemptAll(`destroy ${c.id}`, [
     // Kill first: cgroup.kill / SIGKILL cannot be ignored; runc delete -f also kills.
     ['kill processes', () => killAll(cgroups)],
-    ['job supervisors out of the memory group', () => evictFromMemoryGroup(cgroups)],
     ['runtime delete', () => deleteContainer(rt, c.id)],
     ['network', () => destroyContainerNetwork(c.id)],
     ['cgroups', () => removeCgroups(cgroups)],
+    ['jobs memory group', () => removeJobsGroup(cgroups)],
     ['cgroup links', () => unlinkContainerCgroups(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, c.id)],
     ['unmount rootfs', async () => {
       await unmountOverlay(p.mnt);

@@ -27,7 +27,7 @@ async function ownedIds(s: LinuxHostSettings, runtimeIds: Promise<string[]>): Pr
   for (const id of await runtimeIds) ids.add(id);
   for (const parent of await parentCgroups(s.cgroupParent).catch(() => [] as string[])) {
     for (const name of await readdir(parent).catch(() => [] as string[])) {
-      const m = /^instance-(.+)$/.exec(name);
+      const m = /^instance-([^.]+)(?:\.jobs)?$/.exec(name);
       if (m) ids.add(m[1]);
     }
   }
@@ -60,7 +60,8 @@ export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<voi
       for (const parent of await parentCgroups(s.cgroupParent)) {
         const names = await readdir(parent).catch(() => [] as string[]);
         for (const name of names) {
-          const m = /^instance-(.+)$/.exec(name);
+          // instance-<id>, and instance-<id>.jobs (its jobs' memory group).
+          const m = /^instance-([^.]+)(?:\.jobs)?$/.exec(name);
           if (!m || !orphan(m[1])) continue;
           const paths: CgroupPaths = { any: join(parent, name) };
           await killAll(paths);

@@ -8,6 +8,7 @@ import type { ContainerRecord } from '../../../containers/model.ts';
 import type { JobLaunch, JobSpec } from '../../backend.ts';
 import { DEFAULT_ROOT_CAPS, PATH_ENV } from '../bundle/spec.ts';
 import type { Runtime } from '../runtime/runc.ts';
+import { JOBS_GROUP_SUFFIX } from '../cgroups/cgroups.ts';
 import { stringify64 } from '../../../util/json64.ts';
 
 /** Warden rlimit names → OCI rlimit types. */
@@ -94,8 +95,9 @@ export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: H
       ...(supervisorCgroupProcs ? { WARDEN_SUPERVISOR_CGROUP_PROCS: supervisorCgroupProcs } : {}),
     },
     cwd: job.dir,
-    // Memory only: the pids and freezer groups list the container's own processes
-    // (stop and destroy signal those), and a supervisor must outlive its job.
-    ...(memory === undefined ? {} : { cgroupProcs: [join(memory, 'cgroup.procs')] }),
+    // Memory only, in the container's jobs group beside its own: the pids and freezer
+    // groups list the container's own processes (stop and destroy signal those), and
+    // a supervisor must outlive its job.
+    ...(memory === undefined ? {} : { cgroupProcs: [join(`${memory}${JOBS_GROUP_SUFFIX}`, 'cgroup.procs')] }),
   };
 }
