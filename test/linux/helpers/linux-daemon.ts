@@ -222,6 +222,8 @@ export class LinuxDaemon {
       found.push(`loop device ${dev} of ${this.settings.depotImage}`);
     }
     if (depotMount && depotMount.fstype === 'btrfs') {
+      // A destroy does not wait for btrfs's cleaner; its qgroup goes when the cleaner is done.
+      await execa('btrfs', ['subvolume', 'sync', depot], { reject: false, timeout: 300_000 });
       const qg = await execa('btrfs', ['qgroup', 'show', '--raw', depot], { reject: false });
       for (const line of qg.stdout.split('\n')) {
         const m = /^0\/(\d+)\s/.exec(line.trim());

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { LinuxHostSettings } from '../settings.ts';
 import { parentCgroups } from '../cgroups/cgroups.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
+import { adoptStaleQgroups } from '../disk/qgroup-reaper.ts';
 import { setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
 import type { HardLimits } from '../jobs/launch.ts';
 
@@ -66,6 +67,8 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await mkdir(s.runtimeRoot, { recursive: true, mode: 0o700 });
   for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
   await prepareDepot(s);
+  // Qgroups a previous daemon left for btrfs's cleaner: reaped in the background.
+  if (s.diskQuota) await adoptStaleQgroups(s.depot).catch(() => 0);
   await setupNetworkHost(s.network);
   return { hardLimits: await hardLimits() };
 }
