@@ -1,7 +1,7 @@
 // The daemon: wires config, logging, the worker pool, the backend and the
 // service together; recovers the depot; listens; drains on a signal.
 import { readFileSync } from 'node:fs';
-import { unlink, writeFile } from 'node:fs/promises';
+import { rm, unlink, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Backend } from './backends/backend.ts';
@@ -13,7 +13,7 @@ import { describeError } from './errors.ts';
 import { parseHardLimits } from './jobs/rlimits.ts';
 import { DaemonMetrics } from './metrics/metrics.ts';
 import { createPools } from './pools/pools.ts';
-import { startHealthCheck } from './server/health.ts';
+import { startHealthCheck, startHealthSocket, type HealthRoutes } from './server/health.ts';
 import { Listener } from './server/listener.ts';
 import { recover } from './service/recovery.ts';
 import { WardenService } from './service/warden-service.ts';
@@ -87,6 +87,7 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
   });
 
   let health: Server | undefined;
+  let healthSocket: Server | undefined;
   let draining = false;
   const listener = new Listener(service, log, {
     path: config.server.unix_domain_path,
@@ -106,13 +107,17 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
     await backend.setupHost();
     await recover(service, backend, pool, log);
     await listener.listen();
-    if (config.health_check_server.port > 0) {
-      health = await startHealthCheck(config.health_check_server.port, {
-        draining: () => draining,
-        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
-        containers: (handles) => service.bulkInfo(handles),
-      });
+    const routes: HealthRoutes = {
+      draining: () => draining,
+      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
+      containers: (handles) => service.bulkInfo(handles),
+    };
+    const hc = config.health_check_server;
+    if (hc.port > 0) {
+      // Any local user reaches the port: /containers (handles, addresses, paths) only when asked for.
+      health = await startHealthCheck(hc.port, hc.containers_on_tcp ? routes : { ...routes, containers: undefined });
     }
+    if (hc.unix_domain_path) healthSocket = await startHealthSocket(hc.unix_domain_path, routes);
     if (config.server.pidfile) await writeFile(config.server.pidfile, `${process.pid}\n`);
   } catch (err) {
     await pool.close().catch(() => {});
@@ -136,6 +141,8 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
       service.stopping = true;
       await pool.close();
       health?.close();
+      healthSocket?.close();
+      if (config.health_check_server.unix_domain_path) await rm(config.health_check_server.unix_domain_path, { force: true }).catch(() => {});
       log.info('drained, exiting');
       await new Promise<void>((resolve) => log.flush(() => resolve()));
     })();

@@ -190,9 +190,13 @@ function readRlimits(r: Reader): Record<string, number> {
 }
 
 function readHealthCheck(r: Reader): WardenConfig['health_check_server'] {
-  r.ignoreUnknown(['port']);
+  r.ignoreUnknown(['port', 'unix_domain_path', 'containers_on_tcp']);
   // 0 turns the health check off (the daemon starts none; useful in tests).
-  return { port: r.integer('port', 2345, { min: 0, max: 65535 }) };
+  return {
+    port: r.integer('port', 2345, { min: 0, max: 65535 }),
+    unix_domain_path: r.nullableString('unix_domain_path', null),
+    containers_on_tcp: r.boolean('containers_on_tcp', false),
+  };
 }
 
 function readLogging(r: Reader): WardenConfig['logging'] {

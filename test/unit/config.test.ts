@@ -43,7 +43,7 @@ describe('defaults', () => {
       // Ours: what the pools allow (64 networks in the /24, 64 uids).
       max_containers: 64,
     });
-    expect(c.health_check_server).toEqual({ port: 2345 });
+    expect(c.health_check_server).toEqual({ port: 2345, unix_domain_path: null, containers_on_tcp: false });
     expect(c.logging).toEqual({ level: 'info', file: null, syslog: null });
     expect(c.network).toEqual({
       pool_network: '10.254.0.0/24',
