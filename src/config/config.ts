@@ -128,7 +128,7 @@ function readServer(r: Reader): ServerConfig {
     'unix_domain_path', 'unix_domain_permissions', 'container_klass', 'container_rootfs_path',
     'container_depot_path', 'container_grace_time', 'container_rlimits', 'job_output_limit', 'pidfile',
     'quota', 'allow_nested_warden', 'container_runtime', 'worker_threads', 'max_frame_bytes', 'syslog_socket',
-    'max_containers',
+    'max_containers', 'allow_host_root',
   ]);
   const klass = r.string('container_klass', 'Warden::Container::Insecure');
   if (!(CONTAINER_KLASSES as readonly string[]).includes(klass)) {
@@ -154,6 +154,7 @@ function readServer(r: Reader): ServerConfig {
     syslog_socket: r.nullableString('syslog_socket', null),
     // 0 stands for "not given" until the pools are known (see poolCapacity).
     max_containers: r.nullableInteger('max_containers', null, { min: 1 }) ?? 0,
+    allow_host_root: r.boolean('allow_host_root', false),
   };
 }
 

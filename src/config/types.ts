@@ -31,6 +31,8 @@ export interface ServerConfig {
    * what the pools allow, the smaller of network.pool_size and user.pool_size.
    */
   max_containers: number;
+  /** Allow rootfs `/` and read-write bind mounts of `/` (a privileged job would own the host). */
+  allow_host_root: boolean;
 }
 
 export interface NetworkConfig {

@@ -36,6 +36,7 @@ describe('defaults', () => {
       pidfile: null,
       quota: { disk_quota_enabled: true },
       allow_nested_warden: false,
+      allow_host_root: false,
       container_runtime: 'runc',
       worker_threads: availableParallelism(),
       max_frame_bytes: 16 * 1024 * 1024,

@@ -26,6 +26,8 @@ export interface LinuxHostSettings {
   dnsServers: string[];
   mtu: number;
   network: NetworkHostConfig;
+  /** Let a container have the host's `/` as rootfs or as a read-write bind mount (server.allow_host_root). */
+  allowHostRoot?: boolean;
 }
 
 export interface LinuxBackendOptions {
@@ -65,5 +67,6 @@ export function hostSettings(config: WardenConfig, opts: LinuxBackendOptions = {
       denyNetworks: config.network.deny_networks ?? [],
       allowHostAccess: config.network.allow_host_access,
     },
+    allowHostRoot: config.server.allow_host_root ?? false,
   };
 }
