@@ -137,6 +137,10 @@ export async function startDaemon(configPath: string): Promise<Daemon> {
       log.info({ reason }, 'draining');
       await listener.drain();
       await service.snapshotAll();
+      // Nothing left for the next daemon to adopt: leave no pool-level state behind.
+      if (service.registry.size === 0 && backend.releaseHost) {
+        await backend.releaseHost().catch((err) => log.warn({ err: describeError(err) }, 'releasing host state at drain failed'));
+      }
       if (config.server.pidfile) await unlink(config.server.pidfile).catch(() => {});
       service.stopping = true;
       await pool.close();

@@ -34,6 +34,8 @@ export interface Backend {
   readonly name: 'linux' | 'insecure';
   /** Idempotent host preparation at daemon start. */
   setupHost(): Promise<void>;
+  /** At a drain that leaves no container: undo setupHost (pool rules, cgroup parents, runtime root, depot mount). */
+  releaseHost?(): Promise<void>;
   /** Remove host resources of ours (by naming prefix) that no live container claims. */
   sweep(claimedIds: Set<string>): Promise<void>;
   /** Create host state for c (folder already reserved). Must undo everything it did on failure. */

@@ -37,6 +37,10 @@ export class LinuxBackend implements Backend {
     this.hardLimits = facts.hardLimits;
   }
 
+  async releaseHost(): Promise<void> {
+    await this.pool.run('linux.teardownHost', { host: this.settings });
+  }
+
   async sweep(claimedIds: Set<string>): Promise<void> {
     await this.pool.run('linux.sweep', { host: this.settings, claimed: [...claimedIds] });
   }

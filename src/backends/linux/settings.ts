@@ -66,6 +66,7 @@ export function hostSettings(config: WardenConfig, opts: LinuxBackendOptions = {
       allowNetworks: config.network.allow_networks ?? [],
       denyNetworks: config.network.deny_networks ?? [],
       allowHostAccess: config.network.allow_host_access,
+      tag,
     },
     allowHostRoot: config.server.allow_host_root ?? false,
   };

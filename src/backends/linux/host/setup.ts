@@ -6,7 +6,8 @@ import type { LinuxHostSettings } from '../settings.ts';
 import { parentCgroups } from '../cgroups/cgroups.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
 import { adoptStaleQgroups } from '../disk/qgroup-reaper.ts';
-import { setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
+import { removeStalePoolRules, setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
+import { removeDaemonRecord, tagIsStale, tagOf, writeDaemonRecord } from './daemon-records.ts';
 import type { HardLimits } from '../jobs/launch.ts';
 
 /** Tool → Debian package that provides it. */
@@ -69,11 +70,15 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await prepareDepot(s);
   // Qgroups a previous daemon left for btrfs's cleaner: reaped in the background.
   if (s.diskQuota) await adoptStaleQgroups(s.depot).catch(() => 0);
-  await setupNetworkHost(s.network);
+  const tag = tagOf(s);
+  await writeDaemonRecord(s);
+  await setupNetworkHost({ ...s.network, tag });
+  // Pool rules of configs nobody uses any more (see daemon-records.ts).
+  for (const stale of await removeStalePoolRules((t) => tagIsStale(t, tag))) await removeDaemonRecord(stale);
   return { hardLimits: await hardLimits() };
 }
 
-/** Undoes setupHost where nothing uses it any more (tests; operators uninstalling). */
+/** Undoes setupHost where nothing uses it any more (a drain with no containers left; tests; --cleanup). */
 export async function teardownHost(s: LinuxHostSettings): Promise<void> {
   const errors: string[] = [];
   for (const dir of await parentCgroups(s.cgroupParent)) {
@@ -84,5 +89,6 @@ export async function teardownHost(s: LinuxHostSettings): Promise<void> {
   await teardownNetworkHost(s.network.poolNetwork).catch((err: Error) => errors.push(err.message));
   await unmountDepot(s).catch((err: Error) => errors.push(err.message));
   await rmdir(s.runtimeRoot).catch(() => undefined);
+  await removeDaemonRecord(tagOf(s)).catch(() => undefined);
   if (errors.length) throw new Error(`teardown host: ${errors.join('; ')}`);
 }

@@ -9,6 +9,11 @@ export interface NetworkHostConfig {
   denyNetworks: string[];
   /** false: containers cannot open connections to the host's own addresses. */
   allowHostAccess: boolean;
+  /**
+   * The owning daemon's depot tag: its pool rules carry `-m comment --comment warden:<tag>`,
+   * so a later start can tell whose they are and remove those of a config nobody uses.
+   */
+  tag?: string;
 }
 
 /** A container's /30: host end .1, container end .2. */
