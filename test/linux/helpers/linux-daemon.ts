@@ -61,6 +61,8 @@ export interface LinuxDaemonOptions {
   uidPoolSize?: number;
   server?: Record<string, unknown>;
   network?: Record<string, unknown>;
+  /** Extra health_check_server keys (e.g. containers_on_tcp). */
+  health?: Record<string, unknown>;
 }
 
 export interface RunResult {
@@ -95,6 +97,7 @@ export class LinuxDaemon {
       network: { pool_network: o.pool, release_delay: 0, ...o.network },
       port: { pool_start_port: o.portStart, pool_size: 100 },
       user: { pool_start_uid: o.uidStart, pool_size: o.uidPoolSize ?? 64 },
+      health: o.health,
     };
     let daemon: TestDaemon;
     try {
