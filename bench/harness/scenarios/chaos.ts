@@ -226,7 +226,6 @@ export async function chaosScenario(ctx: BenchContext): Promise<void> {
 
   const total = (f: keyof OpCount) => OPS.reduce((a, o) => a + counts[o][f], 0);
   const mean = restartMs.length ? restartMs.reduce((a, b) => a + b, 0) / restartMs.length : NaN;
-  results.add({ scenario: 'chaos', metric: 'SIGKILLs survived', params: `c=${conns}`, unit: 's', value: kills, better: 'higher', note: 'count (unit column: n/a)' });
   results.add({ scenario: 'chaos', metric: 'restart after SIGKILL (to first Ping)', params: `${kills} restarts`, unit: 'ms', value: mean, better: 'lower', n: restartMs.length });
   results.finding('chaos', `${kills} SIGKILLs, ${total('tried')} operations from ${conns} connections; checked ${whole} whole containers and ${jobsRead} job exit statuses (${consumed} more read to their end by a Stream whose reply a kill cut); lost: ${lost.length}`,
     ['operation', 'tried', 'ok', 'cut by a kill', 'refused by the daemon'],
