@@ -57,7 +57,9 @@ export async function chaosScenario(ctx: BenchContext): Promise<void> {
   if (!own) throw new Error('chaos kills and restarts the daemon: run it on the harness\'s own daemon (no --socket)');
   const conns = opts.densityConcurrency;
   const deadline = performance.now() + opts.chaosSeconds * 1000;
-  const [loadLo, loadHi] = opts.quick ? [200, 800] : [300, 2500];
+  // Load between kills: long enough for Linux creates (seconds each on a loaded host) to finish often.
+  const linux = target.backend === 'linux';
+  const [loadLo, loadHi] = opts.quick ? (linux ? [1000, 4000] : [200, 800]) : linux ? [2000, 8000] : [300, 2500];
   const counts = Object.fromEntries(OPS.map((o) => [o, { tried: 0, ok: 0, cut: 0, refused: 0 }])) as Record<Op, OpCount>;
   const refusals: string[] = [];
   const known = new Map<string, Known>();
