@@ -2,9 +2,10 @@
 // what the next daemon on the same config needs (its containers live on) and nothing
 // else; tagged pool rules of a config nobody uses any more go at the next start; and
 // `warden-server --cleanup --config FILE` removes everything of one config.
-// Pools 10.247.115.0/24, 10.247.116.0/24, 10.247.117.0/24; ports 38300-38599; uids 55300-55563.
+// Pools 10.247.115.0/24 to 10.247.118.0/24; ports 38300-38699; uids 55300-55663.
 import { afterAll, describe, expect, it } from 'vitest';
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { LinuxDaemon, processAlive } from './helpers/linux-daemon.ts';
 import { parentCgroups } from '../../src/backends/linux/cgroups/cgroups.ts';
@@ -131,4 +132,20 @@ describe('warden-server --cleanup --config FILE', () => {
     expect(await d.containerProcesses()).toEqual([]);
     expect(handle).toBeTruthy();
   }, 240_000);
+});
+
+describe('a create cut by a SIGKILL', () => {
+  it('leaves a runtime state folder without state.json that the next start removes (found by the chaos scenario)', async () => {
+    const d = await start('10.247.118.0/24', 38600, 55600);
+    await d.daemon.kill9();
+    // What `runc create` leaves when the daemon dies before runc wrote its state.
+    const leftover = join(d.settings.runtimeRoot, 'd27cftjltig');
+    await mkdir(leftover, { recursive: true });
+    await d.restart();
+    expect(await stat(leftover).catch(() => undefined)).toBeUndefined();
+    // And so the drain of a daemon with no container removes the runtime root.
+    await d.closeClients();
+    expect(await d.daemon.signal('SIGTERM')).toBe(0);
+    expect(await poolState(d)).toEqual([]);
+  }, 120_000);
 });

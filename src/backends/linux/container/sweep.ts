@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { LinuxHostSettings } from '../settings.ts';
 import { attemptAll, run } from '../exec.ts';
 import { parentCgroups, killAll, removeCgroups, type CgroupPaths } from '../cgroups/cgroups.ts';
-import { deleteContainer, listContainers } from '../runtime/runc.ts';
+import { deleteContainer, listContainers, runtimeRootIds } from '../runtime/runc.ts';
 import { sweepNetwork } from '../network/index.ts';
 import { containerPaths } from '../paths.ts';
 import { deleteSubvolume } from '../disk/subvolume.ts';
@@ -46,8 +46,8 @@ export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<voi
   const rt = { binary: s.runtime, root: s.runtimeRoot };
   await attemptAll('sweep', [
     ['runtime containers', async () => {
-      const ids = await listContainers(rt).catch(() => [] as string[]);
-      for (const id of ids.filter(orphan)) await deleteContainer(rt, id);
+      const ids = new Set([...(await listContainers(rt).catch(() => [] as string[])), ...(await runtimeRootIds(rt))]);
+      for (const id of [...ids].filter(orphan)) await deleteContainer(rt, id);
     }],
     ['cgroups', async () => {
       for (const parent of await parentCgroups(s.cgroupParent)) {
