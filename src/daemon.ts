@@ -1,7 +1,7 @@
 // The daemon: wires config, logging, the worker pool, the backend and the
 // service together; recovers the depot; listens; drains on a signal.
 import { readFileSync } from 'node:fs';
-import { unlink, writeFile } from 'node:fs/promises';
+import { rm, unlink, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Backend } from './backends/backend.ts';
@@ -13,7 +13,7 @@ import { describeError } from './errors.ts';
 import { parseHardLimits } from './jobs/rlimits.ts';
 import { DaemonMetrics } from './metrics/metrics.ts';
 import { createPools } from './pools/pools.ts';
-import { startHealthCheck } from './server/health.ts';
+import { startHealthCheck, startHealthSocket, type HealthRoutes } from './server/health.ts';
 import { Listener } from './server/listener.ts';
 import { recover } from './service/recovery.ts';
 import { WardenService } from './service/warden-service.ts';
@@ -101,6 +101,7 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
   });
 
   let health: Server | undefined;
+  let healthSocket: Server | undefined;
   let draining = false;
   const listener = new Listener(service, log, {
     path: config.server.unix_domain_path,
@@ -126,13 +127,17 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
     lapStart('recovery');
     await listener.listen();
     lapStart('listen');
-    if (config.health_check_server.port > 0) {
-      health = await startHealthCheck(config.health_check_server.port, {
-        draining: () => draining,
-        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
-        containers: (handles) => service.bulkInfo(handles),
-      });
+    const routes: HealthRoutes = {
+      draining: () => draining,
+      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
+      containers: (handles) => service.bulkInfo(handles),
+    };
+    const hc = config.health_check_server;
+    if (hc.port > 0) {
+      // Any local user reaches the port: /containers (handles, addresses, paths) only when asked for.
+      health = await startHealthCheck(hc.port, hc.containers_on_tcp ? routes : { ...routes, containers: undefined });
     }
+    if (hc.unix_domain_path) healthSocket = await startHealthSocket(hc.unix_domain_path, routes);
     if (config.server.pidfile) await writeFile(config.server.pidfile, `${process.pid}\n`);
   } catch (err) {
     await backend.close?.().catch(() => {});
@@ -167,6 +172,10 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
       lap('connections');
       await service.snapshotAll();
       lap('snapshots');
+      // Nothing left for the next daemon to adopt: leave no pool-level state behind.
+      if (service.registry.size === 0 && backend.releaseHost) {
+        await backend.releaseHost().catch((err) => log.warn({ err: describeError(err) }, 'releasing host state at drain failed'));
+      }
       if (config.server.pidfile) await unlink(config.server.pidfile).catch(() => {});
       service.stopping = true;
       await service.stopGuards();
@@ -175,6 +184,8 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
       await pool.close();
       lap('workers');
       health?.close();
+      healthSocket?.close();
+      if (config.health_check_server.unix_domain_path) await rm(config.health_check_server.unix_domain_path, { force: true }).catch(() => {});
       log.info({ ms }, 'drained, exiting');
       await new Promise<void>((resolve) => log.flush(() => resolve()));
     })();

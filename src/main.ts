@@ -7,7 +7,10 @@ import type { Daemon } from './daemon.ts';
 import { describeError } from './errors.ts';
 
 const usage = `usage: warden-server --config FILE       run the daemon in the foreground
-       warden-server --check-config FILE validate FILE, print the effective config (defaults filled in); exit 0 or 1`;
+       warden-server --check-config FILE validate FILE, print the effective config (defaults filled in); exit 0 or 1
+       warden-server --cleanup --config FILE [--destroy-containers]
+                                         remove everything of FILE's config from the host (its daemon must be stopped);
+                                         refused while it has containers unless --destroy-containers`;
 
 /** Validates the config file; prints the effective config on stdout and any warnings on stderr. */
 async function checkConfig(file: string): Promise<number> {
@@ -27,6 +30,8 @@ async function main(): Promise<void> {
     options: {
       config: { type: 'string', short: 'c' },
       'check-config': { type: 'string' },
+      cleanup: { type: 'boolean' },
+      'destroy-containers': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -40,6 +45,12 @@ async function main(): Promise<void> {
     return;
   }
   if (!values.config) throw new Error(`--config is required\n${usage}`);
+  if (values.cleanup) {
+    const { cleanupConfig } = await import('./backends/linux/host/cleanup.ts');
+    const done = await cleanupConfig(await loadConfig(values.config), { destroyContainers: !!values['destroy-containers'] });
+    for (const line of done) process.stdout.write(`warden-server: ${line}\n`);
+    return;
+  }
 
   // SIGHUP (logrotate's postrotate, `systemctl reload`) must not kill a daemon that is
   // still starting; it takes effect once it serves.

@@ -1,13 +1,15 @@
 // Command-line options of bin/warden-bench.
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['protocol', 'lifecycle', 'jobs', 'staging', 'density'] as const;
+export const SCENARIOS = ['protocol', 'lifecycle', 'jobs', 'staging', 'density', 'chaos'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export const USAGE = `usage: warden-bench [SCENARIO...] [options]
 
-Load-tests a Warden daemon and shows where the time goes. Scenarios (default: all,
-in this order): ${SCENARIOS.join(', ')}.
+Load-tests a Warden daemon and shows where the time goes. Scenarios (default: all
+but chaos, in this order): ${SCENARIOS.join(', ')}. chaos kills the daemon with
+SIGKILL again and again under load, restarts it, and checks that no container or
+job was lost and nothing leaked (the harness's own daemon only; name it to run it).
 
 Target
   --socket PATH            an existing daemon (its pid and config are found through /proc)
@@ -39,6 +41,8 @@ Sizes
   --concurrent-jobs N      jobs: concurrent streamed jobs (default 100)
   --job-bytes BYTES        jobs: stdout of each concurrent job (default 1 MiB)
   --link-jobs N            jobs: finished jobs linked (default 1000)
+  --kills N                chaos: SIGKILLs of the daemon (default 100; --quick 3)
+  --chaos-seconds S        chaos: at most this long (default 3600; --quick 120)
   --no-baselines           skip the baselines (development only: no ratios)
 
 Output
@@ -75,6 +79,8 @@ export interface BenchOptions {
   concurrentJobs: number;
   jobBytes: number;
   linkJobs: number;
+  kills: number;
+  chaosSeconds: number;
   baselines: boolean;
   out: string | undefined;
   quick: boolean;
@@ -133,6 +139,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'concurrent-jobs': { type: 'string' },
       'job-bytes': { type: 'string' },
       'link-jobs': { type: 'string' },
+      kills: { type: 'string' },
+      'chaos-seconds': { type: 'string' },
       'no-baselines': { type: 'boolean' },
       out: { type: 'string' },
       quick: { type: 'boolean' },
@@ -158,7 +166,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const last = levels?.at(-1);
   const stagingConcurrency = last ?? (quick ? 2 : 32);
   const o: BenchOptions = {
-    scenarios: scenarios.length ? SCENARIOS.filter((s) => scenarios.includes(s)) : [...SCENARIOS],
+    scenarios: scenarios.length ? SCENARIOS.filter((s) => scenarios.includes(s)) : SCENARIOS.filter((s) => s !== 'chaos'),
     socket: values.socket,
     backend,
     rootfs: values.rootfs,
@@ -189,6 +197,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     concurrentJobs: count('concurrent-jobs', values['concurrent-jobs'], quick ? 4 : 100),
     jobBytes: bytes('job-bytes', values['job-bytes'], quick ? 64 * 1024 : 1024 * 1024),
     linkJobs: count('link-jobs', values['link-jobs'], quick ? 10 : 1000),
+    kills: count('kills', values.kills, quick ? 3 : 100),
+    chaosSeconds: seconds('chaos-seconds', values['chaos-seconds'], quick ? 120 : 3600),
     baselines: !values['no-baselines'],
     out: values.out,
     quick,

@@ -192,6 +192,13 @@ export class OwnDaemon {
     }
   }
 
+  /** SIGKILL (no drain) and wait for the exit. */
+  async kill9(): Promise<void> {
+    if (!this.running) return;
+    this.proc!.kill('SIGKILL');
+    await this.exited;
+  }
+
   async removeDir(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
   }

@@ -25,6 +25,7 @@ import { buildPlots } from './report/plots.ts';
 import { renderHtml } from './report/html.ts';
 import { renderMarkdown } from './report/markdown.ts';
 import { Results, renderSummary } from './results.ts';
+import { chaosScenario } from './scenarios/chaos.ts';
 import { densityScenario } from './scenarios/density.ts';
 import { jobsScenario } from './scenarios/jobs.ts';
 import { lifecycleScenario } from './scenarios/lifecycle.ts';
@@ -42,6 +43,7 @@ const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void
   jobs: jobsScenario,
   staging: stagingScenario,
   density: densityScenario,
+  chaos: chaosScenario,
 };
 
 const TEST_ROOTFS = '/tmp/warden-test-rootfs';

@@ -45,6 +45,8 @@ export interface Backend {
   setupHost(): Promise<void>;
   /** At daemon exit, after the drain: undo what setupHost did to the daemon process itself. */
   close?(): Promise<void>;
+  /** At a drain that leaves no container: undo setupHost (pool rules, cgroup parents, runtime root, depot mount). */
+  releaseHost?(): Promise<void>;
   /** Remove host resources of ours (by naming prefix) that no live container claims. */
   sweep(claimedIds: Set<string>): Promise<void>;
   /** Create host state for c (folder already reserved). Must undo everything it did on failure. */

@@ -152,8 +152,8 @@ function readServer(r: Reader, pidMax: number): ServerConfig {
     'container_depot_path', 'container_grace_time', 'container_rlimits', 'job_output_limit', 'pidfile',
     'quota', 'allow_nested_warden', 'container_runtime', 'worker_threads', 'max_frame_bytes', 'syslog_socket',
     'max_containers', 'container_pids_limit', 'container_cpu_shares', 'daemon_cpu_shares',
-    'max_containers', 'container_memory_limit', 'container_disk_limit', 'container_depot_reserve',
-    'container_max_jobs', 'max_buffered_bytes', 'frame_idle_timeout',
+    'container_memory_limit', 'container_disk_limit', 'container_depot_reserve',
+    'container_max_jobs', 'max_buffered_bytes', 'frame_idle_timeout', 'allow_host_root',
   ]);
   const klass = r.string('container_klass', 'Warden::Container::Insecure');
   if (!(CONTAINER_KLASSES as readonly string[]).includes(klass)) {
@@ -189,6 +189,7 @@ function readServer(r: Reader, pidMax: number): ServerConfig {
     container_max_jobs: r.integer('container_max_jobs', 100, { min: 1 }),
     max_buffered_bytes: readMaxBuffered(r),
     frame_idle_timeout: r.nullableNumber('frame_idle_timeout', 30, { min: 0.001 }),
+    allow_host_root: r.boolean('allow_host_root', false),
   };
 }
 
@@ -236,9 +237,13 @@ function readRlimits(r: Reader): Record<string, U64> {
 }
 
 function readHealthCheck(r: Reader): WardenConfig['health_check_server'] {
-  r.ignoreUnknown(['port']);
+  r.ignoreUnknown(['port', 'unix_domain_path', 'containers_on_tcp']);
   // 0 turns the health check off (the daemon starts none; useful in tests).
-  return { port: r.integer('port', 2345, { min: 0, max: 65535 }) };
+  return {
+    port: r.integer('port', 2345, { min: 0, max: 65535 }),
+    unix_domain_path: r.nullableString('unix_domain_path', null),
+    containers_on_tcp: r.boolean('containers_on_tcp', false),
+  };
 }
 
 function readLogging(r: Reader): WardenConfig['logging'] {

@@ -50,6 +50,8 @@ export interface ServerConfig {
   max_buffered_bytes: number;
   /** Seconds a connection may hold an unfinished frame without sending more of it; null: forever. */
   frame_idle_timeout: number | null;
+  /** Allow rootfs `/` and read-write bind mounts of `/` (a privileged job would own the host). */
+  allow_host_root: boolean;
 }
 
 export interface NetworkConfig {
@@ -73,7 +75,13 @@ export interface NetworkConfig {
 
 export interface WardenConfig {
   server: ServerConfig;
-  health_check_server: { port: number };
+  health_check_server: {
+    port: number;
+    /** Unix socket (mode 0600) serving /healthz, /metrics and /containers; null: none. */
+    unix_domain_path: string | null;
+    /** Also serve /containers on the TCP port (readable by every local user). */
+    containers_on_tcp: boolean;
+  };
   logging: { level: string; file: string | null; syslog: string | null };
   network: NetworkConfig;
   port: { pool_start_port: number; pool_size: number };

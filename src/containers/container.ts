@@ -20,6 +20,8 @@ export class Container {
   /** Snapshot writes in flight: at most one running and one queued. */
   snapshotting: Promise<void> | undefined;
   snapshotQueued: Promise<void> | undefined;
+  /** A Destroy is under way: its snapshot is removed and not written again (recovery then finishes the destroy). */
+  destroying = false;
 
   constructor(record: ContainerRecord) {
     this.record = record;

@@ -5,11 +5,15 @@
 //   GET /healthz     200 `ok` while serving, 503 `draining` while draining
 //   GET /metrics     Prometheus text format (src/metrics/)
 //   GET /containers  every container's Info as JSON, like Garden's BulkInfo;
-//                    ?handle=a&handle=b (or ?handles=a,b) for some of them
+//                    ?handle=a&handle=b (or ?handles=a,b) for some of them.
+//                    Only where routes.containers is given: the unix socket
+//                    (health_check_server.unix_domain_path), and the TCP port
+//                    only when health_check_server.containers_on_tcp is true.
 //
 // A tiny HTTP/1.x responder of our own rather than node:http: it must answer a
 // connection that sends nothing at all, which an HTTP server never does. Every
 // answer closes the connection.
+import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { stringify64 } from '../util/json64.ts';
 
@@ -47,11 +51,27 @@ interface Reply {
 const text = (status: number, body: string): Reply => ({ status, type: 'text/plain; charset=utf-8', body });
 
 export async function startHealthCheck(port: number, routes: HealthRoutes = { draining: () => false }): Promise<Server> {
+  return listenOn(routes, (server, done) => server.listen(port, '127.0.0.1', done));
+}
+
+/**
+ * The same answers on a unix socket of mode `permissions` (0600 by default: root only).
+ * The TCP port is open to every local user; what names containers (/containers:
+ * handles, addresses, paths, job ids) belongs here.
+ */
+export async function startHealthSocket(path: string, routes: HealthRoutes, permissions = 0o600): Promise<Server> {
+  await rm(path, { force: true });
+  const server = await listenOn(routes, (srv, done) => srv.listen(path, done));
+  await chmod(path, permissions);
+  return server;
+}
+
+async function listenOn(routes: HealthRoutes, listen: (server: Server, done: () => void) => void): Promise<Server> {
   // Half-open allowed: a checker that shuts down its side at once still gets the answer.
   const server = createServer({ allowHalfOpen: true }, (socket) => serveConnection(socket, routes));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
+    listen(server, () => {
       server.off('error', reject);
       resolve();
     });

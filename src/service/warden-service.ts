@@ -184,7 +184,7 @@ export class WardenService {
 
   /** Write c's snapshot; concurrent calls coalesce into at most one more write. */
   snapshot(c: Container): Promise<void> {
-    if (c.state === 'destroyed') return Promise.resolve();
+    if (c.state === 'destroyed' || c.destroying) return Promise.resolve();
     if (c.snapshotQueued) return c.snapshotQueued;
     const write = async (): Promise<void> => {
       c.snapshotQueued = undefined;
@@ -356,6 +356,16 @@ export class WardenService {
 
   /** Stop and release everything; on failure the container stays listed with the error in its events. */
   async destroyContainer(c: Container): Promise<void> {
+    if (c.state === 'destroyed') return;
+    // A daemon that dies from here on finishes this destroy at its next start: recovery
+    // destroys a container without a snapshot. A cut Destroy never leaves one half
+    // done (its jobs killed, its files half removed) and listed as if whole.
+    if (!c.destroying) {
+      c.destroying = true;
+      await c.snapshotting?.catch(() => {});
+      await c.snapshotQueued?.catch(() => {});
+      await this.pool.run('state.removeTree', { path: c.snapshotPath });
+    }
     // Kill first, outside the lock: a graceful Stop holding the lock (waiting out
     // its TERM timeout) then ends at once instead of delaying the destroy.
     if (c.state === 'active' || c.state === 'stopped') {
@@ -373,6 +383,8 @@ export class WardenService {
         const message = `destroy failed: ${describeError(err)}`;
         this.observer.destroyFailed?.(c.handle);
         c.record.events.push(message);
+        // Still listed: it needs its snapshot again (a Destroy may be retried).
+        c.destroying = false;
         await this.snapshot(c).catch(() => {});
         throw new WardenError(message);
       }

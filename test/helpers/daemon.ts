@@ -18,6 +18,8 @@ export interface DaemonOptions {
   network?: Record<string, unknown>;
   port?: Record<string, unknown>;
   user?: Record<string, unknown>;
+  /** Extra keys under `health_check_server:` (after its port). */
+  health?: Record<string, unknown>;
   /** Reuse this folder (depot, socket) instead of a new one: a restart on the same depot. */
   dir?: string;
 }
@@ -73,7 +75,7 @@ export class TestDaemon {
       writeFileSync(
         d.configPath,
         yamlSection('server', server) +
-          yamlSection('health_check_server', { port: await freePort() }) +
+          yamlSection('health_check_server', { port: await freePort(), ...opts.health }) +
           yamlSection('logging', { level: 'debug', file: d.logPath }) +
           (opts.network ? yamlSection('network', opts.network) : '') +
           (opts.port ? yamlSection('port', opts.port) : '') +

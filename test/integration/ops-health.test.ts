@@ -1,7 +1,8 @@
 // The health-check port of the real daemon (insecure backend): /healthz while serving
 // and while draining, the plain answer old checkers get, /metrics as Prometheus text
 // whose figures follow the requests, and /containers (bulk Info).
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,9 +18,10 @@ interface HttpReply {
 }
 
 /** One exchange on the health port: send `request` (nothing at all when empty), read to the close. */
-function exchange(port: number, request: string, timeoutMs = 5_000): Promise<string> {
+function exchange(port: number | string, request: string, timeoutMs = 5_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port });
+    // A number: the TCP port on loopback; a string: a unix socket path.
+    const s = typeof port === 'number' ? net.connect({ host: '127.0.0.1', port }) : net.connect({ path: port });
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       s.destroy();
@@ -38,7 +40,7 @@ function exchange(port: number, request: string, timeoutMs = 5_000): Promise<str
   });
 }
 
-async function http(port: number, path: string, method = 'GET'): Promise<HttpReply> {
+async function http(port: number | string, path: string, method = 'GET'): Promise<HttpReply> {
   const raw = await exchange(port, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n`);
   const split = raw.indexOf('\r\n\r\n');
   const [statusLine, ...lines] = raw.slice(0, split).split('\r\n');
@@ -164,13 +166,39 @@ async function scrape(port: number): Promise<Map<string, Family>> {
 describe('health-check port while serving', () => {
   let d: TestDaemon;
   let port: number;
+  /** health_check_server.unix_domain_path: /containers is served there, not on the TCP port. */
+  let sock: string;
+  let sockDir: string;
 
   beforeAll(async () => {
-    d = await TestDaemon.start();
+    sockDir = mkdtempSync(join(tmpdir(), 'warden-health-'));
+    sock = join(sockDir, 'health.sock');
+    d = await TestDaemon.start({ health: { unix_domain_path: sock } });
     port = d.healthPort;
   });
   afterAll(async () => {
     await d?.cleanup();
+    rmSync(sockDir, { recursive: true, force: true });
+  });
+
+  it('the TCP port (any local user) does not list containers; the root-only unix socket does', async () => {
+    const c = await d.client();
+    const { handle } = await c.create({});
+    try {
+      // /containers on TCP is an unknown path there: the plain answer, no handles.
+      const tcp = await http(port, '/containers');
+      expect(tcp.body).toBe('ok\n');
+      expect(tcp.raw).not.toContain(handle);
+      expect((await http(port, '/metrics')).body).not.toContain(handle);
+      expect(statSync(sock).mode & 0o777).toBe(0o600);
+      const viaSocket = await http(sock, '/containers');
+      expect(viaSocket.status).toBe(200);
+      expect(Object.keys(JSON.parse(viaSocket.body))).toContain(handle);
+      expect((await http(sock, '/healthz')).body).toBe('ok\n');
+    } finally {
+      await c.destroy({ handle });
+      await c.close();
+    }
   });
 
   it('/healthz answers 200 ok; HEAD has no body; other methods get 405', async () => {
@@ -263,7 +291,7 @@ describe('health-check port while serving', () => {
     expect(value(after, 'warden_connections')).toBeGreaterThanOrEqual(1);
 
     // /containers: every container's Info, as BulkInfo; unknown handles get an error entry.
-    const all = await http(port, '/containers');
+    const all = await http(sock, '/containers');
     expect(all.status).toBe(200);
     expect(all.headers['content-type']).toBe('application/json');
     const bulk = JSON.parse(all.body) as Record<string, { info?: { state: string; container_ip: string; job_ids: number[] }; error?: string }>;
@@ -271,7 +299,7 @@ describe('health-check port while serving', () => {
     expect(bulk[a.handle]!.info!.state).toBe('active');
     expect(bulk[a.handle]!.info!.job_ids).toEqual([job_id]);
     expect(bulk[b.handle]!.info!.container_ip).toBe((await c.info({ handle: b.handle })).container_ip);
-    const some = JSON.parse((await http(port, `/containers?handle=${b.handle}&handles=nope`)).body);
+    const some = JSON.parse((await http(sock, `/containers?handle=${b.handle}&handles=nope`)).body);
     expect(some).toEqual({ [b.handle]: { info: expect.objectContaining({ state: 'active' }) }, nope: { error: 'unknown handle' } });
 
     await c.stop({ handle: a.handle, kill: true });
@@ -290,10 +318,27 @@ describe('health-check port while serving', () => {
     await c.close();
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const bulk = JSON.parse((await http(port, '/containers')).body);
+      const bulk = JSON.parse((await http(sock, '/containers')).body);
       if (!Object.hasOwn(bulk, handle)) break;
       expect(Date.now()).toBeLessThan(deadline);
       await sleep(100);
+    }
+  });
+});
+
+describe('health_check_server.containers_on_tcp', () => {
+  it('true serves /containers on the TCP port as well', async () => {
+    const d = await TestDaemon.start({ health: { containers_on_tcp: true } });
+    try {
+      const c = await d.client();
+      const { handle } = await c.create({});
+      const r = await http(d.healthPort, '/containers');
+      expect(r.status).toBe(200);
+      expect(Object.keys(JSON.parse(r.body))).toEqual([handle]);
+      await c.destroy({ handle });
+      await c.close();
+    } finally {
+      await d.cleanup();
     }
   });
 });

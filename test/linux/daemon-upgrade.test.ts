@@ -75,7 +75,8 @@ beforeAll(async () => {
     '--prefix', prefix, '--sysconfdir', join(t, 'etc'), '--unitdir', join(t, 'units'), '--no-systemctl',
   ]);
   expect(install.code, install.out).toBe(0);
-  d = await LinuxDaemon.start({ pool: '10.245.6.0/24', portStart: 24700, uidStart: 37000 });
+  // /containers on the TCP port: an operator's choice (health_check_server.containers_on_tcp).
+  d = await LinuxDaemon.start({ pool: '10.245.6.0/24', portStart: 24700, uidStart: 37000, health: { containers_on_tcp: true } });
 }, 180_000);
 
 afterAll(async () => {

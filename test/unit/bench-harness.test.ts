@@ -92,6 +92,26 @@ describe.concurrent('bin/warden-bench --quick (insecure)', () => {
     }
   }, 60_000);
 
+  it('chaos --quick: SIGKILLs under load, then nothing lost and nothing left behind', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'warden-bench-chaos-'));
+    dirs.push(out);
+    const run = await bench(['chaos', '--quick', '--kills', '3', '--out', out]);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      results: Line[];
+      errors: unknown[];
+      cleanup: { ok: boolean };
+      findings: Array<{ scenario: string; title: string; rows: string[][] }>;
+    };
+    expect(json.errors).toEqual([]);
+    expect(json.cleanup.ok).toBe(true);
+    const f = json.findings.find((x) => x.scenario === 'chaos' && /SIGKILLs/.test(x.title))!;
+    expect(f.title).toMatch(/^3 SIGKILLs, \d+ operations .* lost: 0$/);
+    const all = f.rows.find((r) => r[0] === 'all')!;
+    expect(Number(all[1])).toBeGreaterThan(0);
+    expect(run.stderr).toMatch(/chaos: 3 kills survived/);
+  }, 120_000);
+
   it('cleans up what it created when interrupted (Ctrl-C)', async () => {
     const out = mkdtempSync(join(tmpdir(), 'warden-bench-smoke-'));
     dirs.push(out);

@@ -36,6 +36,7 @@ describe('defaults', () => {
       pidfile: null,
       quota: { disk_quota_enabled: true },
       allow_nested_warden: false,
+      allow_host_root: false,
       container_runtime: 'runc',
       worker_threads: availableParallelism(),
       max_frame_bytes: 16 * 1024 * 1024,
@@ -53,7 +54,7 @@ describe('defaults', () => {
       max_buffered_bytes: 64 * 1024 * 1024,
       frame_idle_timeout: 30,
     });
-    expect(c.health_check_server).toEqual({ port: 2345 });
+    expect(c.health_check_server).toEqual({ port: 2345, unix_domain_path: null, containers_on_tcp: false });
     expect(c.logging).toEqual({ level: 'info', file: null, syslog: null });
     expect(c.network).toEqual({
       pool_network: '10.254.0.0/24',

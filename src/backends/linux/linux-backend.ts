@@ -90,6 +90,10 @@ export class LinuxBackend implements Backend {
     return this.pool.run('linux.oomKilled', { cgroups: liveFacts(c).cgroups });
   }
 
+  async releaseHost(): Promise<void> {
+    await this.pool.run('linux.teardownHost', { host: this.settings });
+  }
+
   async sweep(claimedIds: Set<string>): Promise<void> {
     await this.pool.run('linux.sweep', { host: this.settings, claimed: [...claimedIds] });
   }

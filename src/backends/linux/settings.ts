@@ -41,6 +41,8 @@ export interface LinuxHostSettings {
   daemonCpuShares?: number;
   /** Where each container's cgroups are linked as <controller>/instance-<id>; default /tmp/warden/cgroup (cgroups/links.ts). */
   cgroupLinkRoot?: string;
+  /** Let a container have the host's `/` as rootfs or as a read-write bind mount (server.allow_host_root). */
+  allowHostRoot?: boolean;
 }
 
 /** pids.max of a container when the settings give none (tests' hand-made settings). */
@@ -86,9 +88,11 @@ export function hostSettings(config: WardenConfig, opts: LinuxBackendOptions = {
       allowNetworks: config.network.allow_networks ?? [],
       denyNetworks: config.network.deny_networks ?? [],
       allowHostAccess: config.network.allow_host_access,
+      tag,
     },
     pidsLimit: config.server.container_pids_limit,
     cpuShares: config.server.container_cpu_shares,
     daemonCpuShares: config.server.daemon_cpu_shares,
+    allowHostRoot: config.server.allow_host_root ?? false,
   };
 }

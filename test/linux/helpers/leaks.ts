@@ -1,5 +1,6 @@
 // What a destroyed container must not leave behind on the host.
 import { readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { execa } from 'execa';
 import type { ContainerRecord } from '../../../src/containers/model.ts';
 import type { LinuxFacts } from '../../../src/backends/linux/container/facts.ts';
@@ -18,6 +19,8 @@ export async function leftovers(c: ContainerRecord, facts: LinuxFacts): Promise<
   const st = await execa('runc', ['--root', facts.runtime.root, 'state', c.id], { reject: false });
   if (st.exitCode === 0) found.push('runtime container');
   if (facts.subvolume.fsid && facts.subvolume.subvolId !== undefined) {
+    // Destroy does not wait for btrfs's cleaner; the qgroup goes once it has dropped the subvolume.
+    await execa('btrfs', ['subvolume', 'sync', dirname(c.path)], { reject: false, timeout: 120_000 });
     const q = `/sys/fs/btrfs/${facts.subvolume.fsid}/qgroups/0_${facts.subvolume.subvolId}`;
     if (await stat(q).catch(() => undefined)) found.push(`qgroup ${q}`);
   }

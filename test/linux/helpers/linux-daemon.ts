@@ -64,6 +64,8 @@ export interface LinuxDaemonOptions {
   network?: Record<string, unknown>;
   /** The daemon's folder, prepared by the caller (e.g. with a small depot image at <dir>/warden-depot.img). */
   dir?: string;
+  /** Extra health_check_server keys (e.g. containers_on_tcp). */
+  health?: Record<string, unknown>;
 }
 
 export interface RunResult {
@@ -99,6 +101,7 @@ export class LinuxDaemon {
       port: { pool_start_port: o.portStart, pool_size: 100 },
       user: { pool_start_uid: o.uidStart, pool_size: o.uidPoolSize ?? 64 },
       ...(o.dir === undefined ? {} : { dir: o.dir }),
+      health: o.health,
     };
     let daemon: TestDaemon;
     try {
@@ -236,6 +239,8 @@ export class LinuxDaemon {
       found.push(`loop device ${dev} of ${this.settings.depotImage}`);
     }
     if (depotMount && depotMount.fstype === 'btrfs') {
+      // A destroy does not wait for btrfs's cleaner; its qgroup goes when the cleaner is done.
+      await execa('btrfs', ['subvolume', 'sync', depot], { reject: false, timeout: 300_000 });
       const qg = await execa('btrfs', ['qgroup', 'show', '--raw', depot], { reject: false });
       for (const line of qg.stdout.split('\n')) {
         const m = /^0\/(\d+)\s/.exec(line.trim());

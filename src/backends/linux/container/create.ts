@@ -20,6 +20,7 @@ import { checkContainerId, netSpec, type LinuxFacts } from './facts.ts';
 import { diskByteLimit } from '../limits.ts';
 import { stringify64 } from '../../../util/json64.ts';
 import { joinContainersQgroup } from '../disk/containers-qgroup.ts';
+import { refuseHostRoot } from './host-root.ts';
 
 export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<LinuxFacts> {
   checkContainerId(c.id);
@@ -29,6 +30,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
   const undo = new UndoStack();
   try {
     await checkBindMounts(c);
+    await refuseHostRoot(c, lower, s.allowHostRoot ?? false);
     // Remove the folder on failure only if we made it (the daemon may have made it first).
     await undo.step('folder', () => mkdir(c.path, { recursive: true }), async (made) => {
       if (made !== undefined) await rm(c.path, { recursive: true, force: true });

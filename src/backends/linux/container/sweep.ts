@@ -8,7 +8,7 @@ import type { LinuxHostSettings } from '../settings.ts';
 import { attemptAll, run } from '../exec.ts';
 import { parentCgroups, killAll, removeCgroups, type CgroupPaths } from '../cgroups/cgroups.ts';
 import { CGROUP_LINK_ROOT, sweepCgroupLinks } from '../cgroups/links.ts';
-import { deleteContainer, listContainers } from '../runtime/runc.ts';
+import { deleteContainer, listContainers, runtimeRootIds } from '../runtime/runc.ts';
 import { sweepNetwork } from '../network/index.ts';
 import { containerPaths } from '../paths.ts';
 import { deleteSubvolume } from '../disk/subvolume.ts';
@@ -54,7 +54,9 @@ export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<voi
     attemptAll('sweep', [
       ['runtime containers', async () => {
         await owned.catch(() => undefined);
-        for (const id of (await runtimeIds).filter(orphan)) await deleteContainer(rt, id);
+        // Also folders a `runc create` cut by a kill left without a state.json.
+        const ids = new Set([...(await runtimeIds), ...(await runtimeRootIds(rt))]);
+        for (const id of [...ids].filter(orphan)) await deleteContainer(rt, id);
       }],
       ['cgroups', async () => {
       for (const parent of await parentCgroups(s.cgroupParent)) {

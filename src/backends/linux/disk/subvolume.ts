@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { run, HostCommandError } from '../exec.ts';
 import { isBtrfs } from './depot.ts';
 import type { U64 } from '../../../protocol/types.ts';
+import { reapQgroupLater, tryDestroyQgroup } from './qgroup-reaper.ts';
 
 export interface SubvolumeInfo {
   /** false: a plain directory (depot not on btrfs and disk quotas off). */
@@ -47,7 +48,12 @@ export async function filesystemId(path: string): Promise<string> {
   return m[1];
 }
 
-/** Deletes the subvolume and its qgroup (a qgroup left behind stays forever); missing is fine. */
+/**
+ * Deletes the subvolume; missing is fine. Its qgroup goes now if btrfs lets it, else
+ * the qgroup reaper removes it once the cleaner has dropped the tree: never wait for
+ * the cleaner here (after a container wrote GBs it takes minutes, and every later
+ * deletion queues behind it).
+ */
 export async function deleteSubvolume(path: string, info: SubvolumeInfo, depot: string): Promise<void> {
   if (!info.btrfs) {
     await rm(path, { recursive: true, force: true });
@@ -55,25 +61,10 @@ export async function deleteSubvolume(path: string, info: SubvolumeInfo, depot: 
   }
   const exists = await isBtrfs(path).catch(() => false);
   if (exists) {
-    await run('btrfs', ['subvolume', 'delete', '--commit-after', path], { context: `delete subvolume ${path}` });
+    await run('btrfs', ['subvolume', 'delete', path], { context: `delete subvolume ${path}` });
   }
-  if (info.subvolId !== undefined) {
-    // The kernel drops the subvolume's qgroup itself once the cleaner has dropped the tree
-    // (ms here); wait for that, then make sure no stale qgroup stays behind. Under heavy
-    // I/O (many destroys at once on a loaded host) the cleaner fell 30 s behind and
-    // destroys failed for it: wait longer rather than fail a destroy that did its work.
-    await run('btrfs', ['subvolume', 'sync', depot, String(info.subvolId)], { context: `wait for subvolume ${info.subvolId}`, timeoutMs: 120_000 });
-    await destroyQgroup(info.subvolId, depot);
-  }
-}
-
-export async function destroyQgroup(subvolId: number, depot: string): Promise<void> {
-  try {
-    await run('btrfs', ['qgroup', 'destroy', `0/${subvolId}`, depot], { context: `destroy qgroup 0/${subvolId}` });
-  } catch (err) {
-    // Gone already (newer kernels drop it with the subvolume), or quotas are off.
-    if (err instanceof HostCommandError && /No such file|does not exist|not enabled|ENOENT/i.test(err.stderr)) return;
-    throw err;
+  if (info.subvolId !== undefined && !(await tryDestroyQgroup(depot, info.subvolId))) {
+    reapQgroupLater(depot, info.subvolId);
   }
 }
 

@@ -7,8 +7,10 @@ import { parentCgroups } from '../cgroups/cgroups.ts';
 import { enterDaemonCgroup, leaveDaemonCgroup } from '../cgroups/daemon-cgroup.ts';
 import { CGROUP_LINK_ROOT, prepareLinkRoot } from '../cgroups/links.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
-import { setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
+import { adoptStaleQgroups } from '../disk/qgroup-reaper.ts';
+import { removeStalePoolRules, setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
 import { HOST_RESOLV_CONF, loopbackResolver } from '../rootfs/etc-files.ts';
+import { removeDaemonRecord, tagIsStale, tagOf, writeDaemonRecord } from './daemon-records.ts';
 import type { HardLimits } from '../jobs/launch.ts';
 
 /** Tool → Debian package that provides it. */
@@ -77,19 +79,25 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await mkdir(s.runtimeRoot, { recursive: true, mode: 0o700 });
   for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
   await prepareLinkRoot(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT);
+  const tag = tagOf(s);
   // The depot and the network are independent: prepared at once (each is host
   // commands that keep a restarting daemon down).
   const [, , limits] = await Promise.all([
-    prepareDepot(s),
-    hostResolver(s).then((hostResolver) => setupNetworkHost({ ...s.network, hostResolver })),
+    prepareDepot(s).then(async () => {
+      // Qgroups a previous daemon left for btrfs's cleaner: reaped in the background.
+      if (s.diskQuota) await adoptStaleQgroups(s.depot).catch(() => 0);
+    }),
+    Promise.all([hostResolver(s), writeDaemonRecord(s)]).then(([hostResolver]) => setupNetworkHost({ ...s.network, hostResolver, tag })),
     hardLimits(),
   ]);
+  // Pool rules of configs nobody uses any more (see daemon-records.ts).
+  for (const stale of await removeStalePoolRules((t) => tagIsStale(t, tag))) await removeDaemonRecord(stale);
   // Last: a failed start leaves the daemon where it was.
   const supervisorCgroupProcs = s.daemonCpuShares ? await enterDaemonCgroup(s.cgroupParent, s.daemonCpuShares) : undefined;
   return { hardLimits: limits, ...(supervisorCgroupProcs ? { supervisorCgroupProcs } : {}) };
 }
 
-/** Undoes setupHost where nothing uses it any more (tests; operators uninstalling). */
+/** Undoes setupHost where nothing uses it any more (a drain with no containers left; tests; --cleanup). */
 export async function teardownHost(s: LinuxHostSettings): Promise<void> {
   const errors: string[] = [];
   await leaveDaemonCgroup(s.cgroupParent).catch((err: Error) => errors.push(err.message));
@@ -101,6 +109,7 @@ export async function teardownHost(s: LinuxHostSettings): Promise<void> {
   await teardownNetworkHost(s.network.poolNetwork).catch((err: Error) => errors.push(err.message));
   await unmountDepot(s).catch((err: Error) => errors.push(err.message));
   await rmdir(s.runtimeRoot).catch(() => undefined);
+  await removeDaemonRecord(tagOf(s)).catch(() => undefined);
   if (errors.length) throw new Error(`teardown host: ${errors.join('; ')}`);
 }
 

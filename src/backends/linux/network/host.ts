@@ -63,11 +63,22 @@ const TOP_JUMPS: ReadonlyArray<readonly ['filter' | 'nat', string]> = [
   ['nat', `-A POSTROUTING -j ${CHAINS.postrouting}`],
 ];
 
+/** Comment prefix of tagged pool rules: `warden:<depot tag>`. */
+const TAG_PREFIX = 'warden:';
+const TAGGED = new RegExp(` -m comment --comment "?${TAG_PREFIX}([0-9a-z]+)"? `);
+
+/** Where pool rules live: table, chain. */
+const POOL_CHAINS: ReadonlyArray<readonly ['filter' | 'nat', string]> = [
+  ['filter', CHAINS.default], ['filter', CHAINS.input], ['nat', CHAINS.postrouting],
+];
+
 const FILTER_BASE = [CHAINS.forward, CHAINS.instances, CHAINS.default, CHAINS.input];
 const NAT_BASE = [CHAINS.prerouting, CHAINS.postrouting];
 
 interface CheckedConfig {
   pool: string;
+  /** ` -m comment --comment warden:<tag>` or ''. */
+  mark: string;
   allow: string[];
   deny: string[];
   allowHostAccess: boolean;
@@ -85,8 +96,10 @@ function checkConfig(cfg: NetworkHostConfig): CheckedConfig {
       if (!c) throw new Error(`${CTX}: network.${key} entry ${JSON.stringify(n)} is not an IPv4 address or CIDR`);
       return formatCidr(c);
     });
+  if (cfg.tag !== undefined && !/^[0-9a-z]{1,32}$/.test(cfg.tag)) throw new Error(`${CTX}: bad depot tag ${JSON.stringify(cfg.tag)}`);
   return {
     pool: formatCidr(pool),
+    mark: cfg.tag ? ` -m comment --comment ${TAG_PREFIX}${cfg.tag}` : '',
     allow: nets('allow_networks', cfg.allowNetworks),
     deny: nets('deny_networks', cfg.denyNetworks),
     allowHostAccess: cfg.allowHostAccess,
@@ -134,8 +147,8 @@ function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<st
   const defaults = filter.get(CHAINS.default) ?? [];
   for (const r of defaults) if (isPoolRule(r, c.pool) || DEFAULT_TAILS.includes(r)) b.filter.push(deleteOf(r));
   const poolDefaults = [
-    ...c.allow.map((n) => `-s ${c.pool}${dest(n)} -j ACCEPT`),
-    ...c.deny.map((n) => `-s ${c.pool}${dest(n)} -j DROP`),
+    ...c.allow.map((n) => `-s ${c.pool}${dest(n)}${c.mark} -j ACCEPT`),
+    ...c.deny.map((n) => `-s ${c.pool}${dest(n)}${c.mark} -j DROP`),
   ];
   poolDefaults.forEach((spec, i) => b.filter.push(`-I ${CHAINS.default} ${i + 1} ${spec}`));
   b.filter.push(...DEFAULT_TAILS);
@@ -147,13 +160,13 @@ function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<st
     INPUT_HEAD.forEach((r, i) => b.filter.push(`-I ${CHAINS.input} ${i + 1} ${r.slice(`-A ${CHAINS.input} `.length)}`));
   }
   for (const r of input) if (isPoolRule(r, c.pool)) b.filter.push(deleteOf(r));
-  if (!c.allowHostAccess) b.filter.push(`-A ${CHAINS.input} -s ${c.pool} -j REJECT --reject-with icmp-host-prohibited`);
+  if (!c.allowHostAccess) b.filter.push(`-A ${CHAINS.input} -s ${c.pool}${c.mark} -j REJECT --reject-with icmp-host-prohibited`);
 
   // warden-postrouting: 127.0.0.1 net_in traffic leaves with the host end's address; the pool is masqueraded outwards.
   const post = nat.get(CHAINS.postrouting) ?? [];
   exactlyOnce(b.nat, post, LOCALNET_SNAT);
   for (const r of post) if (isPoolRule(r, c.pool)) b.nat.push(deleteOf(r));
-  b.nat.push(`-A ${CHAINS.postrouting} -s ${c.pool} ! -o ${IFACE_MATCH} -j MASQUERADE`);
+  b.nat.push(`-A ${CHAINS.postrouting} -s ${c.pool} ! -o ${IFACE_MATCH}${c.mark} -j MASQUERADE`);
 
   // warden-prerouting: DNS from this pool's containers to their host end goes to the host's loopback resolver.
   const pre = nat.get(CHAINS.prerouting) ?? [];
@@ -242,4 +255,46 @@ function removeBase(b: Batch, filter: Map<string, string[]>, nat: Map<string, st
     for (const chain of base) if (chains.has(chain)) b[table].push(`-F ${chain}`);
     for (const chain of base) if (chains.has(chain)) b[table].push(`-X ${chain}`);
   }
+}
+
+/**
+ * Pool rules of configs nobody uses any more. Every tagged pool rule names its daemon's
+ * depot tag; isStale(tag) decides (the caller knows which daemons and depots are alive).
+ * Untagged rules (older builds) are left alone: `warden-server --cleanup` removes them
+ * for one config. Returns the tags whose rules were removed.
+ */
+export async function removeStalePoolRules(isStale: (tag: string) => Promise<boolean>): Promise<string[]> {
+  const ctx = 'remove stale pool rules';
+  const removed = new Set<string>();
+  await applyFresh(async () => {
+    removed.clear();
+    const tables = { filter: await listTable('filter', ctx), nat: await listTable('nat', ctx) };
+    const verdicts = new Map<string, boolean>();
+    const b = newBatch();
+    for (const [table, chain] of POOL_CHAINS) {
+      for (const r of tables[table].get(chain) ?? []) {
+        const tag = TAGGED.exec(r)?.[1];
+        if (!tag) continue;
+        if (!verdicts.has(tag)) verdicts.set(tag, await isStale(tag));
+        if (!verdicts.get(tag)) continue;
+        b[table].push(deleteOf(r));
+        removed.add(tag);
+      }
+    }
+    return b;
+  }, ctx);
+  return [...removed];
+}
+
+/** Tags named by pool rules now (tests, --cleanup). */
+export async function poolRuleTags(): Promise<Map<string, string[]>> {
+  const ctx = 'list pool rules';
+  const tags = new Map<string, string[]>();
+  for (const [table, chain] of POOL_CHAINS) {
+    for (const r of (await listTable(table, ctx)).get(chain) ?? []) {
+      const tag = TAGGED.exec(r)?.[1];
+      if (tag) tags.set(tag, [...(tags.get(tag) ?? []), r]);
+    }
+  }
+  return tags;
 }

@@ -8,7 +8,7 @@ export type {
   BandwidthLimit,
   BandwidthStat,
 } from './types.ts';
-export { setupNetworkHost, teardownNetworkHost } from './host.ts';
+export { setupNetworkHost, teardownNetworkHost, removeStalePoolRules, poolRuleTags } from './host.ts';
 export {
   createContainerNetwork,
   destroyContainerNetwork,

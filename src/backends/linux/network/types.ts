@@ -14,6 +14,11 @@ export interface NetworkHostConfig {
    * when containers are pointed at their host end for DNS: port 53 there goes to it.
    */
   hostResolver?: string;
+  /**
+   * The owning daemon's depot tag: its pool rules carry `-m comment --comment warden:<tag>`,
+   * so a later start can tell whose they are and remove those of a config nobody uses.
+   */
+  tag?: string;
 }
 
 /** A container's /30: host end .1, container end .2. */

@@ -1,6 +1,7 @@
 // The OCI runtime (runc) commands the backend uses. Containers live under our own
 // `--root`, so listing it lists only ours.
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { runHost } from '../../../host/run.ts';
 import { run, HostCommandError } from '../exec.ts';
 
@@ -69,9 +70,29 @@ export async function deleteContainer(rt: Runtime, id: string): Promise<void> {
   try {
     await run(rt.binary, [...base(rt), 'delete', '--force', id], { context: `delete ${id}`, timeoutMs: 30_000 });
   } catch (err) {
-    if (err instanceof HostCommandError && /does not exist|not exist/i.test(err.stderr)) return;
+    if (err instanceof HostCommandError && /does not exist|not exist/i.test(err.stderr)) {
+      await removeStateLeftover(rt, id);
+      return;
+    }
     throw err;
   }
+}
+
+/**
+ * A `runc create` cut short (the daemon killed mid-create) leaves <root>/<id> without a
+ * state.json: runc neither lists nor deletes it, and it would keep the root from going.
+ */
+async function removeStateLeftover(rt: Runtime, id: string): Promise<void> {
+  if (!rt.root || !/^[0-9a-z]{1,32}$/.test(id)) return;
+  const dir = join(rt.root, id);
+  if (await stat(join(dir, 'state.json')).then(() => true, () => false)) return;
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** Ids under our runtime root, also those runc does not list (no state.json: a cut create). */
+export async function runtimeRootIds(rt: Runtime): Promise<string[]> {
+  if (!rt.root) return [];
+  return (await readdir(rt.root).catch(() => [] as string[])).filter((n) => /^[0-9a-z]{1,32}$/.test(n));
 }
 
 /** Ids of every container under our runtime root. */
