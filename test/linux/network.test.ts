@@ -222,6 +222,22 @@ describe('linux network', () => {
     expect(await pingFromNetns(b.ns.pid, b.spec.hostIp, hostPort)).toBe('pong');
   });
 
+  it('net_in with the recorded rules: one restore keeps the earlier rules, adds the new one once', async () => {
+    const a = await container();
+    await server(a.ns.pid, [8080, 8081]);
+    const first = await freePort();
+    const second = await freePort();
+    await netIn(a.spec, first, 8080, []);
+    const recorded = [{ host_port: first, container_port: 8080 }];
+    await netIn(a.spec, second, 8081, recorded);
+    await netIn(a.spec, second, 8081, [...recorded, { host_port: second, container_port: 8081 }]); // idempotent
+    const nat = await execa('iptables', ['-w', '-t', 'nat', '-S', `warden-i-${a.spec.id}`]);
+    const dnat = nat.stdout.split('\n').filter((l) => l.includes('DNAT'));
+    expect(dnat).toHaveLength(2);
+    expect(await pingFromHost('127.0.0.1', first)).toBe('pong');
+    expect(await pingFromHost('127.0.0.1', second)).toBe('pong');
+  });
+
   it('net_out: default deny, then allowed by port, by port range, and ICMP', async () => {
     const a = await container();
     const b = await container();

@@ -143,6 +143,10 @@ destroy() {
   lap kill
   out=$(runc --root "$RUNC_ROOT" delete --force "$id" 2>&1) || [[ $out == *"does not exist"* ]] || fail destroy "runc delete: $out"
   lap runc_delete
+  # A batch that meets another process's commit can fail as a whole; like the daemon
+  # (network/iptables.ts applyFresh), try again rather than leave the chains behind.
+  local try ok=
+  for try in 1 2 3; do
   out=$(iptables-restore -w 10 --noflush 2>&1 <<EOF
 *filter
 -D warden-instances -i w-$id-0 -g warden-i-$id
@@ -157,10 +161,14 @@ COMMIT
 -X warden-i-$id
 COMMIT
 EOF
-  ) || fail destroy "iptables-restore: $out"
+  ) && { ok=1; break; }
+  done
+  [ -n "$ok" ] || fail destroy "iptables-restore: $out"
   lap iptables
   if [ -e "/sys/class/net/w-$id-0" ]; then
-    out=$(ip -force -batch - 2>&1 <<< "link del w-$id-0") || fail destroy "ip link del: $out"
+    # The veth may vanish between the check and the delete (runc delete took its namespace):
+    # only an interface still there is a failure, as in network/veth.ts deleteIfaces.
+    out=$(ip -force -batch - 2>&1 <<< "link del w-$id-0") || [ ! -e "/sys/class/net/w-$id-0" ] || fail destroy "ip link del: $out"
   fi
   lap veth
   local left=() d

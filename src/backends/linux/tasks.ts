@@ -52,7 +52,7 @@ export const linuxTasks = {
     copyOut(a.c, a.src, a.dst, a.owner),
 
   'linux.netIn': (a: HostArg & ContainerArg & { hostPort: number; containerPort: number }): Promise<void> =>
-    netIn(netSpec(a.c, a.host), a.hostPort, a.containerPort),
+    netIn(netSpec(a.c, a.host), a.hostPort, a.containerPort, a.c.net_in),
   'linux.netOut': (a: HostArg & ContainerArg & { rule: NetOutRule }): Promise<void> =>
     netOut(netSpec(a.c, a.host), a.rule),
 

@@ -44,9 +44,7 @@ export async function createContainerNetwork(spec: ContainerNetSpec, initPid: nu
   checkId(spec.id);
   checkSpec(spec, ctx);
   try {
-    const b = instanceChainsBatch(spec, [], []);
-    b.filter.push(`-A ${CHAINS.instances} ${instanceJumpSpec(spec.id)}`);
-    b.nat.push(`-A ${CHAINS.prerouting} ${natJumpSpec(spec.id)}`);
+    const b = createBatch(spec);
     // Rules and veth in parallel: until the rules are in, warden-forward drops the interface's traffic.
     const [r, v] = await Promise.allSettled([
       applyBatch(b, ctx).catch((err) => Promise.reject(withSetupHint(err))),
@@ -58,6 +56,30 @@ export async function createContainerNetwork(spec: ContainerNetSpec, initPid: nu
     await destroyContainerNetwork(spec.id).catch(() => undefined);
     throw err;
   }
+}
+
+/** A new container's chains and the jumps to them: one iptables-restore. */
+export function createBatch(spec: ContainerNetSpec): Batch {
+  const b = instanceChainsBatch(spec, [], []);
+  b.filter.push(`-A ${CHAINS.instances} ${instanceJumpSpec(spec.id)}`);
+  b.nat.push(`-A ${CHAINS.prerouting} ${natJumpSpec(spec.id)}`);
+  return b;
+}
+
+/** The common case of destroy in one atomic batch: the jumps, then the chains. */
+export function destroyBatch(id: string): Batch {
+  const chain = instanceChain(id);
+  const logChain = instanceLogChain(id);
+  const b = newBatch();
+  b.filter.push(
+    `-D ${CHAINS.instances} ${instanceJumpSpec(id)}`,
+    `-F ${chain}`,
+    `-X ${chain}`,
+    `-F ${logChain}`,
+    `-X ${logChain}`,
+  );
+  b.nat.push(`-D ${CHAINS.prerouting} ${natJumpSpec(id)}`, `-F ${chain}`, `-X ${chain}`);
+  return b;
 }
 
 /** Whether rule (in `iptables -S` form) sends packets to one of the chains. */
@@ -98,20 +120,9 @@ async function removeChainsExactly(id: string, ctx: string): Promise<void> {
 export async function destroyContainerNetwork(id: string): Promise<void> {
   const ctx = 'destroy network';
   checkId(id);
-  const chain = instanceChain(id);
-  const logChain = instanceLogChain(id);
   // The common case in one atomic batch; anything unusual (already gone, half made,
   // duplicated jumps) fails it as a whole, and the exact path reads what is there.
-  const b = newBatch();
-  b.filter.push(
-    `-D ${CHAINS.instances} ${instanceJumpSpec(id)}`,
-    `-F ${chain}`,
-    `-X ${chain}`,
-    `-F ${logChain}`,
-    `-X ${logChain}`,
-  );
-  b.nat.push(`-D ${CHAINS.prerouting} ${natJumpSpec(id)}`, `-F ${chain}`, `-X ${chain}`);
-  const rules = applyBatch(b, ctx).catch(() => removeChainsExactly(id, ctx));
+  const rules = applyBatch(destroyBatch(id), ctx).catch(() => removeChainsExactly(id, ctx));
   // Deleting the host end takes the container end and both qdiscs with it.
   const ifaces = deleteIfaces([ifbIface(id), hostIface(id)], ctx);
   const results = await Promise.allSettled([rules, ifaces]);
@@ -120,11 +131,32 @@ export async function destroyContainerNetwork(id: string): Promise<void> {
   if (failed.length > 1) throw new Error(failed.map((e) => e.message).join('; '), { cause: failed[0] });
 }
 
-/** DNAT hostPort on every host address (127.0.0.1 included) to containerIp:containerPort. Idempotent. */
-export async function netIn(spec: ContainerNetSpec, hostPort: number, containerPort: number): Promise<void> {
+/**
+ * The batch that makes the container's nat chain hold exactly `existing` plus this rule (once):
+ * declaring the chain in iptables-restore --noflush empties it, so it is idempotent.
+ */
+export function netInBatch(spec: ContainerNetSpec, existing: readonly NetInRule[], hostPort: number, containerPort: number): Batch {
+  const rules = existing.filter((r) => r.host_port !== hostPort || r.container_port !== containerPort);
+  rules.push({ host_port: hostPort, container_port: containerPort });
+  const b = newBatch();
+  b.nat = instanceChainsBatch(spec, rules, []).nat;
+  return b;
+}
+
+/**
+ * DNAT hostPort on every host address (127.0.0.1 included) to containerIp:containerPort. Idempotent.
+ * With `existing` (the container's recorded net_in rules: the chain's whole content) one
+ * iptables-restore rewrites the chain; without, a check and an append.
+ */
+export async function netIn(spec: ContainerNetSpec, hostPort: number, containerPort: number, existing?: readonly NetInRule[]): Promise<void> {
   const ctx = 'net_in';
   checkId(spec.id);
   checkNetIn(spec, hostPort, containerPort);
+  if (existing) {
+    for (const r of existing) checkNetIn(spec, r.host_port, r.container_port);
+    await applyBatch(netInBatch(spec, existing, hostPort, containerPort), ctx);
+    return;
+  }
   const rule = [instanceChain(spec.id), ...netInSpec(spec, hostPort, containerPort)];
   if (await ruleExists('nat', rule, ctx)) return;
   await iptables(['-t', 'nat', '-A', ...rule], ctx);

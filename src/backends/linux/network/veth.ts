@@ -54,29 +54,33 @@ async function configureHostEnd(id: string, context: string): Promise<void> {
  */
 export async function createVeth(spec: ContainerNetSpec, initPid: number): Promise<void> {
   const netns = await containerNetns(initPid);
-  const host = hostIface(spec.id);
-  const inner = containerIface(spec.id);
-  const mtu = String(spec.mtu);
-  await run('ip', ['-batch', '-'], {
-    context: CTX,
-    input: [
-      `link add ${host} mtu ${mtu} type veth peer name ${inner} mtu ${mtu} netns ${initPid}`,
-      // No IPv6 link-local address on the host end (disable_ipv6 below makes it final).
-      `link set dev ${host} addrgenmode none`,
-      `addr add ${spec.hostIp}/30 brd + dev ${host}`,
-      `link set ${host} up`,
-    ].join('\n') + '\n',
-  });
+  await run('ip', ['-batch', '-'], { context: CTX, input: hostEndBatch(spec, initPid) });
   await configureHostEnd(spec.id, CTX);
-  await run('nsenter', [`--net=${netns}`, '--', 'ip', '-batch', '-'], {
-    context: CTX,
-    input: [
-      'link set lo up',
-      `addr add ${spec.containerIp}/30 brd + dev ${inner}`,
-      `link set ${inner} up`,
-      `route replace default via ${spec.hostIp} dev ${inner}`,
-    ].join('\n') + '\n',
-  });
+  await run('nsenter', [`--net=${netns}`, '--', 'ip', '-batch', '-'], { context: CTX, input: containerEndBatch(spec) });
+}
+
+/** `ip -batch` input on the host: the pair (container end straight into initPid's namespace), the host end up. */
+export function hostEndBatch(spec: ContainerNetSpec, initPid: number): string {
+  const host = hostIface(spec.id);
+  const mtu = String(spec.mtu);
+  return [
+    `link add ${host} mtu ${mtu} type veth peer name ${containerIface(spec.id)} mtu ${mtu} netns ${initPid}`,
+    // No IPv6 link-local address on the host end (disable_ipv6 makes it final).
+    `link set dev ${host} addrgenmode none`,
+    `addr add ${spec.hostIp}/30 brd + dev ${host}`,
+    `link set ${host} up`,
+  ].join('\n') + '\n';
+}
+
+/** `ip -batch` input inside the container's namespace: lo, the container end, the default route. */
+export function containerEndBatch(spec: ContainerNetSpec): string {
+  const inner = containerIface(spec.id);
+  return [
+    'link set lo up',
+    `addr add ${spec.containerIp}/30 brd + dev ${inner}`,
+    `link set ${inner} up`,
+    `route replace default via ${spec.hostIp} dev ${inner}`,
+  ].join('\n') + '\n';
 }
 
 /** Re-applies host-end settings after a daemon restart; false when the interface is gone. */
