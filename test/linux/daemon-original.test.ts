@@ -21,7 +21,13 @@ let client: WardenClient;
 let scratch: string;
 
 beforeAll(async () => {
-  d = await LinuxDaemon.start({ pool: '10.247.16.0/24', portStart: 32000, uidStart: 43000 });
+  // No default limits (server.container_*_limit): what the original's fresh container answered.
+  d = await LinuxDaemon.start({
+    pool: '10.247.16.0/24', portStart: 32000, uidStart: 43000,
+    server: { container_memory_limit: null, container_disk_limit: null },
+    // The bulk Info JSON is read from the TCP port here (off by default: any local user reaches it).
+    health: { containers_on_tcp: true },
+  });
   client = await d.client();
   scratch = await mkdtemp(join(tmpdir(), 'warden-original-'));
 });
@@ -114,7 +120,7 @@ describe('limits across a restart', () => {
     await client.limitMemory({ handle, limit_in_bytes: 2n ** 60n + 1n });
     expect(await d.daemon.drain()).toBe(0);
     // The limit asked for, exactly, in the snapshot the next daemon reads.
-    expect(await readFile(join(d.settings.depot, id, 'snapshot.json'), 'utf8')).toMatch(/"memory_limit_in_bytes": 1152921504606846977\b/);
+    expect(await readFile(join(d.settings.depot, id, 'snapshot.json'), 'utf8')).toMatch(/"limit_memory": 1152921504606846977\b/);
     await d.restart();
     client = await d.client();
     expect((await client.list()).handles).toContain(handle);
