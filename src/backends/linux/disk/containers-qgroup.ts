@@ -7,10 +7,9 @@
 // daemon's snapshots, job folders, bundles, and the room btrfs needs to delete.
 import { access, statfs } from 'node:fs/promises';
 import { run, HostCommandError } from '../exec.ts';
-import { filesystemId } from './subvolume.ts';
+import { CONTAINERS_QGROUP, filesystemId } from './subvolume.ts';
 
-/** The level-1 qgroup that holds every container subvolume of the depot. */
-export const CONTAINERS_QGROUP = '1/1';
+export { CONTAINERS_QGROUP };
 
 const MiB = 1024 * 1024;
 const MIN_AUTO_RESERVE = 256 * MiB;

@@ -48,6 +48,9 @@ export async function filesystemId(path: string): Promise<string> {
   return m[1];
 }
 
+/** The level-1 qgroup that holds every container subvolume of the depot. */
+export const CONTAINERS_QGROUP = '1/1';
+
 /**
  * Deletes the subvolume; missing is fine. Its qgroup goes now if btrfs lets it, else
  * the qgroup reaper removes it once the cleaner has dropped the tree: never wait for
@@ -60,6 +63,12 @@ export async function deleteSubvolume(path: string, info: SubvolumeInfo, depot: 
     return;
   }
   const exists = await isBtrfs(path).catch(() => false);
+  if (exists && info.subvolId !== undefined) {
+    // Out of the containers' qgroup first: that gives its share back at once, where
+    // the deleted subvolume's bytes would count until btrfs's cleaner is done with
+    // them (which destroy does not wait for). Not a member (an older container): fine.
+    await run('btrfs', ['qgroup', 'remove', `0/${info.subvolId}`, CONTAINERS_QGROUP, depot], { context: `leave ${CONTAINERS_QGROUP}` }).catch(() => undefined);
+  }
   if (exists) {
     await run('btrfs', ['subvolume', 'delete', path], { context: `delete subvolume ${path}` });
   }
