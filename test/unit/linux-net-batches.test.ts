@@ -70,6 +70,8 @@ describe('veth batches', () => {
         'link set dev w-abc123-0 addrgenmode none',
         'addr add 10.247.144.1/30 brd + dev w-abc123-0',
         'link set w-abc123-0 up',
+        'link add w-abc123-2 mtu 1500 type ifb',
+        'link set w-abc123-2 up',
         '',
       ].join('\n'),
     );

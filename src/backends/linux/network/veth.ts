@@ -3,7 +3,7 @@
 // that name inside, as in the original Warden), addressed, with lo up and a
 // default route via the host end. One `ip -batch` per namespace.
 import { readlink } from 'node:fs/promises';
-import { containerIface, hostIface } from './names.ts';
+import { containerIface, hostIface, ifbIface } from './names.ts';
 import { run } from './exec.ts';
 import { isIpv4 } from './ipv4.ts';
 import { ifaceExists, writeSysctl } from './sysctl.ts';
@@ -59,7 +59,7 @@ export async function createVeth(spec: ContainerNetSpec, initPid: number): Promi
   await run('nsenter', [`--net=${netns}`, '--', 'ip', '-batch', '-'], { context: CTX, input: containerEndBatch(spec) });
 }
 
-/** `ip -batch` input on the host: the pair (container end straight into initPid's namespace), the host end up. */
+/** `ip -batch` input on the host: the pair (container end straight into initPid's namespace), the host end up, the ifb. */
 export function hostEndBatch(spec: ContainerNetSpec, initPid: number): string {
   const host = hostIface(spec.id);
   const mtu = String(spec.mtu);
@@ -69,6 +69,10 @@ export function hostEndBatch(spec: ContainerNetSpec, initPid: number): string {
     `link set dev ${host} addrgenmode none`,
     `addr add ${spec.hostIp}/30 brd + dev ${host}`,
     `link set ${host} up`,
+    // The ifb that shapes the container's outbound traffic exists from the start, with
+    // its MTU, as the original's did (operators' tools look for w-<id>-2).
+    `link add ${ifbIface(spec.id)} mtu ${mtu} type ifb`,
+    `link set ${ifbIface(spec.id)} up`,
   ].join('\n') + '\n';
 }
 
