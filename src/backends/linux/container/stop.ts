@@ -3,8 +3,12 @@
 // destroy. The init's own session holds only the init: jobs come in through
 // `runc exec`, which puts each in a new session, so "not in the init's session"
 // is exactly "everything but the init".
+import { access, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { ContainerRecord } from '../../../containers/model.ts';
+import { isAlive, readJobPids } from '../../../jobs/job-files.ts';
 import { readPids } from '../cgroups/cgroups.ts';
+import { jobPidFile } from '../jobs/launch.ts';
 import { procStat, signal } from '../procfs.ts';
 import { liveFacts } from './facts.ts';
 
@@ -22,7 +26,33 @@ async function nonInitPids(c: ContainerRecord): Promise<number[]> {
   return out;
 }
 
+/** How long a Stop waits for jobs that are still being started (runc exec's setup). */
+const STARTING_WAIT_MS = 5_000;
+
+const exists = (path: string) => access(path).then(() => true, () => false);
+
+/**
+ * Whether some job of c is still on its way in: its folder has no exit status and
+ * no container.pid yet (runc exec writes that once the job runs in the container's
+ * cgroups), and its supervisor or runc exec is alive or has not recorded its pids yet.
+ * A kill before then would miss the job, which would then run on in a stopped container.
+ */
+async function jobsStarting(c: ContainerRecord): Promise<boolean> {
+  const jobs = join(c.path, 'jobs');
+  for (const name of await readdir(jobs).catch(() => [] as string[])) {
+    const dir = join(jobs, name);
+    if ((await exists(join(dir, 'exit_status'))) || (await exists(jobPidFile(dir)))) continue;
+    const pids = await readJobPids(dir);
+    if (!pids || (await isAlive(pids.pid, pids.startTime)) || (await isAlive(pids.supervisorPid, pids.supervisorStartTime))) return true;
+  }
+  return false;
+}
+
 export async function stopContainerProcesses(c: ContainerRecord, kill: boolean, timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
+  // Let jobs that are being started get into the container first (bounded): then
+  // the signals below reach them.
+  const startingDeadline = Date.now() + STARTING_WAIT_MS;
+  while (Date.now() < startingDeadline && (await jobsStarting(c))) await new Promise((r) => setTimeout(r, 20));
   const first = await nonInitPids(c);
   if (first.length === 0) return;
   for (const pid of first) signal(pid, kill ? 'SIGKILL' : 'SIGTERM');
