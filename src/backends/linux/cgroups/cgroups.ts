@@ -280,18 +280,27 @@ export const JOBS_GROUP_SUFFIX = '.jobs';
  */
 export async function removeJobsGroup(paths: CgroupPaths): Promise<void> {
   const dir = jobsMemoryGroup(paths);
-  if (!dir) return;
+  if (dir) await emptyAndRemoveGroup(dir, join(dirname(dir), 'cgroup.procs'));
+}
+
+/**
+ * Moves every process in the group at dir into the group whose cgroup.procs is
+ * `into`, then removes dir; a process that forks or lands there meanwhile makes
+ * rmdir busy, and the move goes again (bounded). A missing group is fine.
+ */
+export async function emptyAndRemoveGroup(dir: string, into: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
-    let text: string;
+    let pids: string[];
     try {
-      text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+      pids = (await readFile(join(dir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    const parentProcs = join(dirname(dir), 'cgroup.procs');
-    for (const pid of text.split('\n').filter(Boolean)) {
-      await writeFile(parentProcs, pid).catch(() => undefined); // gone meanwhile
+    for (const pid of pids) {
+      await writeFile(into, pid).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ESRCH') throw err; // it exited meanwhile
+      });
     }
     try {
       await rmdir(dir);
@@ -299,9 +308,8 @@ export async function removeJobsGroup(paths: CgroupPaths): Promise<void> {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
-      // A process forked into it meanwhile: move it too.
-      if (code !== 'EBUSY' || attempt >= 20) throw err;
-      await new Promise((r) => setTimeout(r, 10));
+      if (code !== 'EBUSY' || attempt >= 50) throw new Error(`cannot remove cgroup ${dir}: ${(err as Error).message}`, { cause: err });
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 }

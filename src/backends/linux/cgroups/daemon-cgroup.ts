@@ -12,9 +12,9 @@
 // - job supervisors outlive the daemon and would keep the group from being removed.
 // Only the hierarchy with the cpu controller is touched (v1); on a pure cgroup v2
 // host the daemon stays where it was started.
-import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { daemonGroupName, hierarchies, outsideDaemonGroup, type CgroupHierarchy } from './cgroups.ts';
+import { daemonGroupName, emptyAndRemoveGroup, hierarchies, outsideDaemonGroup, type CgroupHierarchy } from './cgroups.ts';
 
 async function cpuHierarchy(): Promise<CgroupHierarchy | undefined> {
   return (await hierarchies()).find((h) => h.controllers.includes('cpu'));
@@ -60,29 +60,5 @@ export async function leaveDaemonCgroup(parent: string): Promise<void> {
   const h = await cpuHierarchy();
   if (!h) return;
   const dir = join(h.own, daemonGroupName(parent));
-  const back = join(h.own, 'cgroup.procs');
-  for (let attempt = 0; ; attempt++) {
-    let pids: string[];
-    try {
-      pids = (await readFile(join(dir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    for (const pid of pids) {
-      await writeFile(back, pid).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ESRCH') throw err; // it exited meanwhile
-      });
-    }
-    try {
-      await rmdir(dir);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      // A process forked while we moved the others, or one just exiting: go again.
-      if (code !== 'EBUSY' || attempt >= 50) throw new Error(`cannot remove the daemon's cgroup ${dir}: ${(err as Error).message}`, { cause: err });
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
+  await emptyAndRemoveGroup(dir, join(h.own, 'cgroup.procs'));
 }
