@@ -2,7 +2,7 @@
 // /proc/PID/stat (utime + stime of every thread). Root; uses the test rootfs.
 //   node bench/idle-cpu.ts [containers] [pool] [portStart] [uidStart]
 import { readFile } from 'node:fs/promises';
-import { LinuxDaemon, sleep } from '../test/linux/helpers/linux-daemon.ts';
+import { LinuxDaemon, sleep } from '../test/support/linux/linux-daemon.ts';
 
 const count = Number(process.argv[2] ?? 50);
 const pool = process.argv[3] ?? '10.247.33.0/24';

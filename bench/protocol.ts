@@ -19,7 +19,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeRequest } from '../src/protocol/codec.ts';
-import { freePort, TestDaemon } from '../test/helpers/daemon.ts';
+import { freePort, TestDaemon } from '../test/support/daemon.ts';
 import { formatBytes, formatDuration, formatRate, formatRatio, renderTable } from './lib/format.ts';
 import { positiveNumber, QUICK, usageError } from './lib/options.ts';
 import { quantile, sorted } from './lib/stats.ts';

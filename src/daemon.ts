@@ -9,16 +9,16 @@ import { InsecureBackend } from './backends/insecure/insecure-backend.ts';
 import { loadConfig } from './config/config.ts';
 import { pinoLevel } from './config/log-level.ts';
 import type { WardenConfig } from './config/types.ts';
-import { describeError } from './errors.ts';
+import { describeError } from './model/errors.ts';
 import { parseHardLimits } from './jobs/rlimits.ts';
 import { DaemonMetrics } from './metrics/metrics.ts';
 import { createPools } from './pools/pools.ts';
 import { startHealthCheck, startHealthSocket, type HealthRoutes } from './server/health.ts';
 import { Listener } from './server/listener.ts';
-import { recover } from './service/recovery.ts';
-import { WardenService } from './service/warden-service.ts';
+import { recover } from './orchestrator/recovery.ts';
+import { WardenService } from './orchestrator/warden-service.ts';
 import { WorkerPool } from './workers/pool.ts';
-import { stringify64 } from './util/json64.ts';
+import { stringify64 } from './protocol/json64.ts';
 
 export interface Daemon {
   config: WardenConfig;

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/config.ts';
 import { formatConfig } from './config/format.ts';
 import type { Daemon } from './daemon.ts';
-import { describeError } from './errors.ts';
+import { describeError } from './model/errors.ts';
 
 const usage = `usage: warden-server --config FILE       run the daemon in the foreground
        warden-server --check-config FILE validate FILE, print the effective config (defaults filled in); exit 0 or 1

@@ -6,7 +6,7 @@
 // a restarting daemon's first task waits for less.
 import { Piscina } from 'piscina';
 
-type SnapshotTasks = typeof import('../src/containers/snapshot-tasks.ts').snapshotTasks;
+type SnapshotTasks = typeof import('../src/depot/depot-tasks.ts').snapshotTasks;
 type JobTasks = typeof import('../src/jobs/job-tasks.ts').jobTasks;
 type InsecureTasks = typeof import('../src/backends/insecure/tasks.ts').insecureTasks;
 type LinuxTasks = typeof import('../src/backends/linux/tasks.ts').linuxTasks;
@@ -20,7 +20,7 @@ type TaskTable = Record<string, (a: never) => Promise<unknown>>;
 
 /** Task name prefix → the module that holds those tasks. */
 const families: Record<string, () => Promise<TaskTable>> = {
-  state: async () => (await import('../src/containers/snapshot-tasks.ts')).snapshotTasks,
+  state: async () => (await import('../src/depot/depot-tasks.ts')).snapshotTasks,
   job: async () => (await import('../src/jobs/job-tasks.ts')).jobTasks,
   insecure: async () => (await import('../src/backends/insecure/tasks.ts')).insecureTasks,
   linux: async () => (await import('../src/backends/linux/tasks.ts')).linuxTasks,

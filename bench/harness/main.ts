@@ -17,7 +17,7 @@ import { RawLinux } from './baselines/raw-linux.ts';
 import { parseOptions, USAGE, UsageError, type BenchOptions, type ScenarioName } from './cli.ts';
 import { Connections, type BenchContext } from './context.ts';
 import { attachDaemon, BENCH_RANGE, MAX_POOL_SIZE, OwnDaemon, ownTarget, ROOT, type Target } from './daemon.ts';
-import { installEgressGuard, removeEgressGuard } from '../../src/backends/linux/network/egress-guard.ts';
+import { installEgressGuard, removeEgressGuard } from '../../test/support/egress-guard.ts';
 import { daemonIds, findLeaks, type RawScope } from './host-state.ts';
 import { ResourceSampler } from './proc.ts';
 import { Progress } from './progress.ts';

@@ -1,6 +1,6 @@
 // Realistic inputs for the micro benchmarks: the messages a DEA sends and
 // receives most, and a container record as a busy app container has it.
-import type { ContainerRecord, JobRecord } from '../../src/containers/model.ts';
+import type { ContainerRecord, JobRecord } from '../../src/model/records.ts';
 import { NetOutProtocol, type SpawnRequest, type StreamResponse } from '../../src/protocol/types.ts';
 
 export const HANDLE = '16q1f2vgmrr';

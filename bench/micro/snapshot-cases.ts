@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../src/containers/snapshot-tasks.ts';
+import { writeFileAtomic } from '../../src/depot/depot-tasks.ts';
 import type { Case } from './measure.ts';
 import { containerRecord } from './fixtures.ts';
 
@@ -16,7 +16,7 @@ export interface SnapshotCases {
   cleanup(): void;
 }
 
-/** Serialization exactly as the snapshot task does it (snapshot-tasks.ts, state.writeJson). */
+/** Serialization exactly as the snapshot task does it (depot-tasks.ts, state.writeJson). */
 function serialize(value: unknown): string {
   return `${JSON.stringify(value, null, 1)}\n`;
 }

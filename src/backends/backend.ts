@@ -8,7 +8,7 @@ import type {
   InfoResponse,
   U64,
 } from '../protocol/types.ts';
-import type { ContainerRecord, NetOutRule } from '../containers/model.ts';
+import type { ContainerRecord, NetOutRule } from '../model/records.ts';
 
 /** How the job supervisor starts a job's script for a container. */
 export interface JobLaunch {

@@ -1,6 +1,6 @@
 // A job as the main thread tracks it: its record (snapshotted) and the state
 // of its followers. Output and exit status live in the job's folder.
-import type { JobRecord } from '../containers/model.ts';
+import type { JobRecord } from '../model/records.ts';
 
 export class Job {
   readonly record: JobRecord;

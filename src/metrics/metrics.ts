@@ -4,8 +4,8 @@
 // level (containers, jobs, pools, workers) is read from the live state at scrape
 // time, so it can never drift from it. docs/operations.md says what each means.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ContainerState } from '../containers/model.ts';
-import type { RequestOutcome, ServiceObserver, WardenService } from '../service/warden-service.ts';
+import type { ContainerState } from '../model/records.ts';
+import type { RequestOutcome, ServiceObserver, WardenService } from '../orchestrator/warden-service.ts';
 import type { WorkerPool } from '../workers/pool.ts';
 import { registerEventLoopMetrics } from './event-loop.ts';
 

@@ -2,12 +2,12 @@
 // responses out. A framing error closes this connection only.
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { WardenError, describeError } from '../errors.ts';
+import { WardenError, describeError } from '../model/errors.ts';
 import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, ProtocolError } from '../protocol/codec.ts';
 import { FrameDecoder, FramingError } from '../protocol/framing.ts';
 import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/types.ts';
-import type { Container } from '../containers/container.ts';
-import type { RequestContext, RequestOutcome, WardenService } from '../service/warden-service.ts';
+import type { Container } from '../model/container.ts';
+import type { RequestContext, RequestOutcome, WardenService } from '../orchestrator/warden-service.ts';
 import { handlers, WAITING_REQUESTS } from './dispatch.ts';
 import type { FrameBudget } from './frame-budget.ts';
 import { releaseDroppedFrames } from './memory-release.ts';

@@ -1,6 +1,6 @@
 // Request type → service method. Every request type of the protocol is here.
 import type { RequestMap, RequestName, ResponseMap } from '../protocol/types.ts';
-import type { RequestContext, WardenService } from '../service/warden-service.ts';
+import type { RequestContext, WardenService } from '../orchestrator/warden-service.ts';
 
 type Handler<K extends RequestName> = (
   s: WardenService,

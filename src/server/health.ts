@@ -15,7 +15,7 @@
 // answer closes the connection.
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { stringify64 } from '../util/json64.ts';
+import { stringify64 } from '../protocol/json64.ts';
 
 export interface HealthRoutes {
   /** True while the daemon drains. */

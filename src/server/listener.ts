@@ -2,7 +2,7 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import type { Logger } from 'pino';
-import type { WardenService } from '../service/warden-service.ts';
+import type { WardenService } from '../orchestrator/warden-service.ts';
 import { Connection } from './connection.ts';
 import { FrameBudget } from './frame-budget.ts';
 

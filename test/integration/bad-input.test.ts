@@ -6,8 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { encodeBody, encodeRequest } from '../../src/protocol/codec.ts';
 import { MessageType } from '../../src/protocol/types.ts';
-import { TestDaemon } from '../helpers/daemon.ts';
-import { assertHealthy, frameBytes, RawConn, rawFrame, rssBytes, sleep, type Outcome } from '../helpers/raw.ts';
+import { TestDaemon } from '../support/daemon.ts';
+import { assertHealthy, frameBytes, RawConn, rawFrame, rssBytes, sleep, type Outcome } from '../support/raw.ts';
 
 const MAX_FRAME = 4096;
 

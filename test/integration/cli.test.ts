@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { COMMANDS } from '../../src/client/commands.ts';
-import { CLIENT_BIN, TestDaemon } from '../helpers/daemon.ts';
+import { CLIENT_BIN, TestDaemon } from '../support/daemon.ts';
 
 let d: TestDaemon;
 let c: WardenClient;

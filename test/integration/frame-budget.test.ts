@@ -7,8 +7,8 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
-import { TestDaemon } from '../helpers/daemon.ts';
-import { rssBytes, sleep } from '../helpers/raw.ts';
+import { TestDaemon } from '../support/daemon.ts';
+import { rssBytes, sleep } from '../support/raw.ts';
 
 const MiB = 1024 * 1024;
 const CONNECTIONS = 60;

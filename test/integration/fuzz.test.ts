@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { encodeRequest, messageType } from '../../src/protocol/codec.ts';
 import { MessageType, REQUEST_NAMES, type RequestName } from '../../src/protocol/types.ts';
-import { TestDaemon } from '../helpers/daemon.ts';
-import { assertHealthy, frameBytes, isRunning, RawConn, rawFrame, rssBytes, type Reply } from '../helpers/raw.ts';
+import { TestDaemon } from '../support/daemon.ts';
+import { assertHealthy, frameBytes, isRunning, RawConn, rawFrame, rssBytes, type Reply } from '../support/raw.ts';
 
 const FIXTURE = 'fuzz-fixture';
 

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import type { StreamResponse } from '../../src/protocol/types.ts';
-import { TestDaemon } from '../helpers/daemon.ts';
+import { TestDaemon } from '../support/daemon.ts';
 
 let d: TestDaemon;
 let c: WardenClient;

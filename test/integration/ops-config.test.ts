@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.ts';
-import { ROOT, SERVER_BIN, TestDaemon } from '../helpers/daemon.ts';
+import { ROOT, SERVER_BIN, TestDaemon } from '../support/daemon.ts';
 
 interface Run {
   code: number;

@@ -3,7 +3,7 @@
 // and re-reads logging.level, without a restart.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestDaemon } from '../helpers/daemon.ts';
+import { TestDaemon } from '../support/daemon.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -10,7 +10,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/daemon.ts';
+import { ROOT } from '../support/daemon.ts';
 
 const UNIT = 'config/warden.service';
 const UNIT_PREFIX = '/opt/warden/current';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
-import { CLIENT_BIN, SERVER_BIN, TestDaemon } from '../helpers/daemon.ts';
+import { CLIENT_BIN, SERVER_BIN, TestDaemon } from '../support/daemon.ts';
 
 const STOPPED = "Container state must be one of 'active', current state is 'stopped'";
 

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TestDaemon } from '../helpers/daemon.ts';
+import { TestDaemon } from '../support/daemon.ts';
 
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestDaemon } from '../helpers/daemon.ts';
+import { TestDaemon } from '../support/daemon.ts';
 
 let dir: string;
 let receiver: ChildProcess;

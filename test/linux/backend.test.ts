@@ -8,8 +8,8 @@ import { execa } from 'execa';
 import { defaultConfig } from '../../src/config/config.ts';
 import { WorkerPool } from '../../src/workers/pool.ts';
 import { LinuxBackend } from '../../src/backends/linux/linux-backend.ts';
-import type { ContainerRecord } from '../../src/containers/model.ts';
-import { ensureTestRootfs, randomId } from './helpers/linux-host.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
+import { ensureTestRootfs, randomId } from '../support/linux/linux-host.ts';
 
 const tag = randomBytes(4).toString('hex');
 const base = `/tmp/warden-linux-test-${tag}`;

@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { makeTestHost, randomId, type TestHost } from './helpers/linux-host.ts';
-import { leftovers } from './helpers/leaks.ts';
+import { makeTestHost, randomId, type TestHost } from '../support/linux/linux-host.ts';
+import { leftovers } from '../support/linux/leaks.ts';
 import { linuxTasks } from '../../src/backends/linux/tasks.ts';
-import type { ContainerRecord } from '../../src/containers/model.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
 import type { LinuxFacts } from '../../src/backends/linux/container/facts.ts';
 
 let t: TestHost;

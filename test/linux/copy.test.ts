@@ -2,9 +2,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { chmod, link, lstat, mkdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTestHost, type TestHost } from './helpers/linux-host.ts';
+import { makeTestHost, type TestHost } from '../support/linux/linux-host.ts';
 import { linuxTasks } from '../../src/backends/linux/tasks.ts';
-import type { ContainerRecord } from '../../src/containers/model.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
 
 let t: TestHost;
 let c: ContainerRecord;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lstat, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LinuxDaemon, waitFor } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import { CGROUP_LINK_ROOT } from '../../src/backends/linux/cgroups/links.ts';
 

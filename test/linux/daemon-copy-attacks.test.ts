@@ -9,7 +9,7 @@ import { chmod, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon } from './helpers/linux-daemon.ts';
+import { LinuxDaemon } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 
 let d: LinuxDaemon;

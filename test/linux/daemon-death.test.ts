@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LinuxDaemon, sleep, waitFor } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, sleep, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 
 const MiB = 1024 * 1024;

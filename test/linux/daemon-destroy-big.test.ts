@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LinuxDaemon, waitFor } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import { staleQgroups } from '../../src/backends/linux/disk/qgroup-reaper.ts';
 import { filesystemId } from '../../src/backends/linux/disk/subvolume.ts';

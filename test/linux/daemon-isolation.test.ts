@@ -5,8 +5,8 @@ import { chmod, mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile } from '
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon } from './helpers/linux-daemon.ts';
-import { TEST_ROOTFS } from './helpers/linux-host.ts';
+import { LinuxDaemon } from '../support/linux/linux-daemon.ts';
+import { TEST_ROOTFS } from '../support/linux/linux-host.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import type { InfoResponse } from '../../src/protocol/types.ts';
 

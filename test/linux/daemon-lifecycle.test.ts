@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon, processAlive, waitFor } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, processAlive, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 
 let d: LinuxDaemon;

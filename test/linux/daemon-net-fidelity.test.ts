@@ -15,7 +15,7 @@ import { chmod, cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon, waitFor, waitListening } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, waitFor, waitListening } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import { NetOutProtocol } from '../../src/protocol/types.ts';
 

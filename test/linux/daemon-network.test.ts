@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { execa } from 'execa';
-import { LinuxDaemon, tcpExchange, waitListening } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, tcpExchange, waitListening } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 
 const PORT_START = 24300;

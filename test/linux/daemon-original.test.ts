@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
-import { CLIENT_BIN } from '../helpers/daemon.ts';
-import { LinuxDaemon } from './helpers/linux-daemon.ts';
+import { CLIENT_BIN } from '../support/daemon.ts';
+import { LinuxDaemon } from '../support/linux/linux-daemon.ts';
 
 /** memory.limit_in_bytes of a cgroup v1 group without a limit (2^63 rounded down to 4 KiB pages). */
 const UNLIMITED = 9223372036854771712n;

@@ -7,11 +7,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon, processAlive } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, processAlive } from '../support/linux/linux-daemon.ts';
 import { parentCgroups } from '../../src/backends/linux/cgroups/cgroups.ts';
 import { mountAt } from '../../src/backends/linux/disk/depot.ts';
 import { readDaemonRecord, tagOf } from '../../src/backends/linux/host/daemon-records.ts';
-import { SERVER_BIN } from '../helpers/daemon.ts';
+import { SERVER_BIN } from '../support/daemon.ts';
 
 const started: LinuxDaemon[] = [];
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon, processAlive, tcpExchange, waitFor } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, processAlive, tcpExchange, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 
 const COUNT = 100;

@@ -7,7 +7,7 @@
 import { renameSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LinuxDaemon, processAlive, sleep } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, processAlive, sleep } from '../support/linux/linux-daemon.ts';
 
 let d: LinuxDaemon;
 

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InfoResponse } from '../../src/protocol/types.ts';
-import { ROOT } from '../helpers/daemon.ts';
-import { LinuxDaemon, processAlive, tcpExchange, waitFor, waitListening } from './helpers/linux-daemon.ts';
+import { ROOT } from '../support/daemon.ts';
+import { LinuxDaemon, processAlive, tcpExchange, waitFor, waitListening } from '../support/linux/linux-daemon.ts';
 
 const N = 4;
 const LINES = 40;

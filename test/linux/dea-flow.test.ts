@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon, tcpExchange, waitFor, waitListening } from './helpers/linux-daemon.ts';
+import { LinuxDaemon, tcpExchange, waitFor, waitListening } from '../support/linux/linux-daemon.ts';
 import { BindMountMode, NetOutProtocol } from '../../src/protocol/types.ts';
 
 let d: LinuxDaemon;

@@ -3,9 +3,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTestHost, type TestHost } from './helpers/linux-host.ts';
+import { makeTestHost, type TestHost } from '../support/linux/linux-host.ts';
 import { linuxTasks } from '../../src/backends/linux/tasks.ts';
-import type { ContainerRecord } from '../../src/containers/model.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
 import type { LinuxFacts } from '../../src/backends/linux/container/facts.ts';
 
 let t: TestHost;

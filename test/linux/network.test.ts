@@ -21,7 +21,7 @@ import {
   type NetOutRule,
 } from '../../src/backends/linux/network/index.ts';
 import { formatIpv4, parseIpv4 } from '../../src/backends/linux/network/ipv4.ts';
-import { egressGuardRules, installEgressGuard, removeEgressGuard } from '../../src/backends/linux/network/egress-guard.ts';
+import { egressGuardRules, installEgressGuard, removeEgressGuard } from '../support/egress-guard.ts';
 import {
   icmpPing,
   inNetns,
@@ -32,7 +32,7 @@ import {
   startNetns,
   startServer,
   type Netns,
-} from './helpers/netns.ts';
+} from '../support/linux/netns.ts';
 
 const POOL = '10.244.0.0/22';
 const BASE32 = '0123456789abcdefghijklmnopqrstuv';

@@ -3,7 +3,7 @@
 // time. Before, about half of these jobs were missed by the kill (not yet in the
 // container's cgroups) and ran on in the stopped container. Pool 10.247.129.0/24.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LinuxDaemon } from './helpers/linux-daemon.ts';
+import { LinuxDaemon } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 
 let d: LinuxDaemon;

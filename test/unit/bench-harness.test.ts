@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/daemon.ts';
+import { ROOT } from '../support/daemon.ts';
 
 const BENCH = join(ROOT, 'bin/warden-bench');
 

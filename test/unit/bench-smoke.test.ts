@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/daemon.ts';
+import { ROOT } from '../support/daemon.ts';
 
 const NODE = join(ROOT, 'node_modules/.bin/node');
 

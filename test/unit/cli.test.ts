@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { complete, parseCliArgs } from '../../src/client/cli.ts';
 import { CommandRunner, formatError } from '../../src/client/command-runner.ts';
 import { COMMANDS, CommandError, helpText, parseCommand } from '../../src/client/commands.ts';
-import { FakeWardenServer, type FakeHandler } from '../../src/client/fakes/fake-warden-server.ts';
+import { FakeWardenServer, type FakeHandler } from '../support/fake-warden-server.ts';
 import { formatReply } from '../../src/client/reply-format.ts';
 import { quoteWords, splitWords } from '../../src/client/shell-words.ts';
 import { WardenError } from '../../src/client/client.ts';

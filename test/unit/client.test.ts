@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WardenClient, WardenConnectionError, WardenError } from '../../src/client/client.ts';
 import { ReplyChannel } from '../../src/client/reply-channel.ts';
-import { FakeWardenServer, type FakeHandler } from '../../src/client/fakes/fake-warden-server.ts';
+import { FakeWardenServer, type FakeHandler } from '../support/fake-warden-server.ts';
 import { ProtocolError } from '../../src/protocol/codec.ts';
 import type { StreamResponse } from '../../src/protocol/types.ts';
 

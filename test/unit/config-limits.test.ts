@@ -5,7 +5,7 @@ import { ConfigError, parseConfig } from '../../src/config/config.ts';
 import { autoReserve, containersShare } from '../../src/backends/linux/disk/containers-qgroup.ts';
 import { applyDefaultLimits } from '../../src/backends/linux/linux-backend.ts';
 import { hostSettings } from '../../src/backends/linux/settings.ts';
-import type { ContainerRecord } from '../../src/containers/model.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
 
 const RANGE = { localPortRange: [32768, 60999] as const };
 const MiB = 1024 * 1024;

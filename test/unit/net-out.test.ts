@@ -1,12 +1,12 @@
-// The one NetOut validator (src/service/net-out.ts) and the iptables form of its rules:
+// The one NetOut validator (src/model/net-out.ts) and the iptables form of its rules:
 // what the original Warden accepted and refused (with its words), the DEA's
 // security-group rules, and rules read back from snapshots in the old record shape.
 import { describe, expect, it } from 'vitest';
-import { validateNetOut } from '../../src/service/net-out.ts';
+import { validateNetOut } from '../../src/model/net-out.ts';
 import { netOutSpec } from '../../src/backends/linux/network/rules.ts';
 import { loopbackResolver, resolvConfFor } from '../../src/backends/linux/rootfs/etc-files.ts';
-import { WardenError } from '../../src/errors.ts';
-import type { NetOutRule } from '../../src/containers/model.ts';
+import { WardenError } from '../../src/model/errors.ts';
+import type { NetOutRule } from '../../src/model/records.ts';
 
 const TCP = 0, UDP = 1, ICMP = 2, ALL = 3;
 

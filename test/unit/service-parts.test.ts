@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveInside } from '../../src/backends/insecure/safe-path.ts';
-import { ContainerRegistry, validateHandle } from '../../src/containers/registry.ts';
-import { Container } from '../../src/containers/container.ts';
-import { StateError } from '../../src/errors.ts';
+import { ContainerRegistry, validateHandle } from '../../src/model/registry.ts';
+import { Container } from '../../src/model/container.ts';
+import { StateError } from '../../src/model/errors.ts';
 import { JOB_ID_BLOCK, JobIdAllocator } from '../../src/jobs/job-ids.ts';
 import { effectiveRlimits, parseHardLimits, prlimitArgs } from '../../src/jobs/rlimits.ts';
-import type { ContainerRecord } from '../../src/containers/model.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
 
 describe('JobIdAllocator', () => {
   it('persists a ceiling before handing out ids beyond it, and never repeats', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ContainerRecord } from '../../src/containers/model.ts';
-import { fromSnapshot, toSnapshot } from '../../src/containers/snapshot-format.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
+import { fromSnapshot, toSnapshot } from '../../src/depot/snapshot-format.ts';
 
 function record(): ContainerRecord {
   return {

@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ContainerRecord } from '../../src/containers/model.ts';
-import { snapshotTasks, writeFileAtomic } from '../../src/containers/snapshot-tasks.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
+import { snapshotTasks, writeFileAtomic } from '../../src/depot/depot-tasks.ts';
 
 const depot = mkdtempSync(join(tmpdir(), 'warden-depot-'));
 afterAll(() => rmSync(depot, { recursive: true, force: true }));

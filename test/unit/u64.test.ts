@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeBody, encodeBody } from '../../src/protocol/codec.ts';
 import { parseU64, safeNumber, u64 } from '../../src/protocol/u64.ts';
-import { parse64, stringify64 } from '../../src/util/json64.ts';
+import { parse64, stringify64 } from '../../src/protocol/json64.ts';
 
 describe('uint64 in the codec', () => {
   it('round-trips values above 2^53 exactly, as bigints', () => {

@@ -1,14 +1,14 @@
 // The insecure baselines. A create and a destroy of the insecure backend are
 // file operations only, so the raw sequence is done here, in-process, with the
-// same calls the daemon's workers make (src/service/warden-service.ts create and
-// destroy, src/backends/insecure/tasks.ts, src/containers/snapshot-tasks.ts):
+// same calls the daemon's workers make (src/orchestrator/warden-service.ts create and
+// destroy, src/backends/insecure/tasks.ts, src/depot/depot-tasks.ts):
 // mkdir, an atomic snapshot write (temp file, fsync, rename, fsync of the folder)
 // in state born, the root/jobs/run folders, the snapshot again in state active;
 // destroy removes the tree. Run and staging go through raw-insecure.sh.
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../../src/containers/snapshot-tasks.ts';
+import { writeFileAtomic } from '../../../src/depot/depot-tasks.ts';
 import type { RawScope } from '../host-state.ts';
 import { runRawScript, mergeRuns, type RawOp, type RawRun } from './script.ts';
 

@@ -2,7 +2,7 @@
 // private root directory; jobs run as the daemon's user inside it. For
 // development and for measuring the daemon itself.
 import { join } from 'node:path';
-import type { ContainerRecord, NetOutRule } from '../../containers/model.ts';
+import type { ContainerRecord, NetOutRule } from '../../model/records.ts';
 import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse } from '../../protocol/types.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
 import { UnsupportedError, type Backend, type JobLaunch, type JobSpec } from '../backend.ts';

@@ -14,7 +14,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { MessagePort } from 'node:worker_threads';
 import { joinInitGroup, type CgroupPaths } from './cgroups/cgroups.ts';
-import { isSameProcess } from './procfs.ts';
+import { isSameProcess } from '../../host/procfs.ts';
 
 /** What following a container's init needs (from its LinuxFacts). */
 export interface InitRef {

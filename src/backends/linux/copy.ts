@@ -14,7 +14,7 @@
 // symlinks are kept, hard links materialised (--hard-dereference).
 import { basename, dirname } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import type { ContainerRecord } from '../../containers/model.ts';
+import type { ContainerRecord } from '../../model/records.ts';
 import { liveFacts } from './container/facts.ts';
 import { PATH_ENV } from './bundle/spec.ts';
 import { assertNoSymlinks } from '../../host/real-path.ts';

@@ -2,7 +2,7 @@
 // the only fork is tc's, and only when a bandwidth limit is set.
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import type { ContainerRecord } from '../../containers/model.ts';
+import type { ContainerRecord } from '../../model/records.ts';
 import { MEMORY_STAT_FIELDS, type InfoResponse, type MemoryStat } from '../../protocol/types.ts';
 import { readKeyValues } from './cgroups/cgroups.ts';
 import { parseU64 } from '../../protocol/u64.ts';

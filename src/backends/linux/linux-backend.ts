@@ -4,7 +4,7 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec } from '../backend.ts';
 import type { WardenConfig } from '../../config/types.ts';
-import type { ContainerRecord, NetOutRule } from '../../containers/model.ts';
+import type { ContainerRecord, NetOutRule } from '../../model/records.ts';
 import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse, U64 } from '../../protocol/types.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
 import { hostSettings, type LinuxBackendOptions, type LinuxHostSettings } from './settings.ts';

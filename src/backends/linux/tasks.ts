@@ -1,7 +1,7 @@
 // Worker tasks of the Linux backend (see workers/tasks.ts). Each takes one plain
 // object: `host` (LinuxHostSettings) where host-wide settings matter, `c` the
 // ContainerRecord as the daemon knows it (c.backend holds LinuxFacts after create).
-import type { ContainerRecord, NetOutRule } from '../../containers/model.ts';
+import type { ContainerRecord, NetOutRule } from '../../model/records.ts';
 import type { DiskLimits, InfoResponse, U64 } from '../../protocol/types.ts';
 import type { LinuxHostSettings } from './settings.ts';
 import { leaveHost, setupHost, teardownHost, type HostFacts } from './host/setup.ts';

@@ -2,7 +2,7 @@
 // every step done so far, in reverse.
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import { containerPaths } from '../paths.ts';
 import { run, UndoStack, messageOf } from '../exec.ts';
 import { DEFAULT_PIDS_LIMIT, type LinuxHostSettings } from '../settings.ts';
@@ -14,11 +14,11 @@ import { containerCgroups, removeCgroups, runtimeCgroupsPath } from '../cgroups/
 import { procsOutsideDaemonGroup } from '../cgroups/daemon-cgroup.ts';
 import { CGROUP_LINK_ROOT, linkContainerCgroups, unlinkContainerCgroups } from '../cgroups/links.ts';
 import { createContainer, deleteContainer, startContainer, type Runtime } from '../runtime/runc.ts';
-import { procStat } from '../procfs.ts';
+import { procStat } from '../../../host/procfs.ts';
 import { createContainerNetwork, destroyContainerNetwork } from '../network/index.ts';
 import { checkContainerId, netSpec, type LinuxFacts } from './facts.ts';
 import { diskByteLimit } from '../limits.ts';
-import { stringify64 } from '../../../util/json64.ts';
+import { stringify64 } from '../../../protocol/json64.ts';
 import { joinContainersQgroup } from '../disk/containers-qgroup.ts';
 import { refuseHostRoot } from './host-root.ts';
 

@@ -1,7 +1,7 @@
 // destroy: idempotent, ordered so it cannot hang on a stuck container, and it
 // attempts every step even when one fails (the error names each failure).
 import { rm, stat } from 'node:fs/promises';
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import { attemptAll } from '../exec.ts';
 import { containerPaths } from '../paths.ts';
 import type { LinuxHostSettings } from '../settings.ts';

@@ -1,6 +1,6 @@
 // What the Linux backend keeps in ContainerRecord.backend: everything destroy and
 // recover need, so they work after a daemon restart without recomputing.
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import type { CgroupPaths } from '../cgroups/cgroups.ts';
 import type { SubvolumeInfo } from '../disk/subvolume.ts';
 import type { ContainerNetSpec } from '../network/index.ts';

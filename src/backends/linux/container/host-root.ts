@@ -3,7 +3,7 @@
 // read-write bind mount of it, it owns the host. Both are refused unless the
 // operator said otherwise (server.allow_host_root).
 import { realpath } from 'node:fs/promises';
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import { BindMountMode } from '../../../protocol/types.ts';
 
 const HINT = 'a privileged job would own the host; set server.allow_host_root: true to allow it';

@@ -2,10 +2,10 @@
 // runtime says running and its init is the very process we started (pid and
 // start time match); then its network rules are rebuilt from the record.
 import { stat } from 'node:fs/promises';
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import type { LinuxHostSettings } from '../settings.ts';
 import { containerState, listContainerStates, type RuntimeState } from '../runtime/runc.ts';
-import { isSameProcess } from '../procfs.ts';
+import { isSameProcess } from '../../../host/procfs.ts';
 import { restoreContainerNetwork, restoreContainerNetworks } from '../network/index.ts';
 import { messageOf } from '../exec.ts';
 import { factsOf, netSpec, runtimeOf } from './facts.ts';

@@ -5,11 +5,11 @@
 // is exactly "everything but the init".
 import { access, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import { isAlive, readJobPids } from '../../../jobs/job-files.ts';
 import { readPids } from '../cgroups/cgroups.ts';
 import { jobPidFile } from '../jobs/launch.ts';
-import { procStat, signal } from '../procfs.ts';
+import { procStat, signal } from '../../../host/procfs.ts';
 import { liveFacts } from './facts.ts';
 
 export const STOP_TIMEOUT_MS = 10_000;

@@ -9,7 +9,7 @@ import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/p
 import { join } from 'node:path';
 import type { LinuxHostSettings } from '../settings.ts';
 import { depotTag } from '../settings.ts';
-import { isSameProcess, procStat } from '../procfs.ts';
+import { isSameProcess, procStat } from '../../../host/procfs.ts';
 import { isContainerId } from '../container/facts.ts';
 
 export const RECORDS_DIR = '/run/warden/daemons';

@@ -3,9 +3,9 @@
 // <job.dir>/container.pid): every process of the container in that session dies,
 // and the runtime process that waits for it.
 import { readFile } from 'node:fs/promises';
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import { readPids } from '../cgroups/cgroups.ts';
-import { procStat, signal } from '../procfs.ts';
+import { procStat, signal } from '../../../host/procfs.ts';
 import { liveFacts } from '../container/facts.ts';
 import { jobPidFile } from './launch.ts';
 

@@ -4,12 +4,12 @@
 // /bin/sh that writes its first argument to the file, then execs runc), so the
 // supervisor needs nothing but argv.
 import { join } from 'node:path';
-import type { ContainerRecord } from '../../../containers/model.ts';
+import type { ContainerRecord } from '../../../model/records.ts';
 import type { JobLaunch, JobSpec } from '../../backend.ts';
 import { DEFAULT_ROOT_CAPS, PATH_ENV } from '../bundle/spec.ts';
 import type { Runtime } from '../runtime/runc.ts';
 import { JOBS_GROUP_SUFFIX } from '../cgroups/cgroups.ts';
-import { stringify64 } from '../../../util/json64.ts';
+import { stringify64 } from '../../../protocol/json64.ts';
 
 /** Warden rlimit names → OCI rlimit types. */
 const RLIMITS: Record<string, string> = {

@@ -14,12 +14,12 @@
 import { CHAINS, hostIface, instanceChain, instanceLogChain } from './names.ts';
 import { formatCidr, formatIpv4, isIpv4, parseCidr, parseIpRange } from './ipv4.ts';
 import { newBatch, type Batch } from './iptables.ts';
-import { validateNetOut } from '../../../service/net-out.ts';
+import { validateNetOut } from '../../../model/net-out.ts';
 import type { ContainerNetSpec, NetInRule, NetOutRule } from './types.ts';
 
 const PROTOCOLS = ['tcp', 'udp', 'icmp', 'all'] as const;
 
-/** The one NetOut validator (src/service/net-out.ts): also checks rules read back from snapshots. */
+/** The one NetOut validator (src/model/net-out.ts): also checks rules read back from snapshots. */
 export { validateNetOut };
 
 function isInt(v: unknown): v is number {

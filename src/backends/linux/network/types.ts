@@ -30,7 +30,7 @@ export interface ContainerNetSpec {
 }
 
 /** The container record's NetOut rule (one type for the daemon and this module). */
-export type { NetOutRule } from '../../../containers/model.ts';
+export type { NetOutRule } from '../../../model/records.ts';
 
 export interface NetInRule {
   host_port: number;

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { readExitStatus } from '../jobs/job-files.ts';
-import { parse64, stringify64 } from '../util/json64.ts';
+import { parse64, stringify64 } from '../protocol/json64.ts';
 
 /** Write a file so that a crash at any point leaves the old or the new content, never a mix. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {

@@ -18,7 +18,7 @@
 import type { DiskLimits, U64 } from '../protocol/types.ts';
 import { NetOutProtocol } from '../protocol/types.ts';
 import type { BindMount } from '../protocol/types.ts';
-import type { ContainerRecord, ContainerState, JobRecord, Limits, NetOutRule } from './model.ts';
+import type { ContainerRecord, ContainerState, JobRecord, Limits, NetOutRule } from '../model/records.ts';
 
 type NetOutTuple = [string | null, string | null, string, number | null, number | null, boolean | null];
 

@@ -5,11 +5,11 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.ts';
-import { Container } from '../containers/container.ts';
-import type { ContainerRecord, JobRecord } from '../containers/model.ts';
-import { fromSnapshot } from '../containers/snapshot-format.ts';
-import type { DepotEntry } from '../containers/snapshot-tasks.ts';
-import { describeError } from '../errors.ts';
+import { Container } from '../model/container.ts';
+import type { ContainerRecord, JobRecord } from '../model/records.ts';
+import { fromSnapshot } from '../depot/snapshot-format.ts';
+import type { DepotEntry } from '../depot/depot-tasks.ts';
+import { describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
 import type { WorkerPool } from '../workers/pool.ts';
 import { JOB_IDS_FILE, type WardenService } from './warden-service.ts';

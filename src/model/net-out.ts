@@ -4,11 +4,11 @@
 // A.B.C.D-E.F.G.H; port, or port_range "min:max" or "port" (port_range wins when
 // both are given); ICMP with icmp_type/icmp_code, -1 meaning any; ALL. Where the
 // original raised an error, the text is the original's. It returns the rule in
-// the record's shape (src/containers/model.ts), with what the original ignored
+// the record's shape (src/model/records.ts), with what the original ignored
 // left out, so the rule's iptables form depends on the record alone.
-import { WardenError } from '../errors.ts';
+import { WardenError } from './errors.ts';
 import { NetOutProtocol } from '../protocol/types.ts';
-import type { NetOutRule } from '../containers/model.ts';
+import type { NetOutRule } from './records.ts';
 
 const PROTOCOL_NAMES = ['TCP', 'UDP', 'ICMP', 'ALL'] as const;
 

@@ -2,11 +2,11 @@
 // which connections reference it, its grace timer, and a lock that orders the
 // requests that change it.
 import { join } from 'node:path';
-import { StateError } from '../errors.ts';
+import { StateError } from './errors.ts';
 import { Job } from '../jobs/job.ts';
 import type { InfoResponse } from '../protocol/types.ts';
-import { Mutex } from '../util/mutex.ts';
-import type { ContainerRecord, ContainerState } from './model.ts';
+import { Mutex } from './mutex.ts';
+import type { ContainerRecord, ContainerState } from './records.ts';
 
 export class Container {
   readonly record: ContainerRecord;

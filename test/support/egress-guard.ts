@@ -4,8 +4,8 @@
 // through any interface not named w-*. Each process tags its own rules with its
 // pid, so concurrent suites do not remove each other's guard; rules of dead
 // processes are pruned on install.
-import { applyFresh, deleteOf, listChain, newBatch } from './iptables.ts';
-import { formatCidr, parseCidr } from './ipv4.ts';
+import { applyFresh, deleteOf, listChain, newBatch } from '../../src/backends/linux/network/iptables.ts';
+import { formatCidr, parseCidr } from '../../src/backends/linux/network/ipv4.ts';
 
 const TAG_PREFIX = 'warden-egress-guard-';
 const TABLES = ['mangle', 'filter'] as const;

@@ -12,7 +12,7 @@ import { lstat, readFile, readdir, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { TestDaemon, type DaemonOptions } from '../../helpers/daemon.ts';
+import { TestDaemon, type DaemonOptions } from '../daemon.ts';
 import { WardenClient } from '../../../src/client/client.ts';
 import type { CreateRequest, InfoResponse } from '../../../src/protocol/types.ts';
 import { loadConfig } from '../../../src/config/config.ts';
@@ -23,7 +23,7 @@ import { teardownHost } from '../../../src/backends/linux/host/setup.ts';
 import { sweepHost } from '../../../src/backends/linux/container/sweep.ts';
 import { mountAt } from '../../../src/backends/linux/disk/depot.ts';
 import { cidrContains, parseCidr, parseIpv4 } from '../../../src/backends/linux/network/ipv4.ts';
-import { installEgressGuard, removeEgressGuard } from '../../../src/backends/linux/network/egress-guard.ts';
+import { installEgressGuard, removeEgressGuard } from '../egress-guard.ts';
 import { ensureTestRootfs } from './linux-host.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

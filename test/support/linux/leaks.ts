@@ -2,7 +2,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { execa } from 'execa';
-import type { ContainerRecord } from '../../../src/containers/model.ts';
+import type { ContainerRecord } from '../../../src/model/records.ts';
 import type { LinuxFacts } from '../../../src/backends/linux/container/facts.ts';
 
 export async function leftovers(c: ContainerRecord, facts: LinuxFacts): Promise<string[]> {

@@ -2,7 +2,7 @@
 // answers when there is none (clients match on these texts). The pools' own
 // messages, which say more, go to the log.
 import type { Logger } from 'pino';
-import { WardenError } from '../errors.ts';
+import { WardenError } from '../model/errors.ts';
 import { PoolError, PoolExhaustedError } from '../pools/errors.ts';
 import { formatIPv4, networkOf } from '../pools/ipv4.ts';
 import { parseAddress, type Subnet } from '../pools/network-pool.ts';

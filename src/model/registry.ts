@@ -1,7 +1,7 @@
 // Handle → container index, and the container ids (11 base-32 characters, like
 // the original's) that name folders and host resources.
 import { randomInt } from 'node:crypto';
-import { HandleExistsError, UnknownHandleError, WardenError } from '../errors.ts';
+import { HandleExistsError, UnknownHandleError, WardenError } from './errors.ts';
 import type { Container } from './container.ts';
 
 export const MAX_HANDLE_LENGTH = 256;

@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.ts';
 import type { WardenConfig } from '../config/types.ts';
-import { Container } from '../containers/container.ts';
-import type { ContainerRecord, JobRecord } from '../containers/model.ts';
-import { ContainerRegistry, validateHandle } from '../containers/registry.ts';
-import { toSnapshot } from '../containers/snapshot-format.ts';
-import { HandleExistsError, NoSuchJobError, NotImplementedError, WardenError, describeError } from '../errors.ts';
+import { Container } from '../model/container.ts';
+import type { ContainerRecord, JobRecord } from '../model/records.ts';
+import { ContainerRegistry, validateHandle } from '../model/registry.ts';
+import { toSnapshot } from '../depot/snapshot-format.ts';
+import { HandleExistsError, NoSuchJobError, NotImplementedError, WardenError, describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
 import { JobIdAllocator } from '../jobs/job-ids.ts';
 import { followJob } from '../jobs/job-output.ts';
@@ -21,7 +21,7 @@ import { maxContainersError, takeNetwork, takePort, takeUid } from './pool-answe
 import type * as M from '../protocol/types.ts';
 import { DISK_LIMIT_FIELDS } from '../protocol/types.ts';
 import type { WorkerPool } from '../workers/pool.ts';
-import { validateNetOut } from './net-out.ts';
+import { validateNetOut } from '../model/net-out.ts';
 
 /** What a request handler knows of the connection it serves. */
 export interface RequestContext {

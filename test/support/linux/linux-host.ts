@@ -6,7 +6,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import type { ContainerRecord } from '../../../src/containers/model.ts';
+import type { ContainerRecord } from '../../../src/model/records.ts';
 import type { JobSpec } from '../../../src/backends/backend.ts';
 import type { LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
 import { linuxTasks } from '../../../src/backends/linux/tasks.ts';

@@ -6,9 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeBody, decodeEnvelope, encodeFrame, frameEnvelope, messageType } from '../../protocol/codec.ts';
-import { FrameDecoder } from '../../protocol/framing.ts';
-import { MessageType, type RequestName, type ResponseMap } from '../../protocol/types.ts';
+import { decodeBody, decodeEnvelope, encodeFrame, frameEnvelope, messageType } from '../../src/protocol/codec.ts';
+import { FrameDecoder } from '../../src/protocol/framing.ts';
+import { MessageType, type RequestName, type ResponseMap } from '../../src/protocol/types.ts';
 
 export interface FakeRequest {
   type: RequestName;
