@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { parentCgroups } from '../../src/backends/linux/cgroups/cgroups.ts';
 import { mountAt } from '../../src/backends/linux/disk/depot.ts';
-import { cidrContains, parseCidr, parseIpv4 } from '../../src/backends/linux/network/ipv4.ts';
+import { cidrContains, parseCidr, parseIpv4 } from '../../src/model/ipv4.ts';
 import { BENCH_RANGE, type Target } from './daemon.ts';
 
 /** Host resources of the raw baselines (the harness's own runc root, cgroup parent, folder). */

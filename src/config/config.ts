@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
-import { coveringCidr, formatCidr, formatIPv4, networkOf, parseCidr, parseIPv4 } from '../pools/ipv4.ts';
+import { coveringCidr, formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4 } from '../model/ipv4.ts';
 import { LOG_LEVEL_NAMES, isLogLevel } from './log-level.ts';
 import type { ContainerKlass, NetworkConfig, ServerConfig, WardenConfig } from './types.ts';
 import type { U64 } from '../protocol/types.ts';
@@ -268,15 +268,15 @@ function readNetwork(r: Reader): NetworkConfig {
   if (r.has('pool_start_address') && r.has('pool_size')) {
     // The original's older form; it wins over pool_network, as it did there.
     const startText = r.string('pool_start_address', '');
-    const start = parseIPv4(startText);
+    const start = parseIpv4(startText);
     if (start === undefined) throw r.error('pool_start_address', 'must be an IPv4 address', startText);
     count = r.integer('pool_size', 0, { min: 1, max: MAX_NETWORK_POOL_SIZE });
     first = networkOf(start, 30);
     if (first !== start) {
-      r.warn(`${r.key('pool_start_address')} ${startText} is not a /30 network address; the pool starts at ${formatIPv4(first)}`);
+      r.warn(`${r.key('pool_start_address')} ${startText} is not a /30 network address; the pool starts at ${formatIpv4(first)}`);
     }
     if (first + count * 4 - 1 > 0xffffffff) {
-      throw r.error('pool_size', `is too large: ${count} /30 networks from ${formatIPv4(first)} pass 255.255.255.255`, count);
+      throw r.error('pool_size', `is too large: ${count} /30 networks from ${formatIpv4(first)} pass 255.255.255.255`, count);
     }
     poolNetwork = formatCidr(coveringCidr(first, first + count * 4 - 1));
     if (r.has('pool_network')) {
@@ -297,7 +297,7 @@ function readNetwork(r: Reader): NetworkConfig {
   }
   return {
     pool_network: poolNetwork,
-    pool_start_address: formatIPv4(first),
+    pool_start_address: formatIpv4(first),
     pool_size: count,
     release_delay: r.number('release_delay', 5, { min: 0 }),
     deny_networks: r.stringList('deny_networks', checkNetwork),

@@ -2,7 +2,7 @@
 // daemon reads, with defaults filled in, in the original's format. Read back, it
 // gives the same config, without warnings.
 import { Document, type Scalar, type YAMLMap } from 'yaml';
-import { parseCidr, parseIPv4 } from '../pools/ipv4.ts';
+import { parseCidr, parseIpv4 } from '../model/ipv4.ts';
 import type { WardenConfig } from './types.ts';
 
 export function formatConfig(config: WardenConfig): string {
@@ -23,5 +23,5 @@ export function formatConfig(config: WardenConfig): string {
 
 function isExactBlock(cidrText: string, start: string, size: number): boolean {
   const cidr = parseCidr(cidrText);
-  return cidr !== undefined && cidr.address === parseIPv4(start) && 2 ** (32 - cidr.prefix) / 4 === size;
+  return cidr !== undefined && cidr.address === parseIpv4(start) && 2 ** (32 - cidr.prefix) / 4 === size;
 }

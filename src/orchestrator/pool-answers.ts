@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { WardenError } from '../model/errors.ts';
 import { PoolError, PoolExhaustedError } from '../pools/errors.ts';
-import { formatIPv4, networkOf } from '../pools/ipv4.ts';
+import { formatIpv4, networkOf } from '../model/ipv4.ts';
 import { parseAddress, type Subnet } from '../pools/network-pool.ts';
 import type { Pools } from '../pools/pools.ts';
 
@@ -18,7 +18,7 @@ export const NO_PORT = 'Warden::Pool::Port::NoPortAvailable';
 
 /** "Could not acquire network", or with the /30 asked for: "Could not acquire network: 10.254.0.4". */
 function noNetwork(requested: number | undefined): WardenError {
-  return new WardenError(requested === undefined ? 'Could not acquire network' : `Could not acquire network: ${formatIPv4(networkOf(requested, 30))}`);
+  return new WardenError(requested === undefined ? 'Could not acquire network' : `Could not acquire network: ${formatIpv4(networkOf(requested, 30))}`);
 }
 
 /**

@@ -3,7 +3,7 @@
 import { PoolError, PoolExhaustedError } from './errors.ts';
 import { IndexPool } from './index-pool.ts';
 import { coolingMessage, exhaustedMessage } from './range-pool.ts';
-import { coveringCidr, formatCidr, formatIPv4, networkOf, parseCidr, parseIPv4 } from './ipv4.ts';
+import { coveringCidr, formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4 } from '../model/ipv4.ts';
 
 /** One container's /30. */
 export interface Subnet {
@@ -50,12 +50,12 @@ export class NetworkPool {
       first = cidr.address;
       count = 2 ** (32 - cidr.prefix) / SUBNET_SIZE;
     } else if (options.startAddress !== undefined && options.size !== undefined) {
-      const start = parseIPv4(options.startAddress);
+      const start = parseIpv4(options.startAddress);
       if (start === undefined) throw new PoolError(`invalid pool start address ${JSON.stringify(options.startAddress)}`);
       first = networkOf(start, 30);
       count = options.size;
       if (!Number.isSafeInteger(count) || count < 1 || first + count * SUBNET_SIZE - 1 > 0xffffffff) {
-        throw new PoolError(`invalid pool size ${count} from ${formatIPv4(first)}`);
+        throw new PoolError(`invalid pool size ${count} from ${formatIpv4(first)}`);
       }
     } else {
       throw new PoolError('a network pool needs either network or startAddress and size');
@@ -65,7 +65,7 @@ export class NetworkPool {
     const last = first + count * SUBNET_SIZE - 1;
     const cover = coveringCidr(first, last);
     const exact = cover.address === first && 2 ** (32 - cover.prefix) === count * SUBNET_SIZE;
-    this.name = exact ? formatCidr(cover) : `${formatIPv4(first)}-${formatIPv4(last)}`;
+    this.name = exact ? formatCidr(cover) : `${formatIpv4(first)}-${formatIpv4(last)}`;
   }
 
   /**
@@ -149,7 +149,7 @@ export class NetworkPool {
     const index = this.#indexOfNumber(parsed);
     if (index === undefined) return undefined;
     if (!this.#pool.take(index)) {
-      throw new PoolError(`network ${formatIPv4(this.#first + index * SUBNET_SIZE)}/30 is claimed twice`);
+      throw new PoolError(`network ${formatIpv4(this.#first + index * SUBNET_SIZE)}/30 is claimed twice`);
     }
     return this.#subnet(index);
   }
@@ -169,7 +169,7 @@ export class NetworkPool {
     if (parsed === undefined) throw new PoolError(`invalid network address ${JSON.stringify(address)}`);
     const index = this.#indexOfNumber(parsed);
     if (index === undefined) {
-      throw new PoolError(`network ${formatIPv4(networkOf(parsed, 30))}/30 is not in pool ${this.name}`);
+      throw new PoolError(`network ${formatIpv4(networkOf(parsed, 30))}/30 is not in pool ${this.name}`);
     }
     return index;
   }
@@ -189,19 +189,19 @@ export class NetworkPool {
   #subnet(index: number): Subnet {
     const n = this.#first + index * SUBNET_SIZE;
     return {
-      network: formatIPv4(n),
-      cidr: `${formatIPv4(n)}/30`,
-      hostIp: formatIPv4(n + 1),
-      containerIp: formatIPv4(n + 2),
-      broadcast: formatIPv4(n + 3),
+      network: formatIpv4(n),
+      cidr: `${formatIpv4(n)}/30`,
+      hostIp: formatIpv4(n + 1),
+      containerIp: formatIpv4(n + 2),
+      broadcast: formatIpv4(n + 3),
     };
   }
 }
 
 /** "10.254.0.6" or "10.254.0.4/30" → the address, unsigned; a prefix other than 30 is refused. */
 export function parseAddress(text: string): number | undefined {
-  if (!text.includes('/')) return parseIPv4(text);
+  if (!text.includes('/')) return parseIpv4(text);
   const slash = text.indexOf('/');
   if (text.slice(slash + 1) !== '30') return undefined;
-  return parseIPv4(text.slice(0, slash));
+  return parseIpv4(text.slice(0, slash));
 }

@@ -20,7 +20,7 @@ import {
   type ContainerNetSpec,
   type NetOutRule,
 } from '../../src/backends/linux/network/index.ts';
-import { formatIpv4, parseIpv4 } from '../../src/backends/linux/network/ipv4.ts';
+import { formatIpv4, parseIpv4 } from '../../src/model/ipv4.ts';
 import { egressGuardRules, installEgressGuard, removeEgressGuard } from '../support/egress-guard.ts';
 import {
   icmpPing,

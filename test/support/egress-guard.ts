@@ -5,7 +5,7 @@
 // pid, so concurrent suites do not remove each other's guard; rules of dead
 // processes are pruned on install.
 import { applyFresh, deleteOf, listChain, newBatch } from '../../src/backends/linux/network/iptables.ts';
-import { formatCidr, parseCidr } from '../../src/backends/linux/network/ipv4.ts';
+import { formatCidr, parseCidr } from '../../src/model/ipv4.ts';
 
 const TAG_PREFIX = 'warden-egress-guard-';
 const TABLES = ['mangle', 'filter'] as const;

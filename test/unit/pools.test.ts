@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.ts';
 import { PoolError, PoolExhaustedError } from '../../src/pools/errors.ts';
 import { IndexPool } from '../../src/pools/index-pool.ts';
-import { coveringCidr, formatCidr, formatIPv4, parseCidr, parseIPv4 } from '../../src/pools/ipv4.ts';
+import { coveringCidr, formatCidr, formatIpv4, parseCidr, parseIpv4 } from '../../src/model/ipv4.ts';
 import { NetworkPool } from '../../src/pools/network-pool.ts';
 import { createPools } from '../../src/pools/pools.ts';
 import { PortPool } from '../../src/pools/port-pool.ts';
@@ -23,17 +23,17 @@ function manualClock() {
 
 describe('ipv4', () => {
   it('parses and formats addresses and blocks', () => {
-    expect(parseIPv4('10.254.0.1')).toBe(0x0afe0001);
-    expect(formatIPv4(0xffffffff)).toBe('255.255.255.255');
+    expect(parseIpv4('10.254.0.1')).toBe(0x0afe0001);
+    expect(formatIpv4(0xffffffff)).toBe('255.255.255.255');
     for (const bad of ['10.254.0', '10.254.0.256', '01.2.3.4', '1.2.3.4 ', 'a.b.c.d', '']) {
-      expect(parseIPv4(bad)).toBeUndefined();
+      expect(parseIpv4(bad)).toBeUndefined();
     }
     expect(parseCidr('10.254.0.5/24')).toEqual({ address: 0x0afe0000, prefix: 24, hostBits: true });
     expect(parseCidr('0.0.0.0/0')).toEqual({ address: 0, prefix: 0, hostBits: false });
     expect(parseCidr('1.2.3.4')).toEqual({ address: 0x01020304, prefix: 32, hostBits: false });
     expect(parseCidr('1.2.3.4/33')).toBeUndefined();
     expect(parseCidr('1.2.3.4/')).toBeUndefined();
-    expect(formatCidr(coveringCidr(parseIPv4('10.254.0.4')!, parseIPv4('10.254.0.43')!))).toBe('10.254.0.0/26');
+    expect(formatCidr(coveringCidr(parseIpv4('10.254.0.4')!, parseIpv4('10.254.0.43')!))).toBe('10.254.0.0/26');
     expect(formatCidr(coveringCidr(0, 0xffffffff))).toBe('0.0.0.0/0');
   });
 });
@@ -410,9 +410,9 @@ function uidAdapter(size: number) {
 }
 
 function networkAdapter(size: number) {
-  const base = parseIPv4('10.254.0.0')!;
-  const addr = (i: number) => formatIPv4(base + i * 4 + (i % 4)); // any address of the /30
-  const index = (network: string) => (parseIPv4(network)! - base) / 4;
+  const base = parseIpv4('10.254.0.0')!;
+  const addr = (i: number) => formatIpv4(base + i * 4 + (i % 4)); // any address of the /30
+  const index = (network: string) => (parseIpv4(network)! - base) / 4;
   return (now: () => number, delayMs: number): Adapter => {
     const pool = new NetworkPool({ startAddress: '10.254.0.0', size, releaseDelayMs: delayMs, now });
     return {

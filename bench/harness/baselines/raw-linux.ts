@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { buildConfig } from '../../../src/backends/linux/bundle/spec.ts';
 import { hierarchies, parentCgroups } from '../../../src/backends/linux/cgroups/cgroups.ts';
 import { DEFAULT_PIDS_LIMIT, type LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
-import { parseIpv4 } from '../../../src/backends/linux/network/ipv4.ts';
+import { parseIpv4 } from '../../../src/model/ipv4.ts';
 import type { BindMount } from '../../../src/protocol/types.ts';
 import { RAW_NET_START } from '../daemon.ts';
 import type { RawScope } from '../host-state.ts';

@@ -22,7 +22,7 @@ import { CGROUP_LINK_ROOT } from '../../../src/backends/linux/cgroups/links.ts';
 import { teardownHost } from '../../../src/backends/linux/host/setup.ts';
 import { sweepHost } from '../../../src/backends/linux/container/sweep.ts';
 import { mountAt } from '../../../src/backends/linux/disk/depot.ts';
-import { cidrContains, parseCidr, parseIpv4 } from '../../../src/backends/linux/network/ipv4.ts';
+import { cidrContains, parseCidr, parseIpv4 } from '../../../src/model/ipv4.ts';
 import { installEgressGuard, removeEgressGuard } from '../egress-guard.ts';
 import { ensureTestRootfs } from './linux-host.ts';
 

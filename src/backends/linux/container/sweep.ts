@@ -14,7 +14,7 @@ import { containerPaths } from '../paths.ts';
 import { deleteSubvolume } from '../disk/subvolume.ts';
 import { detectSubvolume } from './destroy.ts';
 import { isContainerId } from './facts.ts';
-import { cidrContains, parseCidr, parseIpv4 } from '../network/ipv4.ts';
+import { cidrContains, parseCidr, parseIpv4 } from '../../../model/ipv4.ts';
 
 export interface SweepArgs {
   claimed: Set<string>;

@@ -6,7 +6,7 @@
 // only its own rules, and the pool's MASQUERADE rule doubles as its registration.
 import { readdir } from 'node:fs/promises';
 import { CHAINS, IFACE_MATCH, INSTANCE_CHAIN_PREFIX, idFromIface } from './names.ts';
-import { formatCidr, parseCidr } from './ipv4.ts';
+import { formatCidr, parseCidr } from '../../../model/ipv4.ts';
 import { applyFresh, deleteOf, exactlyOnce, listTable, newBatch, type Batch } from './iptables.ts';
 import { raiseSysctl, writeSysctl } from './sysctl.ts';
 import type { NetworkHostConfig } from './types.ts';
@@ -110,7 +110,7 @@ function checkConfig(cfg: NetworkHostConfig): CheckedConfig {
 function checkResolver(ip: string | undefined): string | undefined {
   if (ip === undefined) return undefined;
   const c = parseCidr(ip);
-  if (!c || ip.includes('/') || c.base >>> 24 !== 127) throw new Error(`${CTX}: host resolver ${JSON.stringify(ip)} is not a 127.x.y.z address`);
+  if (!c || ip.includes('/') || c.address >>> 24 !== 127) throw new Error(`${CTX}: host resolver ${JSON.stringify(ip)} is not a 127.x.y.z address`);
   return ip;
 }
 

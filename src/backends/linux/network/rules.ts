@@ -12,7 +12,7 @@
 //           warden-prerouting: -p tcp -j warden-i-<id>          (one per container)
 //           warden-i-<id>:  -p tcp --dport H -j DNAT --to-destination C:P   (net_in)
 import { CHAINS, hostIface, instanceChain, instanceLogChain } from './names.ts';
-import { formatCidr, formatIpv4, isIpv4, parseCidr, parseIpRange } from './ipv4.ts';
+import { formatCidr, formatIpv4, isIpv4, parseCidr, parseIpRange } from '../../../model/ipv4.ts';
 import { newBatch, type Batch } from './iptables.ts';
 import { validateNetOut } from '../../../model/net-out.ts';
 import type { ContainerNetSpec, NetInRule, NetOutRule } from './types.ts';

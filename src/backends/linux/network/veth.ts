@@ -5,7 +5,7 @@
 import { readlink } from 'node:fs/promises';
 import { containerIface, hostIface, ifbIface } from './names.ts';
 import { run } from './exec.ts';
-import { isIpv4 } from './ipv4.ts';
+import { isIpv4 } from '../../../model/ipv4.ts';
 import { ifaceExists, writeSysctl } from './sysctl.ts';
 import type { ContainerNetSpec } from './types.ts';
 
