@@ -37,6 +37,8 @@ export type ContainerDeathEvent = { kind: 'oom' | 'init-exited'; id: string } | 
 
 export class UnsupportedError extends Error {
   override name = 'UnsupportedError';
+  /** The request asks for what cannot be (see ErrorCode in src/model/errors.ts). */
+  readonly code = 'invalid';
 }
 
 export interface Backend {

@@ -92,7 +92,7 @@ async function pathKinds(a: { paths: string[] }): Promise<Array<'directory' | 'o
   );
 }
 
-export const snapshotTasks = {
+export const depotTasks = {
   'state.pathKinds': pathKinds,
   'state.writeJson': (a: { path: string; value: unknown }) =>
     writeFileAtomic(a.path, `${stringify64(a.value, 1)}\n`),

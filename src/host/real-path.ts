@@ -3,9 +3,12 @@
 // in a folder the client later names. Every component is checked with lstat.
 import { lstat, mkdir } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
+import { WardenError } from '../model/errors.ts';
 
 export class SymlinkInPathError extends Error {
   override name = 'SymlinkInPathError';
+  /** The request asks for what cannot be (see ErrorCode in src/model/errors.ts). */
+  readonly code = 'invalid';
 }
 
 /** Components of `path` below `base` (path must be at or below base). */
@@ -48,7 +51,7 @@ export async function assertNoSymlinks(path: string, followLast: boolean, contex
   for (let i = 0; i < names.length; i++) {
     at = join(at, names[i]!);
     const st = await lstat(at).catch(() => undefined);
-    if (!st) throw new SymlinkInPathError(`${context}: ${path} does not exist`);
+    if (!st) throw new WardenError(`${context}: ${path} does not exist`, { code: 'not_found' });
     const last = i === names.length - 1;
     if (st.isSymbolicLink() && (!last || followLast)) {
       throw new SymlinkInPathError(`${context}: ${at} is a symbolic link; give a path without symbolic links`);

@@ -3,6 +3,7 @@
 // thread's spawner process (never forked from the big daemon), and a failure
 // becomes one HostCommandError that says what was being done, the command, and
 // why: `net_in: iptables -t nat -A ... failed: <stderr>`.
+import { WardenError } from '../model/errors.ts';
 import { spawnHost } from './spawner.ts';
 
 export interface HostRunOptions {
@@ -30,15 +31,14 @@ export interface HostResult {
 }
 
 /** A host command failed, could not start, or timed out. */
-export class HostCommandError extends Error {
+export class HostCommandError extends WardenError {
   override name = 'HostCommandError';
-  readonly code = 'host_command';
   readonly command: string;
   readonly exitCode: number | null | undefined;
   readonly stderr: string;
 
   constructor(message: string, command: string, exitCode: number | null | undefined, stderr: string, cause?: unknown) {
-    super(message, cause === undefined ? undefined : { cause });
+    super(message, { code: 'host_command', cause });
     this.command = command;
     this.exitCode = exitCode;
     this.stderr = stderr;

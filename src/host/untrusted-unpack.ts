@@ -14,6 +14,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { run } from './command.ts';
 import { realDirs } from './real-path.ts';
+import { WardenError, wrapError } from '../model/errors.ts';
 
 /** Owner of copied files when the request names none: root, as the original (rsync as root) left them. */
 const DEFAULT_OWNER = '0:0';
@@ -86,7 +87,7 @@ async function chownTree(owner: string, path: string, context: string): Promise<
   try {
     await run('chown', ['-R', '-h', '--', owner, path]);
   } catch (err) {
-    throw new Error(`${context}: ${(err as Error).message}`, { cause: err });
+    throw wrapError(context, err);
   }
 }
 
@@ -134,7 +135,7 @@ async function extract(source: ResultPromise, stream: Readable, cwd: string, opt
     const e = from.reason as { stderr?: string; shortMessage?: string; message?: string };
     problems.push(`source: ${String(e.stderr || e.shortMessage || e.message || from.reason).trim()}`);
   }
-  if (problems.length) throw new Error(`${opts.context}: ${problems.join('; ')}`);
+  if (problems.length) throw new WardenError(`${opts.context}: ${problems.join('; ')}`, { code: 'invalid' });
 }
 
 /**
@@ -173,7 +174,7 @@ async function sanitize(dir: string): Promise<void> {
  */
 async function merge(from: string, to: string, ctx: string, as?: string): Promise<void> {
   const names = await readdir(from);
-  if (as !== undefined && names.length > 1) throw new Error(`${ctx}: expected one entry, got ${names.length}`);
+  if (as !== undefined && names.length > 1) throw new WardenError(`${ctx}: expected one entry, got ${names.length}`, { code: 'invalid' });
   for (const name of names) {
     const s = join(from, name);
     const t = join(to, as ?? name);
@@ -185,7 +186,7 @@ async function merge(from: string, to: string, ctx: string, as?: string): Promis
       await rmdir(s);
       continue;
     }
-    if (existing?.isDirectory()) throw new Error(`${ctx}: cannot replace the folder ${t} with a file`);
+    if (existing?.isDirectory()) throw new WardenError(`${ctx}: cannot replace the folder ${t} with a file`, { code: 'invalid' });
     if (incoming.isDirectory() && existing) await unlink(t);
     await rename(s, t);
   }

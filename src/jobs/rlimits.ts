@@ -21,6 +21,8 @@ export const PROC_LIMIT_NAME: Record<string, string> = {
 
 export class RlimitError extends Error {
   override name = 'RlimitError';
+  /** The request asks for what cannot be (see ErrorCode in src/model/errors.ts). */
+  readonly code = 'invalid';
 }
 
 /** Parse /proc/self/limits into hard limits by Warden rlimit name (Infinity for unlimited). */

@@ -18,7 +18,9 @@ export const NO_PORT = 'Warden::Pool::Port::NoPortAvailable';
 
 /** "Could not acquire network", or with the /30 asked for: "Could not acquire network: 10.254.0.4". */
 function noNetwork(requested: number | undefined): WardenError {
-  return new WardenError(requested === undefined ? 'Could not acquire network' : `Could not acquire network: ${formatIpv4(networkOf(requested, 30))}`);
+  return new WardenError(requested === undefined ? 'Could not acquire network' : `Could not acquire network: ${formatIpv4(networkOf(requested, 30))}`, {
+    code: 'exhausted',
+  });
 }
 
 /**
@@ -44,7 +46,7 @@ export function takeUid(pools: Pools, log: Logger): number {
   } catch (err) {
     if (!(err instanceof PoolExhaustedError)) throw err;
     log.info({ err: err.message }, 'create: no uid');
-    throw new WardenError(NO_UID);
+    throw new WardenError(NO_UID, { code: 'exhausted' });
   }
 }
 
@@ -54,7 +56,7 @@ export function takePort(pools: Pools, log: Logger): number {
   } catch (err) {
     if (!(err instanceof PoolExhaustedError)) throw err;
     log.info({ err: err.message }, 'net_in: no port');
-    throw new WardenError(NO_PORT);
+    throw new WardenError(NO_PORT, { code: 'exhausted' });
   }
 }
 
@@ -66,8 +68,8 @@ export function maxContainersError(pools: Pools, max: number, requested: string 
   const networks = pools.network.total;
   const uids = pools.uid.total;
   if (max < Math.min(networks, uids)) {
-    return new WardenError(`cannot create container: the daemon holds its maximum of ${max} containers (server.max_containers)`);
+    return new WardenError(`cannot create container: the daemon holds its maximum of ${max} containers (server.max_containers)`, { code: 'exhausted' });
   }
-  if (networks > uids) return new WardenError(NO_UID);
+  if (networks > uids) return new WardenError(NO_UID, { code: 'exhausted' });
   return noNetwork(requested ? parseAddress(requested) : undefined);
 }

@@ -10,7 +10,7 @@ import { Container } from '../model/container.ts';
 import type { ContainerRecord, JobRecord } from '../model/records.ts';
 import { ContainerRegistry, validateHandle } from '../model/registry.ts';
 import { toSnapshot } from '../depot/snapshot-format.ts';
-import { HandleExistsError, NoSuchJobError, NotImplementedError, WardenError, describeError } from '../model/errors.ts';
+import { HandleExistsError, NoSuchJobError, NotImplementedError, WardenError, codeOf, describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
 import { JobIdAllocator } from '../jobs/job-ids.ts';
 import { followJob } from '../jobs/job-output.ts';
@@ -386,7 +386,7 @@ export class WardenService {
         // Still listed: it needs its snapshot again (a Destroy may be retried).
         c.destroying = false;
         await this.snapshot(c).catch(() => {});
-        throw new WardenError(message);
+        throw new WardenError(message, { code: codeOf(err) });
       }
       this.releaseResources(c);
       this.registry.remove(c);
@@ -460,7 +460,7 @@ export class WardenService {
     // Checked right before the job is added (no await in between), so concurrent spawns cannot pass it together.
     const maxJobs = this.config.server.container_max_jobs;
     if (c.runningJobIds().length >= maxJobs) {
-      throw new WardenError(`cannot spawn job: the container runs its maximum of ${maxJobs} jobs (server.container_max_jobs)`);
+      throw new WardenError(`cannot spawn job: the container runs its maximum of ${maxJobs} jobs (server.container_max_jobs)`, { code: 'exhausted' });
     }
     const dir = c.jobDir(id);
     const launch = this.backend.jobLaunch(c.record, {

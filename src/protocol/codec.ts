@@ -52,8 +52,10 @@ const BYTES_FIELDS: Record<string, readonly string[]> = {
   StreamResponse: ['data'],
 };
 
+/** A frame or message that does not decode: the client's mistake (code `invalid`). */
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
+  readonly code = 'invalid';
 }
 
 export type MessageKind = 'Request' | 'Response';

@@ -14,6 +14,7 @@ const EMPTY = Buffer.alloc(0);
 
 export class FramingError extends Error {
   override name = 'FramingError';
+  readonly code = 'invalid';
   /** Whole frames that came before the bad bytes in the same push (see push). */
   frames: Buffer[] = [];
 }

@@ -2,7 +2,7 @@
 // responses out. A framing error closes this connection only.
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { WardenError, describeError } from '../model/errors.ts';
+import { WardenError, codeOf, describeError } from '../model/errors.ts';
 import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, ProtocolError } from '../protocol/codec.ts';
 import { FrameDecoder, FramingError } from '../protocol/framing.ts';
 import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/types.ts';
@@ -258,10 +258,9 @@ export class Connection {
       handle ??= typeof (response as { handle?: unknown })?.handle === 'string' ? (response as { handle: string }).handle : undefined;
       this.logRequest(type, handle, started, 'ok');
     } catch (err) {
-      const message = describeError(err);
-      const expected = err instanceof WardenError || err instanceof ProtocolError || isClientError(err);
-      this.logRequest(type, handle, started, expected ? 'error' : 'internal', message, expected ? undefined : (err as Error)?.stack);
-      if (!this.closed) this.write(encodeError(message));
+      const answer = errorAnswer(err);
+      this.logRequest(type, handle, started, answer.outcome, answer.message, answer.outcome === 'internal' ? (err as Error)?.stack : undefined);
+      if (!this.closed) this.write(encodeError(answer.message));
     }
   }
 
@@ -322,13 +321,13 @@ export class Connection {
 }
 
 /**
- * Failures caused by what the client asked (a missing source path, an unknown
- * owner, an exhausted pool) are ordinary answers. Only programming errors are
- * logged as internal, with their stack. Errors from workers arrive as plain
- * Errors, so the test is on what they are not.
+ * How a failed request is answered, by the error's code (src/model/errors.ts):
+ * as the original did, the ErrorResponse carries the message whatever the kind
+ * (clients match on the original's texts); a failure without a code of ours is
+ * internal and is logged with its stack.
  */
-function isClientError(err: unknown): boolean {
-  return !(err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError || err instanceof RangeError);
+function errorAnswer(err: unknown): { message: string; outcome: RequestOutcome } {
+  return { message: describeError(err), outcome: codeOf(err) === 'internal' ? 'internal' : 'error' };
 }
 
 function round(ms: number): number {

@@ -5,7 +5,8 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { TaskName, TaskArgs, TaskResult } from '../../workers/tasks.ts';
+import { fromWireError, isWireError } from '../model/errors.ts';
+import type { TaskName, TaskArgs, TaskResult } from './task-table.ts';
 
 export interface WorkerPoolOptions {
   threads?: number;
@@ -29,7 +30,12 @@ export class WorkerPool {
   }
 
   run<K extends TaskName>(name: K, args: TaskArgs<K>, transferList?: TransferListItem[]): Promise<TaskResult<K>> {
-    return this.piscina.run({ name, args }, transferList ? { transferList: transferList as never } : undefined) as Promise<TaskResult<K>>;
+    return (this.piscina.run({ name, args }, transferList ? { transferList: transferList as never } : undefined) as Promise<TaskResult<K>>).catch(
+      (err: unknown) => {
+        // A task's failure arrives as plain data: made a WardenError again, with its code.
+        throw isWireError(err) ? fromWireError(err) : err;
+      },
+    );
   }
 
   get stats(): { threads: number; queued: number; utilization: number } {

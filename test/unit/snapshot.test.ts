@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ContainerRecord } from '../../src/model/records.ts';
-import { snapshotTasks, writeFileAtomic } from '../../src/depot/depot-tasks.ts';
+import { depotTasks, writeFileAtomic } from '../../src/depot/depot-tasks.ts';
 
 const depot = mkdtempSync(join(tmpdir(), 'warden-depot-'));
 afterAll(() => rmSync(depot, { recursive: true, force: true }));
@@ -26,10 +26,10 @@ describe('snapshots', () => {
     mkdirSync(join(r.path, 'jobs/3'), { recursive: true });
     mkdirSync(join(r.path, 'jobs/4'), { recursive: true });
     writeFileSync(join(r.path, 'jobs/4/exit_status'), '9\n');
-    await snapshotTasks['state.writeJson']({ path: join(r.path, 'snapshot.json'), value: r });
+    await depotTasks['state.writeJson']({ path: join(r.path, 'snapshot.json'), value: r });
     mkdirSync(join(depot, 'bbbbbbbbbbb')); // a folder with no snapshot
     writeFileSync(join(r.path, 'snapshot.json.tmp-dead'), '{"half'); // an interrupted write
-    const entries = await snapshotTasks['state.scanDepot']({ depot });
+    const entries = await depotTasks['state.scanDepot']({ depot });
     const a = entries.find((e) => e.id === 'aaaaaaaaaaa')!;
     expect(a.snapshot).toEqual(r);
     expect(a.jobs.sort((x, y) => x.id - y.id)).toEqual([{ id: 3, exit_status: undefined }, { id: 4, exit_status: 9 }]);

@@ -9,6 +9,8 @@ const MAX_SYMLINKS = 40;
 
 export class PathEscapeError extends Error {
   override name = 'PathEscapeError';
+  /** The request asks for what cannot be (see ErrorCode in src/model/errors.ts). */
+  readonly code = 'invalid';
 }
 
 /**

@@ -8,6 +8,7 @@ import { assertNoSymlinks } from '../../host/real-path.ts';
 import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
 import { readExitStatus, readJobPids, isAlive } from '../../jobs/job-files.ts';
 import { resolveInside } from './safe-path.ts';
+import { WardenError } from '../../model/errors.ts';
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -28,9 +29,9 @@ async function isDir(path: string): Promise<boolean> {
 
 async function create(a: { path: string; root: string; rootfs?: string; bindSources: string[] }): Promise<void> {
   for (const src of a.bindSources) {
-    if (!(await exists(src))) throw new Error(`bind mount source ${src} does not exist`);
+    if (!(await exists(src))) throw new WardenError(`bind mount source ${src} does not exist`, { code: 'not_found' });
   }
-  if (a.rootfs !== undefined && !(await isDir(a.rootfs))) throw new Error(`rootfs ${a.rootfs} does not exist`);
+  if (a.rootfs !== undefined && !(await isDir(a.rootfs))) throw new WardenError(`rootfs ${a.rootfs} does not exist`, { code: 'not_found' });
   await mkdir(a.root, { recursive: true });
   await mkdir(join(a.path, 'jobs'), { recursive: true });
   await mkdir(join(a.path, 'run'), { recursive: true });
@@ -110,8 +111,8 @@ const UNPACK_UID = 65534;
  */
 async function copyEntry(a: { src: string; contentsOnly: boolean; dst: string; dstIsDirHint: boolean; trustedBase: string; owner?: string; context: string }): Promise<void> {
   const st = await lstat(a.src).catch(() => undefined);
-  if (!st) throw new Error(`${a.src} does not exist`);
-  if (a.contentsOnly && !st.isDirectory()) throw new Error(`${a.src} is not a directory`);
+  if (!st) throw new WardenError(`${a.src} does not exist`, { code: 'not_found' });
+  if (a.contentsOnly && !st.isDirectory()) throw new WardenError(`${a.src} is not a directory`, { code: 'invalid' });
   let into = a.dst;
   let as: string | undefined;
   if (!a.contentsOnly && !st.isDirectory() && !a.dstIsDirHint && !(await lstat(a.dst).catch(() => undefined))?.isDirectory()) {
@@ -140,11 +141,11 @@ async function copyIn(a: { root: string; src: string; dst: string }): Promise<vo
 async function checkOwner(owner: string): Promise<void> {
   const [user, group] = owner.split(':');
   await run('getent', ['passwd', user]).catch(() => {
-    throw new Error(`unknown owner: no user ${user} on the host`);
+    throw new WardenError(`unknown owner: no user ${user} on the host`, { code: 'invalid' });
   });
   if (group) {
     await run('getent', ['group', group]).catch(() => {
-      throw new Error(`unknown owner: no group ${group} on the host`);
+      throw new WardenError(`unknown owner: no group ${group} on the host`, { code: 'invalid' });
     });
   }
 }

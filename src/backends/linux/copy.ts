@@ -19,6 +19,7 @@ import { liveFacts } from './container/facts.ts';
 import { PATH_ENV } from './bundle/spec.ts';
 import { assertNoSymlinks } from '../../host/real-path.ts';
 import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
+import { WardenError } from '../../model/errors.ts';
 
 const TIMEOUT_MS = 10 * 60_000;
 
@@ -56,7 +57,7 @@ async function pipeline(context: string, from: ResultPromise, to: ResultPromise)
       problems.push(`${name}: ${(e.stderr || e.shortMessage || e.message || String(r.reason)).trim()}`);
     }
   }
-  if (problems.length) throw new Error(`${context}: ${problems.join('; ')}`);
+  if (problems.length) throw new WardenError(`${context}: ${problems.join('; ')}`, { code: 'invalid' });
   return b.status === 'fulfilled' ? String(b.value.stdout ?? '') : '';
 }
 
@@ -74,7 +75,7 @@ export async function copyIn(c: ContainerRecord, src: string, dst: string): Prom
 export async function copyOut(c: ContainerRecord, src: string, dst: string, owner?: string): Promise<void> {
   const context = `copy_out ${c.id}:${src} -> ${dst}`;
   if (owner !== undefined && owner !== '' && !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$/.test(owner)) {
-    throw new Error(`${context}: invalid owner ${JSON.stringify(owner)}`);
+    throw new WardenError(`${context}: invalid owner ${JSON.stringify(owner)}`, { code: 'invalid' });
   }
   const inside = execArgs(c, ['tar', '-c', '--hard-dereference', ...tarSource(src)]);
   const from = execa(inside.file, inside.args, {

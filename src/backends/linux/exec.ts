@@ -2,6 +2,7 @@
 // argument arrays only, bounded in time, and failures wrapped once with what was
 // being done ("create abc: runc create ... failed: <stderr>").
 import { HostCommandError, runHost } from '../../host/run.ts';
+import { WardenError, codeOf, describeError } from '../../model/errors.ts';
 
 export { HostCommandError };
 
@@ -21,28 +22,22 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   return r.stdout.endsWith('\n') ? r.stdout.slice(0, -1) : r.stdout;
 }
 
-/** The message of an unknown thrown value. */
-export function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /**
- * Runs every step even when some fail; throws one Error naming each failure
+ * Runs every step even when some fail; throws one WardenError naming each failure
  * (used by destroy and sweep, which must attempt everything).
  */
 export async function attemptAll(context: string, steps: Array<[string, () => Promise<unknown>]>): Promise<void> {
-  const failures: unknown[] = [];
+  const failures: string[] = [];
+  let code: ReturnType<typeof codeOf> | undefined;
   for (const [name, step] of steps) {
     try {
       await step();
     } catch (err) {
-      failures.push(new Error(`${name}: ${messageOf(err)}`, { cause: err }));
+      code ??= codeOf(err);
+      failures.push(`${name}: ${describeError(err)}`);
     }
   }
-  if (failures.length > 0) {
-    const msg = failures.map((f) => messageOf(f)).join('; ');
-    throw new AggregateError(failures, `${context}: ${msg}`);
-  }
+  if (failures.length > 0) throw new WardenError(`${context}: ${failures.join('; ')}`, { code });
 }
 
 /**
@@ -69,10 +64,10 @@ export class UndoStack {
       try {
         await undo();
       } catch (err) {
-        errors.push(`undo ${name}: ${messageOf(err)}`);
+        errors.push(`undo ${name}: ${describeError(err)}`);
       }
     }
     if (errors.length === 0) throw cause;
-    throw new Error(`${messageOf(cause)} (and while undoing: ${errors.join('; ')})`, { cause });
+    throw new WardenError(`${describeError(cause)} (and while undoing: ${errors.join('; ')})`, { code: codeOf(cause) });
   }
 }

@@ -6,6 +6,7 @@ import { setCpuShares, setMemoryLimit } from './cgroups/cgroups.ts';
 import { setByteLimit, type SubvolumeInfo } from './disk/subvolume.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { WardenError } from '../../model/errors.ts';
 
 /** Quota blocks are 1 KiB, as in the original (setquota units). */
 const BLOCK = 1024;
@@ -30,7 +31,7 @@ export function diskByteLimit(l: DiskLimits | undefined): U64 | undefined {
 /** Throws a clear error when the request sets an inode limit: btrfs qgroups count bytes only. */
 export function checkDiskLimits(l: DiskLimits): void {
   for (const f of INODE_FIELDS) {
-    if (l[f]) throw new Error(`limit_disk: ${f} is not supported by this backend (btrfs qgroups limit bytes only)`);
+    if (l[f]) throw new WardenError(`limit_disk: ${f} is not supported by this backend (btrfs qgroups limit bytes only)`, { code: 'invalid' });
   }
 }
 
@@ -59,7 +60,7 @@ export async function limitDisk(subvolumePath: string, info: SubvolumeInfo, limi
   checkDiskLimits(limits);
   const bytes = diskByteLimit(limits);
   if (bytes !== undefined) {
-    if (!info.btrfs) throw new Error('limit_disk: disk quotas are disabled (quota.disk_quota_enabled is false and the depot is not btrfs)');
+    if (!info.btrfs) throw new WardenError('limit_disk: disk quotas are disabled (quota.disk_quota_enabled is false and the depot is not btrfs)', { code: 'invalid' });
     await setByteLimit(subvolumePath, bytes, info);
   }
   return diskLimitsInForce(bytes ?? (await currentByteLimit(info)));

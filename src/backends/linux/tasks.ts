@@ -1,4 +1,4 @@
-// Worker tasks of the Linux backend (see workers/tasks.ts). Each takes one plain
+// Worker tasks of the Linux backend (see src/workers/task-table.ts). Each takes one plain
 // object: `host` (LinuxHostSettings) where host-wide settings matter, `c` the
 // ContainerRecord as the daemon knows it (c.backend holds LinuxFacts after create).
 import type { ContainerRecord, NetOutRule } from '../../model/records.ts';

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { instanceName } from '../paths.ts';
 import type { U64 } from '../../../protocol/types.ts';
 import { parseU64 } from '../../../protocol/u64.ts';
+import { wrapError, WardenError } from '../../../model/errors.ts';
 
 export interface CgroupHierarchy {
   /** v1 controllers of this hierarchy (e.g. ['cpu','cpuacct'], ['name=systemd']), or ['unified'] for v2. */
@@ -169,7 +170,7 @@ export async function setMemoryLimit(paths: CgroupPaths, bytes: U64): Promise<vo
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EBUSY') throw new Error(`memory limit ${bytes} is below what the container uses now`, { cause: err });
+    if (code === 'EBUSY') throw new WardenError(`memory limit ${bytes} is below what the container uses now`, { code: 'invalid', cause: err });
     throw err;
   }
 }
@@ -308,7 +309,7 @@ export async function emptyAndRemoveGroup(dir: string, into: string): Promise<vo
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || attempt >= 50) throw new Error(`cannot remove cgroup ${dir}: ${(err as Error).message}`, { cause: err });
+      if (code !== 'EBUSY' || attempt >= 50) throw wrapError(`cannot remove cgroup ${dir}`, err);
       await new Promise((r) => setTimeout(r, 20));
     }
   }

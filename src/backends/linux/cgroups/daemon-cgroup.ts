@@ -15,6 +15,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { daemonGroupName, emptyAndRemoveGroup, hierarchies, outsideDaemonGroup, type CgroupHierarchy } from './cgroups.ts';
+import { wrapError } from '../../../model/errors.ts';
 
 async function cpuHierarchy(): Promise<CgroupHierarchy | undefined> {
   return (await hierarchies()).find((h) => h.controllers.includes('cpu'));
@@ -34,7 +35,7 @@ export async function enterDaemonCgroup(parent: string, shares: number): Promise
     await writeFile(join(dir, 'cpu.shares'), String(shares));
     await writeFile(join(dir, 'cgroup.procs'), String(process.pid));
   } catch (err) {
-    throw new Error(`cannot move the daemon into its cgroup ${dir}: ${(err as Error).message}`, { cause: err });
+    throw wrapError(`cannot move the daemon into its cgroup ${dir}`, err);
   }
   return join(h.own, 'cgroup.procs');
 }

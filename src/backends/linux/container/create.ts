@@ -4,7 +4,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { containerPaths } from '../paths.ts';
-import { run, UndoStack, messageOf } from '../exec.ts';
+import { run, UndoStack } from '../exec.ts';
 import { DEFAULT_PIDS_LIMIT, type LinuxHostSettings } from '../settings.ts';
 import { createSubvolume, deleteSubvolume, setByteLimit } from '../disk/subvolume.ts';
 import { hostnameFor, writeEtcFiles } from '../rootfs/etc-files.ts';
@@ -21,6 +21,7 @@ import { diskByteLimit } from '../limits.ts';
 import { stringify64 } from '../../../protocol/json64.ts';
 import { joinContainersQgroup } from '../disk/containers-qgroup.ts';
 import { refuseHostRoot } from './host-root.ts';
+import { WardenError, wrapError } from '../../../model/errors.ts';
 
 export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<LinuxFacts> {
   checkContainerId(c.id);
@@ -98,7 +99,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
     await writeFile(p.settings, settingsFile(c, s, lower, initPid));
     return { initPid, initStartTime: st.startTime, cgroups, subvolume, runtime: rt };
   } catch (err) {
-    const wrapped = new Error(`create ${c.id}: ${messageOf(err)}`, { cause: err });
+    const wrapped = wrapError(`create ${c.id}`, err);
     return undo.unwind(wrapped);
   }
 }
@@ -106,11 +107,11 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
 async function checkBindMounts(c: ContainerRecord): Promise<void> {
   for (const b of c.bind_mounts ?? []) {
     if (!b.src_path?.startsWith('/') || !b.dst_path?.startsWith('/')) {
-      throw new Error(`bind mount ${b.src_path} -> ${b.dst_path}: paths must be absolute`);
+      throw new WardenError(`bind mount ${b.src_path} -> ${b.dst_path}: paths must be absolute`, { code: 'invalid' });
     }
-    if (b.dst_path.split('/').includes('..')) throw new Error(`bind mount destination ${b.dst_path} contains '..'`);
+    if (b.dst_path.split('/').includes('..')) throw new WardenError(`bind mount destination ${b.dst_path} contains '..'`, { code: 'invalid' });
     const st = await stat(b.src_path).catch(() => undefined);
-    if (!st) throw new Error(`bind mount source ${b.src_path} does not exist`);
+    if (!st) throw new WardenError(`bind mount source ${b.src_path} does not exist`, { code: 'not_found' });
   }
 }
 

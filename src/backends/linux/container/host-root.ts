@@ -5,6 +5,7 @@
 import { realpath } from 'node:fs/promises';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { BindMountMode } from '../../../protocol/types.ts';
+import { WardenError } from '../../../model/errors.ts';
 
 const HINT = 'a privileged job would own the host; set server.allow_host_root: true to allow it';
 
@@ -16,10 +17,10 @@ async function isHostRoot(path: string): Promise<boolean> {
 
 export async function refuseHostRoot(c: ContainerRecord, lower: string, allow: boolean): Promise<void> {
   if (allow) return;
-  if (await isHostRoot(lower)) throw new Error(`rootfs ${lower} is the host's root filesystem: ${HINT}`);
+  if (await isHostRoot(lower)) throw new WardenError(`rootfs ${lower} is the host's root filesystem: ${HINT}`, { code: 'invalid' });
   for (const b of c.bind_mounts ?? []) {
     if (b.mode === BindMountMode.RW && (await isHostRoot(b.src_path))) {
-      throw new Error(`read-write bind mount of ${b.src_path} is the host's root filesystem: ${HINT}`);
+      throw new WardenError(`read-write bind mount of ${b.src_path} is the host's root filesystem: ${HINT}`, { code: 'invalid' });
     }
   }
 }

@@ -7,7 +7,7 @@ import type { LinuxHostSettings } from '../settings.ts';
 import { containerState, listContainerStates, type RuntimeState } from '../runtime/runc.ts';
 import { isSameProcess } from '../../../host/procfs.ts';
 import { restoreContainerNetwork, restoreContainerNetworks } from '../network/index.ts';
-import { messageOf } from '../exec.ts';
+import { describeError } from '../../../model/errors.ts';
 import { factsOf, netSpec, runtimeOf } from './facts.ts';
 import { CGROUP_LINK_ROOT, linkContainerCgroups } from '../cgroups/links.ts';
 
@@ -53,7 +53,7 @@ export async function recoverContainersOnHost(s: LinuxHostSettings, cs: Containe
   for (const [i, c] of cs.entries()) {
     const list = states.get(runtimeOf(c, s).root)!;
     if (list instanceof Error) {
-      out[i] = { error: messageOf(list) };
+      out[i] = { error: describeError(list) };
       continue;
     }
     if (await initAlive(c, list.get(c.id))) alive.push(i);
@@ -66,7 +66,7 @@ export async function recoverContainersOnHost(s: LinuxHostSettings, cs: Containe
   );
   for (const [k, i] of alive.entries()) {
     const err = restored[k] ?? (await relink(s, cs[i]!).then(() => undefined, (e: unknown) => e));
-    out[i] = err ? { error: messageOf(err) } : { alive: true };
+    out[i] = err ? { error: describeError(err) } : { alive: true };
   }
   if (s.diskQuota) {
     const ids = alive.map((i) => factsOf(cs[i]!).subvolume).filter((v) => v?.btrfs && v.subvolId !== undefined).map((v) => v!.subvolId!);

@@ -27,6 +27,7 @@ import {
 import { checkSpec, createVeth, deleteIfaces, restoreHostEnd } from './veth.ts';
 import { clearBandwidth, clearBandwidthOf, limitBandwidth } from './shaping.ts';
 import type { BandwidthLimit, ContainerNetSpec, NetInRule, NetOutRule } from './types.ts';
+import { WardenError, describeError, codeOf } from '../../../model/errors.ts';
 
 function withSetupHint(err: unknown): unknown {
   if (err instanceof HostCommandError && /No chain\/target\/match|does not exist/i.test(err.stderr)) {
@@ -128,7 +129,7 @@ export async function destroyContainerNetwork(id: string): Promise<void> {
   const results = await Promise.allSettled([rules, ifaces]);
   const failed = results.filter((x) => x.status === 'rejected').map((x) => (x as PromiseRejectedResult).reason as Error);
   if (failed.length === 1) throw failed[0];
-  if (failed.length > 1) throw new Error(failed.map((e) => e.message).join('; '), { cause: failed[0] });
+  if (failed.length > 1) throw new WardenError(failed.map((e) => describeError(e)).join('; '), { code: codeOf(failed[0]) });
 }
 
 /**

@@ -16,6 +16,7 @@ import { formatCidr, formatIpv4, isIpv4, parseCidr, parseIpRange } from '../../.
 import { newBatch, type Batch } from './iptables.ts';
 import { validateNetOut } from '../../../model/net-out.ts';
 import type { ContainerNetSpec, NetInRule, NetOutRule } from './types.ts';
+import { WardenError } from '../../../model/errors.ts';
 
 const PROTOCOLS = ['tcp', 'udp', 'icmp', 'all'] as const;
 
@@ -28,7 +29,7 @@ function isInt(v: unknown): v is number {
 
 function checkPortNumber(what: string, v: unknown): number {
   if (!isInt(v) || v < 1 || v > 65535) {
-    throw new Error(`${what} ${JSON.stringify(v)} is out of range: expected 1-65535`);
+    throw new WardenError(`${what} ${JSON.stringify(v)} is out of range: expected 1-65535`, { code: 'invalid' });
   }
   return v;
 }

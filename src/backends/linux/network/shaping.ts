@@ -9,6 +9,7 @@ import { run } from './exec.ts';
 import { ifaceExists } from './sysctl.ts';
 import { deleteIfaces } from './veth.ts';
 import type { BandwidthStat } from './types.ts';
+import { WardenError } from '../../../model/errors.ts';
 
 const CTX = 'limit_bandwidth';
 /** Queueing delay tbf allows before dropping. */
@@ -17,7 +18,7 @@ const LATENCY = '25ms';
 const REDIRECT_HANDLE = '800::1';
 
 function checkAmount(name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`${CTX}: ${name} ${JSON.stringify(v)} must be a positive whole number of bytes`);
+  if (!Number.isSafeInteger(v) || v <= 0) throw new WardenError(`${CTX}: ${name} ${JSON.stringify(v)} must be a positive whole number of bytes`, { code: 'invalid' });
 }
 
 /** rate in bytes/s, burst in bytes, applied to both directions. */

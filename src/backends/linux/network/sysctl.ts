@@ -1,6 +1,7 @@
 // Kernel settings through /proc/sys (no fork). Paths resolve in the calling
 // thread's network namespace, which for the daemon is the host's.
 import { readFile, writeFile, access } from 'node:fs/promises';
+import { wrapError } from '../../../model/errors.ts';
 
 export async function readSysctl(key: string): Promise<string> {
   return (await readFile(`/proc/sys/${key}`, 'utf8')).trim();
@@ -10,7 +11,7 @@ export async function writeSysctl(key: string, value: string | number, context: 
   try {
     await writeFile(`/proc/sys/${key}`, `${value}\n`);
   } catch (err) {
-    throw new Error(`${context}: setting ${key.replaceAll('/', '.')}=${value} failed: ${(err as Error).message}`, { cause: err });
+    throw wrapError(`${context}: setting ${key.replaceAll('/', '.')}=${value} failed`, err);
   }
 }
 

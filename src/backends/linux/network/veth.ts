@@ -8,6 +8,7 @@ import { run } from './exec.ts';
 import { isIpv4 } from '../../../model/ipv4.ts';
 import { ifaceExists, writeSysctl } from './sysctl.ts';
 import type { ContainerNetSpec } from './types.ts';
+import { wrapError } from '../../../model/errors.ts';
 
 const CTX = 'create network';
 
@@ -28,7 +29,7 @@ async function containerNetns(pid: number): Promise<string> {
   try {
     theirs = await readlink(path);
   } catch (err) {
-    throw new Error(`${CTX}: no network namespace for pid ${pid}: ${(err as Error).message}`, { cause: err });
+    throw wrapError(`${CTX}: no network namespace for pid ${pid}`, err);
   }
   if (theirs === (await readlink('/proc/self/ns/net'))) {
     throw new Error(`${CTX}: pid ${pid} is in the host's network namespace, not a container's`);

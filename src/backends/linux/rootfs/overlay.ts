@@ -3,6 +3,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { run, HostCommandError } from '../exec.ts';
 import { mountAt } from '../disk/depot.ts';
+import { WardenError } from '../../../model/errors.ts';
 
 export interface OverlayDirs {
   lower: string;
@@ -13,11 +14,11 @@ export interface OverlayDirs {
 
 export async function mountOverlay(d: OverlayDirs): Promise<void> {
   const st = await stat(d.lower).catch(() => undefined);
-  if (!st?.isDirectory()) throw new Error(`rootfs ${d.lower} does not exist or is not a directory`);
+  if (!st?.isDirectory()) throw new WardenError(`rootfs ${d.lower} does not exist or is not a directory`, { code: 'not_found' });
   for (const p of [d.upper, d.work, d.merged]) await mkdir(p, { recursive: true });
   // Option values cannot carry ',' or ':' unescaped; our paths never do, a client rootfs might.
   for (const p of [d.lower, d.upper, d.work]) {
-    if (/[,:\\]/.test(p)) throw new Error(`cannot use ${p} in an overlay mount: ',', ':' and '\\' are not allowed`);
+    if (/[,:\\]/.test(p)) throw new WardenError(`cannot use ${p} in an overlay mount: ',', ':' and '\\' are not allowed`, { code: 'invalid' });
   }
   await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${d.lower},upperdir=${d.upper},workdir=${d.work}`, d.merged], {
     context: 'mount overlay',
