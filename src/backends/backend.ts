@@ -32,6 +32,9 @@ export interface JobSpec {
   env: Record<string, string>;
 }
 
+/** What recoverAll found of one container. */
+export type RecoverOutcome = { alive: boolean } | { error: string };
+
 /** id is the container's id (not its handle); a warning is for the log. */
 export type ContainerDeathEvent = { kind: 'oom' | 'init-exited'; id: string } | { kind: 'warning'; message: string };
 
@@ -53,8 +56,12 @@ export interface Backend {
   sweep(claimedIds: Set<string>): Promise<void>;
   /** Create host state for c (folder already reserved). Must undo everything it did on failure. */
   create(c: ContainerRecord): Promise<void>;
-  /** Re-adopt a container after a restart; false when it is gone and must be destroyed. */
-  recover(c: ContainerRecord): Promise<boolean>;
+  /**
+   * Re-adopt containers after a restart, all at once (a few host commands for
+   * all rather than several each: the daemon is down until recovery is done).
+   * One outcome per record, in order: alive, gone (to be destroyed), or an error.
+   */
+  recoverAll(cs: ContainerRecord[]): Promise<RecoverOutcome[]>;
   /** Signal every process of the container: TERM then KILL after the timeout, or KILL at once. */
   stop(c: ContainerRecord, kill: boolean): Promise<void>;
   /** Release every host resource; idempotent. */

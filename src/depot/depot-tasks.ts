@@ -81,7 +81,7 @@ async function readText(a: { path: string }): Promise<string | undefined> {
 }
 
 /** What is at each path: a folder, something else, or nothing (Create's rootfs and bind mount checks). */
-async function pathKinds(a: { paths: string[] }): Promise<Array<'directory' | 'other' | 'missing'>> {
+async function pathKinds(a: { paths: string[] }): Promise<PathKind[]> {
   return Promise.all(
     a.paths.map((p) =>
       stat(p).then(
@@ -92,7 +92,29 @@ async function pathKinds(a: { paths: string[] }): Promise<Array<'directory' | 'o
   );
 }
 
+type PathKind = 'directory' | 'other' | 'missing';
+
+/**
+ * Create's one trip to the depot: checks the paths the request names (rootfs,
+ * bind mount sources) and, when they are all there, makes the container's
+ * folder and writes its first snapshot (state born: a crash during the
+ * backend's work then leaves a record that recovery destroys). Nothing is made
+ * when a path is missing; the kinds say which.
+ */
+async function prepareContainer(a: { path: string; snapshot: unknown; check: { rootfs?: string; sources: string[] } }): Promise<{
+  rootfs?: PathKind;
+  sources: PathKind[];
+}> {
+  const [rootfs, ...sources] = await pathKinds({ paths: [a.check.rootfs ?? '/', ...a.check.sources] });
+  const kinds = { rootfs: a.check.rootfs === undefined ? undefined : rootfs, sources };
+  if ((kinds.rootfs !== undefined && kinds.rootfs !== 'directory') || sources.includes('missing')) return kinds;
+  await mkdir(a.path, { recursive: true, mode: 0o755 });
+  await writeFileAtomic(join(a.path, 'snapshot.json'), `${stringify64(a.snapshot, 1)}\n`);
+  return kinds;
+}
+
 export const depotTasks = {
+  'state.prepareContainer': prepareContainer,
   'state.pathKinds': pathKinds,
   'state.writeJson': (a: { path: string; value: unknown }) =>
     writeFileAtomic(a.path, `${stringify64(a.value, 1)}\n`),

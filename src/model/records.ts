@@ -61,3 +61,28 @@ export interface ContainerRecord {
   /** Backend-specific facts needed to tear down or re-adopt (e.g. init pid and start time). */
   backend: Record<string, unknown>;
 }
+
+/** The fields every record is made with; the rest start empty. */
+export type RecordBasics = Pick<ContainerRecord, 'id' | 'handle' | 'state' | 'path'> & Partial<ContainerRecord>;
+
+/** One way to make a record: what is not given starts empty (no network, uid -1, no rules, jobs or limits). */
+export function newContainerRecord(basics: RecordBasics): ContainerRecord {
+  return {
+    network: '',
+    host_ip: '',
+    container_ip: '',
+    uid: -1,
+    ports: [],
+    grace_time: null,
+    bind_mounts: [],
+    rootfs: '',
+    events: [],
+    net_in: [],
+    net_out: [],
+    limits: {},
+    jobs: [],
+    created_at: 0,
+    backend: {},
+    ...basics,
+  };
+}

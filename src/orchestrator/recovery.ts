@@ -6,13 +6,31 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.ts';
 import { Container } from '../model/container.ts';
-import type { ContainerRecord, JobRecord } from '../model/records.ts';
+import { newContainerRecord, type ContainerRecord, type JobRecord } from '../model/records.ts';
+import type { ContainerRegistry } from '../model/registry.ts';
 import { fromSnapshot } from '../depot/snapshot-format.ts';
 import type { DepotEntry } from '../depot/depot-tasks.ts';
 import { describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
+import type { Pools } from '../pools/pools.ts';
 import type { WorkerPool } from '../workers/pool.ts';
-import { JOB_IDS_FILE, type WardenService } from './warden-service.ts';
+import { releaseRecorded, takeRecorded } from './resources.ts';
+
+/** The job id ceiling's file in the depot (ids are never reused across restarts). */
+export const JOB_IDS_FILE = '.job_ids';
+
+/** What recovery needs of the orchestrator, and nothing more. */
+export interface RecoveryTarget {
+  readonly depot: string;
+  readonly registry: ContainerRegistry;
+  readonly pools: Pools;
+  /** Start following container deaths (before any container is listed). */
+  watchContainerEvents(): void;
+  /** c is listed again: its job watchers, grace timer, deaths meanwhile, snapshot. */
+  adopt(c: Container): Promise<void>;
+  /** Job ids continue above this. */
+  startJobIdsAt(next: number): void;
+}
 
 /** Containers destroyed at once during recovery (each is several host commands). */
 const DISCARD_CONCURRENCY = 4;
@@ -24,15 +42,11 @@ export interface RecoveryReport {
 
 /** A minimal record for a folder without a usable snapshot: enough for the backend to tear down by id. */
 function orphanRecord(e: DepotEntry): ContainerRecord {
-  return {
-    id: e.id, handle: e.id, state: 'born', path: e.path, network: '', host_ip: '', container_ip: '',
-    uid: -1, ports: [], grace_time: null, bind_mounts: [], rootfs: '', events: [], net_in: [],
-    net_out: [], limits: {}, jobs: [], created_at: 0, backend: {},
-  };
+  return newContainerRecord({ id: e.id, handle: e.id, state: 'born', path: e.path });
 }
 
 export async function recover(
-  service: WardenService,
+  service: RecoveryTarget,
   backend: Backend,
   pool: WorkerPool,
   log: Logger,
@@ -46,7 +60,6 @@ export async function recover(
     ms[phase] = Math.round(now - t);
     t = now;
   };
-  // Before any container is adopted: deaths reported meanwhile are not lost.
   service.watchContainerEvents();
   const entries = await pool.run('state.scanDepot', { depot: service.depot });
   const ceiling = Number((await pool.run('state.readText', { path: join(service.depot, JOB_IDS_FILE) }))?.trim() ?? 0) || 0;
@@ -64,9 +77,9 @@ export async function recover(
     report.destroyed.push(record.id);
   };
 
-  // Every candidate is asked at once and destroys run a few at a time: recovery keeps
-  // the daemon down, and per-container round trips (host commands cost tens of ms
-  // each) made 100 containers take 30 s; backends batch concurrent recover calls.
+  // Every candidate is asked at once (recoverAll) and destroys run a few at a time:
+  // recovery keeps the daemon down, and per-container round trips (host commands
+  // cost tens of ms each) made 100 containers take 30 s.
   // Depot order still decides which of two records with one handle wins.
   const candidates: { e: DepotEntry; snap: ContainerRecord }[] = [];
   const discards: { record: ContainerRecord; why: string }[] = [];
@@ -79,25 +92,22 @@ export async function recover(
       discards.push({ record: orphanRecord(e), why: 'no snapshot' });
     } else if (snap.state !== 'active' && snap.state !== 'stopped') {
       discards.push({ record: snap, why: `snapshot state ${snap.state}` });
-    } else if (!takeResources(service, snap)) {
+    } else if (!takeRecorded(service.pools, snap)) {
       discards.push({ record: snap, why: 'its network, uid or ports are taken by another container' });
     } else {
       candidates.push({ e, snap });
     }
   }
-  const alive = await Promise.all(
-    candidates.map(({ snap }) =>
-      backend.recover(snap).catch((err) => {
-        log.error({ id: snap.id, err: describeError(err) }, 'recovery: backend could not re-adopt');
-        return false;
-      }),
-    ),
-  );
+  const outcomes = await backend.recoverAll(candidates.map(({ snap }) => snap)).catch((err: Error) => candidates.map(() => ({ error: err.message })));
+  const alive = outcomes.map((o, i) => {
+    if ('error' in o) log.error({ id: candidates[i]!.snap.id, err: o.error }, 'recovery: backend could not re-adopt');
+    return 'alive' in o && o.alive;
+  });
   lap('recover');
   const snapshots: Promise<void>[] = [];
   for (const [i, { e, snap }] of candidates.entries()) {
     if (!alive[i] || service.registry.has(snap.handle)) {
-      releaseResources(service, snap);
+      releaseRecorded(service.pools, snap);
       discards.push({ record: snap, why: alive[i] ? 'duplicate handle' : 'its processes are gone' });
       continue;
     }
@@ -118,12 +128,7 @@ export async function recover(
       c.addJob(job);
     }
     service.registry.add(c);
-    // Jobs with a log_tag that ended while no daemon ran still have their last
-    // lines to forward to syslog: their watcher does that and ends at once.
-    for (const job of c.jobs.values()) if (job.running || job.record.log_tag) service.guard(c, job);
-    service.armGraceTimer(c);
-    snapshots.push(service.adopted(c));
-    snapshots.push(service.snapshot(c).catch(() => {}));
+    snapshots.push(service.adopt(c));
     report.recovered.push(snap.handle);
   }
   const queue = [...discards];
@@ -143,26 +148,4 @@ export async function recover(
   lap('sweep');
   log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
   return report;
-}
-
-function takeResources(service: WardenService, r: ContainerRecord): boolean {
-  // take() returns false/undefined for entries outside the (possibly changed)
-  // pools, which are simply not tracked, and throws when one is claimed twice.
-  const { network, uid, port } = service.pools;
-  const undo: (() => void)[] = [];
-  try {
-    if (network.take(r.network)) undo.push(() => network.release(r.network));
-    if (uid.take(r.uid)) undo.push(() => uid.release(r.uid));
-    for (const p of r.ports) if (port.take(p)) undo.push(() => port.release(p));
-    return true;
-  } catch {
-    for (const u of undo) u();
-    return false;
-  }
-}
-
-function releaseResources(service: WardenService, r: ContainerRecord): void {
-  service.pools.network.release(r.network);
-  service.pools.uid.release(r.uid);
-  for (const p of r.ports) service.pools.port.release(p);
 }

@@ -72,10 +72,10 @@ it('creates, runs a job, reports info and destroys through the pool', async () =
   expect(info.cpu_stat?.usage).toBeGreaterThan(0);
   expect(await backend.limitDisk(c, { byte_limit: 5_000_000 })).toMatchObject({ byte_limit: 5_000_000 });
   await expect(backend.limitDisk(c, { inode_hard: 5 })).rejects.toThrow(/inode_hard is not supported/);
-  expect(await backend.recover(c)).toBe(true);
+  expect(await backend.recoverAll([c])).toEqual([{ alive: true }]);
 
   await backend.stop(c, true);
   await backend.destroy(c);
-  expect(await backend.recover(c)).toBe(false);
+  expect(await backend.recoverAll([c])).toEqual([{ alive: false }]);
   c = undefined;
 });

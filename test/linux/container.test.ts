@@ -123,9 +123,9 @@ describe('a created container', () => {
   });
 
   it('is recovered while alive, not when its init is another process', async () => {
-    expect(await linuxTasks['linux.recover']({ host: t.host, c })).toBe(true);
+    expect(await linuxTasks['linux.recoverMany']({ host: t.host, cs: [c] })).toEqual([{ alive: true }]);
     const impostor = { ...c, backend: { ...c.backend, initStartTime: 1 } };
-    expect(await linuxTasks['linux.recover']({ host: t.host, c: impostor })).toBe(false);
+    expect(await linuxTasks['linux.recoverMany']({ host: t.host, cs: [impostor] })).toEqual([{ alive: false }]);
   });
 });
 

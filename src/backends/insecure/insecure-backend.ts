@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { ContainerRecord, NetOutRule } from '../../model/records.ts';
 import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse } from '../../protocol/types.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
-import { UnsupportedError, type Backend, type JobLaunch, type JobSpec } from '../backend.ts';
+import { UnsupportedError, type Backend, type JobLaunch, type JobSpec, type RecoverOutcome } from '../backend.ts';
 import { prlimitArgs } from '../../jobs/rlimits.ts';
 
 export const STOP_TIMEOUT_MS = 10_000;
@@ -39,9 +39,16 @@ export class InsecureBackend implements Backend {
     });
   }
 
-  async recover(c: ContainerRecord): Promise<boolean> {
-    await this.pool.run('insecure.adoptRoot', { path: c.path, root: rootDir(c) });
-    return true;
+  /** Nothing on the host to check: every folder is adopted (an older layout's root is moved first). */
+  recoverAll(cs: ContainerRecord[]): Promise<RecoverOutcome[]> {
+    return Promise.all(
+      cs.map((c) =>
+        this.pool.run('insecure.adoptRoot', { path: c.path, root: rootDir(c) }).then(
+          () => ({ alive: true }),
+          (err: Error) => ({ error: err.message }),
+        ),
+      ),
+    );
   }
 
   async stop(c: ContainerRecord, kill: boolean): Promise<void> {

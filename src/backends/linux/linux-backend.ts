@@ -2,7 +2,7 @@
 // module. Every method is one worker task (src/backends/linux/tasks.ts); the only
 // main-thread work is jobLaunch, which builds an argv without I/O.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec } from '../backend.ts';
+import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec, RecoverOutcome } from '../backend.ts';
 import type { WardenConfig } from '../../config/types.ts';
 import type { ContainerRecord, NetOutRule } from '../../model/records.ts';
 import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse, U64 } from '../../protocol/types.ts';
@@ -16,19 +16,12 @@ import type { ContainerEvent, ContainerEventsRequest } from './container-events.
 /** Most records one linux.recoverMany task takes (bounds the task's size and its iptables batch). */
 const RECOVER_BATCH = 250;
 
-interface PendingRecover {
-  c: ContainerRecord;
-  resolve: (alive: boolean) => void;
-  reject: (err: Error) => void;
-}
-
 export class LinuxBackend implements Backend {
   readonly name = 'linux' as const;
   readonly settings: LinuxHostSettings;
   private readonly pool: WorkerPool;
   private hardLimits: HardLimits = {};
   private supervisorCgroupProcs: string | undefined;
-  private pendingRecovers: PendingRecover[] = [];
   /** The main thread's end of the linux.containerEvents task (started by setupHost). */
   private events: MessagePort | undefined;
   private listener: ((e: ContainerDeathEvent) => void) | undefined;
@@ -105,35 +98,22 @@ export class LinuxBackend implements Backend {
     this.follow(c);
   }
 
-  /**
-   * Calls made together (recovery asks for every container at once) are coalesced
-   * into linux.recoverMany tasks: a few host commands for all instead of several each.
-   */
-  recover(c: ContainerRecord): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      if (this.pendingRecovers.length === 0) setImmediate(() => this.flushRecovers());
-      this.pendingRecovers.push({ c, resolve, reject });
+  /** linux.recoverMany tasks of at most RECOVER_BATCH records, run at once; the live ones are followed. */
+  async recoverAll(cs: ContainerRecord[]): Promise<RecoverOutcome[]> {
+    const batches: ContainerRecord[][] = [];
+    for (let i = 0; i < cs.length; i += RECOVER_BATCH) batches.push(cs.slice(i, i + RECOVER_BATCH));
+    const outcomes = (
+      await Promise.all(
+        batches.map((batch) =>
+          this.pool.run('linux.recoverMany', { host: this.settings, cs: batch }).catch((err: Error) => batch.map(() => ({ error: err.message }))),
+        ),
+      )
+    ).flat();
+    cs.forEach((c, i) => {
+      const o = outcomes[i]!;
+      if ('alive' in o && o.alive) this.follow(c);
     });
-  }
-
-  private flushRecovers(): void {
-    const all = this.pendingRecovers;
-    this.pendingRecovers = [];
-    for (let i = 0; i < all.length; i += RECOVER_BATCH) {
-      const batch = all.slice(i, i + RECOVER_BATCH);
-      this.pool.run('linux.recoverMany', { host: this.settings, cs: batch.map((p) => p.c) }).then(
-        (outcomes) =>
-          batch.forEach((p, k) => {
-            const o = outcomes[k]!;
-            if ('error' in o) p.reject(new Error(o.error));
-            else {
-              if (o.alive) this.follow(p.c);
-              p.resolve(o.alive);
-            }
-          }),
-        (err: Error) => batch.forEach((p) => p.reject(err)),
-      );
-    }
+    return outcomes;
   }
 
   stop(c: ContainerRecord, kill: boolean): Promise<void> {

@@ -8,7 +8,8 @@ import { leaveHost, setupHost, teardownHost, type HostFacts } from './host/setup
 import { createContainerOnHost } from './container/create.ts';
 import { destroyContainerOnHost } from './container/destroy.ts';
 import { stopContainerProcesses } from './container/stop.ts';
-import { recoverContainerOnHost, recoverContainersOnHost, type RecoverOutcome } from './container/recover.ts';
+import { recoverContainersOnHost } from './container/recover.ts';
+import type { RecoverOutcome } from '../backend.ts';
 import { sweepHost } from './container/sweep.ts';
 import { liveFacts, netSpec, type LinuxFacts } from './container/facts.ts';
 import { killJobProcesses } from './jobs/kill.ts';
@@ -36,8 +37,7 @@ export const linuxTasks = {
     sweepHost(a.host, { claimed: new Set(a.claimed), only: a.only ? new Set(a.only) : undefined }),
 
   'linux.create': (a: HostArg & ContainerArg): Promise<LinuxFacts> => createContainerOnHost(a.host, a.c),
-  'linux.recover': (a: HostArg & ContainerArg): Promise<boolean> => recoverContainerOnHost(a.host, a.c),
-  /** linux.recover for many containers in one go (daemon start); one outcome per record. */
+  /** Re-adopts containers after a restart, many in one go; one outcome per record. */
   'linux.recoverMany': (a: HostArg & { cs: ContainerRecord[] }): Promise<RecoverOutcome[]> => recoverContainersOnHost(a.host, a.cs),
   'linux.stop': (a: ContainerArg & { kill: boolean; timeoutMs?: number }): Promise<void> =>
     stopContainerProcesses(a.c, a.kill, a.timeoutMs),

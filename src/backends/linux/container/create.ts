@@ -32,10 +32,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
   try {
     await checkBindMounts(c);
     await refuseHostRoot(c, lower, s.allowHostRoot ?? false);
-    // Remove the folder on failure only if we made it (the daemon may have made it first).
-    await undo.step('folder', () => mkdir(c.path, { recursive: true }), async (made) => {
-      if (made !== undefined) await rm(c.path, { recursive: true, force: true });
-    });
+    // The daemon made the folder (and removes it when a create fails).
     await Promise.all([p.run, p.etc, p.bundle].map((d) => mkdir(d, { recursive: true })));
 
     const subvolume = await undo.step(

@@ -2,11 +2,12 @@
 // runtime says running and its init is the very process we started (pid and
 // start time match); then its network rules are rebuilt from the record.
 import { stat } from 'node:fs/promises';
+import type { RecoverOutcome } from '../../backend.ts';
 import type { ContainerRecord } from '../../../model/records.ts';
 import type { LinuxHostSettings } from '../settings.ts';
-import { containerState, listContainerStates, type RuntimeState } from '../runtime/runc.ts';
+import { listContainerStates, type RuntimeState } from '../runtime/runc.ts';
 import { isSameProcess } from '../../../host/procfs.ts';
-import { restoreContainerNetwork, restoreContainerNetworks } from '../network/index.ts';
+import { restoreContainerNetworks } from '../network/index.ts';
 import { describeError } from '../../../model/errors.ts';
 import { factsOf, netSpec, runtimeOf } from './facts.ts';
 import { CGROUP_LINK_ROOT, linkContainerCgroups } from '../cgroups/links.ts';
@@ -27,18 +28,8 @@ async function initAlive(c: ContainerRecord, state: RuntimeState | undefined): P
   return true;
 }
 
-export async function recoverContainerOnHost(s: LinuxHostSettings, c: ContainerRecord): Promise<boolean> {
-  if (!factsOf(c).initPid) return false;
-  if (!(await initAlive(c, await containerState(runtimeOf(c, s), c.id)))) return false;
-  await restoreContainerNetwork(netSpec(c, s), c.net_in ?? [], c.net_out ?? [], c.limits?.bandwidth);
-  await relink(s, c);
-  return true;
-}
-
-export type RecoverOutcome = { alive: boolean } | { error: string };
-
 /**
- * recoverContainerOnHost for many containers with a handful of host commands in all
+ * Re-adopts containers after a restart with a handful of host commands in all
  * (one `runc list` per runtime root, batched network restore) rather than ~6 each:
  * at daemon start every fork counts, and the daemon is down until recovery is done.
  */

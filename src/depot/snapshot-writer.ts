@@ -1,0 +1,49 @@
+// Writes containers' snapshot.json (main thread side; the write itself is a
+// depot task in a worker). Concurrent requests for one container coalesce: at
+// most one write runs and one more is queued, and the queued one writes the
+// record as it is when it starts, so no change is lost and none waits long.
+import type { Container } from '../model/container.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+import { toSnapshot } from './snapshot-format.ts';
+
+export class SnapshotWriter {
+  private readonly pool: WorkerPool;
+
+  constructor(pool: WorkerPool) {
+    this.pool = pool;
+  }
+
+  /** Write c's snapshot; resolves once a write that started after this call is done. */
+  write(c: Container): Promise<void> {
+    if (c.state === 'destroyed' || c.destroying) return Promise.resolve();
+    if (c.snapshotQueued) return c.snapshotQueued;
+    const write = async (): Promise<void> => {
+      c.snapshotQueued = undefined;
+      try {
+        await this.pool.run('state.writeJson', { path: c.snapshotPath, value: toSnapshot(c.record) });
+      } finally {
+        c.snapshotting = undefined;
+      }
+    };
+    if (!c.snapshotting) {
+      c.snapshotting = write();
+      return c.snapshotting;
+    }
+    c.snapshotQueued = c.snapshotting.catch(() => {}).then(() => {
+      c.snapshotting = write();
+      return c.snapshotting;
+    });
+    return c.snapshotQueued;
+  }
+
+  /** Every container's, failures ignored (drain). */
+  async writeAll(cs: readonly Container[]): Promise<void> {
+    await Promise.all(cs.map((c) => this.write(c).catch(() => {})));
+  }
+
+  /** Waits for c's writes in flight (a Destroy removes the snapshot after them). */
+  async settled(c: Container): Promise<void> {
+    await c.snapshotting?.catch(() => {});
+    await c.snapshotQueued?.catch(() => {});
+  }
+}
