@@ -5,7 +5,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WardenClient } from '../../src/client/client.ts';
@@ -13,10 +12,10 @@ import { loadConfig } from '../../src/config/config.ts';
 import type { WardenConfig } from '../../src/config/types.ts';
 import { hostSettings, type LinuxHostSettings } from '../../src/backends/linux/settings.ts';
 import { cmdline, socketOwner } from './proc.ts';
+import { SERVER_BIN, freePort, yamlSection } from '../../test/support/daemon-process.ts';
 import { sleep } from './util.ts';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
-export const SERVER_BIN = join(ROOT, 'bin/warden-server');
+export { ROOT, SERVER_BIN, freePort } from '../../test/support/daemon-process.ts';
 const TRACE_PRELOAD = join(import.meta.dirname, 'trace', 'spawn-trace.ts');
 
 export type BackendName = 'insecure' | 'linux';
@@ -38,22 +37,6 @@ export interface Target {
   /** Linux backend: runtime root, cgroup parent, depot... as the daemon derives them. */
   settings: LinuxHostSettings | undefined;
   own: OwnDaemon | undefined;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
-
-function yamlSection(name: string, values: Record<string, unknown>): string {
-  const lines = Object.entries(values).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`);
-  return `${name}:\n${lines.join('\n')}\n`;
 }
 
 export interface OwnDaemonOptions {

@@ -2,14 +2,12 @@
 // socket and depot, for integration tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { WardenClient } from '../../src/client/client.ts';
+import { SERVER_BIN, freePort, yamlSection } from './daemon-process.ts';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
-export const SERVER_BIN = join(ROOT, 'bin/warden-server');
-export const CLIENT_BIN = join(ROOT, 'bin/warden');
+export { CLIENT_BIN, ROOT, SERVER_BIN, freePort } from './daemon-process.ts';
 
 export interface DaemonOptions {
   backend?: 'insecure' | 'linux';
@@ -22,22 +20,6 @@ export interface DaemonOptions {
   health?: Record<string, unknown>;
   /** Reuse this folder (depot, socket) instead of a new one: a restart on the same depot. */
   dir?: string;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
-
-function yamlSection(name: string, values: Record<string, unknown>): string {
-  const lines = Object.entries(values).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`);
-  return `${name}:\n${lines.join('\n')}\n`;
 }
 
 export class TestDaemon {
