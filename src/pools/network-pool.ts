@@ -1,6 +1,7 @@
 // The /30 networks containers get, one each: network address, host side .1,
 // container side .2, broadcast .3.
 import { PoolError, PoolExhaustedError } from './errors.ts';
+import { CountedPool } from './counted-pool.ts';
 import { IndexPool } from './index-pool.ts';
 import { coolingMessage, exhaustedMessage } from './range-pool.ts';
 import { coveringCidr, formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4 } from '../model/ipv4.ts';
@@ -32,12 +33,11 @@ export interface NetworkPoolOptions {
 
 const SUBNET_SIZE = 4;
 
-export class NetworkPool {
+export class NetworkPool extends CountedPool {
   /** The pool as shown in messages: its CIDR when it is exactly one block, else "first-last". */
   readonly name: string;
   /** First address of the pool (a /30 network address), unsigned. */
-  readonly #first: number;
-  readonly #pool: IndexPool;
+  private readonly first: number;
 
   constructor(options: NetworkPoolOptions) {
     let first: number;
@@ -60,8 +60,8 @@ export class NetworkPool {
     } else {
       throw new PoolError('a network pool needs either network or startAddress and size');
     }
-    this.#first = first;
-    this.#pool = new IndexPool({ size: count, releaseDelayMs: options.releaseDelayMs ?? 5000, now: options.now });
+    super(new IndexPool({ size: count, releaseDelayMs: options.releaseDelayMs ?? 5000, now: options.now }));
+    this.first = first;
     const last = first + count * SUBNET_SIZE - 1;
     const cover = coveringCidr(first, last);
     const exact = cover.address === first && 2 ** (32 - cover.prefix) === count * SUBNET_SIZE;
@@ -84,29 +84,6 @@ export class NetworkPool {
     });
   }
 
-  /** Number of /30 networks in the pool (the most containers it allows). */
-  get total(): number {
-    return this.#pool.size;
-  }
-
-  get capacity(): number {
-    return this.#pool.size;
-  }
-
-  /** Networks that can be handed out now. */
-  get free(): number {
-    return this.#pool.free;
-  }
-
-  get taken(): number {
-    return this.#pool.taken;
-  }
-
-  /** Released networks waiting out the release delay. */
-  get cooling(): number {
-    return this.#pool.cooling;
-  }
-
   /** Whether the /30 holding this address is part of the pool. */
   contains(address: string): boolean {
     return this.#indexOf(address) !== undefined;
@@ -114,13 +91,13 @@ export class NetworkPool {
 
   isTaken(address: string): boolean {
     const index = this.#indexOf(address);
-    return index !== undefined && this.#pool.stateOf(index) === 'taken';
+    return index !== undefined && this.slots.stateOf(index) === 'taken';
   }
 
   /** Takes the next free network; throws PoolExhaustedError when there is none. */
   acquire(): Subnet {
-    const index = this.#pool.acquire();
-    if (index === undefined) throw new PoolExhaustedError(exhaustedMessage('network', this.name, this.#pool));
+    const index = this.slots.acquire();
+    if (index === undefined) throw new PoolExhaustedError(exhaustedMessage('network', this.name, this.slots));
     return this.#subnet(index);
   }
 
@@ -131,10 +108,10 @@ export class NetworkPool {
    */
   acquireSpecific(address: string): Subnet {
     const index = this.#requireIndex(address);
-    const outcome = this.#pool.acquireSpecific(index);
-    const cidr = formatCidr({ address: this.#first + index * SUBNET_SIZE, prefix: 30 });
+    const outcome = this.slots.acquireSpecific(index);
+    const cidr = formatCidr({ address: this.first + index * SUBNET_SIZE, prefix: 30 });
     if (outcome === 'taken') throw new PoolError(`network ${cidr} is already in use`);
-    if (outcome === 'cooling') throw new PoolError(coolingMessage('network', cidr, this.#pool));
+    if (outcome === 'cooling') throw new PoolError(coolingMessage('network', cidr, this.slots));
     return this.#subnet(index);
   }
 
@@ -148,8 +125,8 @@ export class NetworkPool {
     if (parsed === undefined) throw new PoolError(`invalid network address ${JSON.stringify(address)}`);
     const index = this.#indexOfNumber(parsed);
     if (index === undefined) return undefined;
-    if (!this.#pool.take(index)) {
-      throw new PoolError(`network ${formatIpv4(this.#first + index * SUBNET_SIZE)}/30 is claimed twice`);
+    if (!this.slots.take(index)) {
+      throw new PoolError(`network ${formatIpv4(this.first + index * SUBNET_SIZE)}/30 is claimed twice`);
     }
     return this.#subnet(index);
   }
@@ -161,7 +138,7 @@ export class NetworkPool {
   release(subnet: Subnet | string): boolean {
     const index = this.#indexOf(typeof subnet === 'string' ? subnet : subnet.network);
     if (index === undefined) return false;
-    return this.#pool.release(index);
+    return this.slots.release(index);
   }
 
   #requireIndex(address: string): number {
@@ -180,14 +157,14 @@ export class NetworkPool {
   }
 
   #indexOfNumber(address: number): number | undefined {
-    const offset = networkOf(address, 30) - this.#first;
+    const offset = networkOf(address, 30) - this.first;
     if (offset < 0) return undefined;
     const index = offset / SUBNET_SIZE;
-    return index < this.#pool.size ? index : undefined;
+    return index < this.slots.size ? index : undefined;
   }
 
   #subnet(index: number): Subnet {
-    const n = this.#first + index * SUBNET_SIZE;
+    const n = this.first + index * SUBNET_SIZE;
     return {
       network: formatIpv4(n),
       cidr: `${formatIpv4(n)}/30`,

@@ -1,6 +1,7 @@
 // A pool of consecutive integers [start, start + size): the base of the uid and
 // port pools, which differ only in name and defaults.
 import { PoolError, PoolExhaustedError } from './errors.ts';
+import { CountedPool } from './counted-pool.ts';
 import { IndexPool } from './index-pool.ts';
 
 export interface RangePoolOptions {
@@ -14,65 +15,46 @@ export interface RangePoolOptions {
   now?: () => number;
 }
 
-export class RangePool {
+export class RangePool extends CountedPool {
   /** What an entry is called in messages: "uid", "port". */
   readonly noun: string;
   readonly start: number;
-  readonly #pool: IndexPool;
 
   constructor(noun: string, options: RangePoolOptions) {
     if (!Number.isSafeInteger(options.start)) {
       throw new RangeError(`${noun} pool start must be an integer, got ${options.start}`);
     }
+    super(new IndexPool(options));
     this.noun = noun;
     this.start = options.start;
-    this.#pool = new IndexPool(options);
   }
 
   /** The pool's range as shown in messages: "10000-10063". */
   get name(): string {
-    return `${this.start}-${this.start + this.#pool.size - 1}`;
-  }
-
-  get total(): number {
-    return this.#pool.size;
-  }
-
-  /** Entries that can be handed out now. */
-  get free(): number {
-    return this.#pool.free;
-  }
-
-  get taken(): number {
-    return this.#pool.taken;
-  }
-
-  /** Released entries waiting out the release delay. */
-  get cooling(): number {
-    return this.#pool.cooling;
+    return `${this.start}-${this.start + this.slots.size - 1}`;
   }
 
   contains(entry: number): boolean {
-    return Number.isInteger(entry) && entry >= this.start && entry < this.start + this.#pool.size;
+    return Number.isInteger(entry) && entry >= this.start && entry < this.start + this.slots.size;
   }
 
   isTaken(entry: number): boolean {
-    return this.contains(entry) && this.#pool.stateOf(entry - this.start) === 'taken';
+    return this.contains(entry) && this.slots.stateOf(entry - this.start) === 'taken';
   }
 
   /** Takes the next free entry; throws PoolExhaustedError when there is none. */
   acquire(): number {
-    const index = this.#pool.acquire();
-    if (index === undefined) throw new PoolExhaustedError(exhaustedMessage(this.noun, this.name, this.#pool));
+    const index = this.slots.acquire();
+    if (index === undefined) throw new PoolExhaustedError(exhaustedMessage(this.noun, this.name, this.slots));
     return this.start + index;
   }
 
   /** Takes this entry; throws PoolError when it is outside the pool, in use, or just released. */
   acquireSpecific(entry: number): number {
     if (!this.contains(entry)) throw new PoolError(`${this.noun} ${entry} is not in pool ${this.name}`);
-    const outcome = this.#pool.acquireSpecific(entry - this.start);
+    const outcome = this.slots.acquireSpecific(entry - this.start);
     if (outcome === 'taken') throw new PoolError(`${this.noun} ${entry} is already in use`);
-    if (outcome === 'cooling') throw new PoolError(coolingMessage(this.noun, String(entry), this.#pool));
+    if (outcome === 'cooling') throw new PoolError(coolingMessage(this.noun, String(entry), this.slots));
     return entry;
   }
 
@@ -83,7 +65,7 @@ export class RangePool {
    */
   take(entry: number): boolean {
     if (!this.contains(entry)) return false;
-    if (!this.#pool.take(entry - this.start)) {
+    if (!this.slots.take(entry - this.start)) {
       throw new PoolError(`${this.noun} ${entry} is claimed twice`);
     }
     return true;
@@ -92,7 +74,7 @@ export class RangePool {
   /** Gives an entry back. Harmless for entries not taken or outside the pool; returns whether it was taken. */
   release(entry: number): boolean {
     if (!this.contains(entry)) return false;
-    return this.#pool.release(entry - this.start);
+    return this.slots.release(entry - this.start);
   }
 }
 

