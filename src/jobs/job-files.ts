@@ -33,21 +33,5 @@ export async function readExitStatus(dir: string): Promise<number | undefined> {
   }
 }
 
-/** Start time (clock ticks since boot) of a live process, or undefined when it is gone. */
-export async function processStartTime(pid: number): Promise<number | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[19]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Is this process (pid + start time, so a reused pid does not count) still alive? */
-export async function isAlive(pid: number, startTime: number): Promise<boolean> {
-  return (await processStartTime(pid)) === startTime;
-}
-
 /** Exit status reported for a job whose supervisor vanished without recording one (e.g. a host reboot). */
 export const LOST_JOB_STATUS = 255;

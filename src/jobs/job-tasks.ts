@@ -5,8 +5,9 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
-import { LOST_JOB_STATUS, isAlive, readExitStatus, readJobPids } from './job-files.ts';
+import { LOST_JOB_STATUS, readExitStatus, readJobPids } from './job-files.ts';
 import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
+import { isSameProcess } from '../host/procfs.ts';
 
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
 const CHUNK = 64 * 1024;
@@ -278,7 +279,7 @@ async function pendingBytes(files: OutputFile[]): Promise<number> {
 async function supervisorAlive(dir: string): Promise<boolean> {
   const pids = await readJobPids(dir);
   if (!pids) return true; // not started yet
-  return isAlive(pids.supervisorPid, pids.supervisorStartTime);
+  return isSameProcess(pids.supervisorPid, pids.supervisorStartTime);
 }
 
 /** How long signalJob waits for the pid file of a job that is just starting. */
@@ -292,7 +293,7 @@ async function signalJob(a: { dir: string; signal: NodeJS.Signals }): Promise<bo
     if ((await readExitStatus(a.dir)) !== undefined) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
-  if (!pids || !(await isAlive(pids.pid, pids.startTime))) return false;
+  if (!pids || !(await isSameProcess(pids.pid, pids.startTime))) return false;
   try {
     process.kill(-pids.pid, a.signal);
     return true;

@@ -6,9 +6,10 @@ import { execa } from 'execa';
 import { run } from '../../host/command.ts';
 import { assertNoSymlinks } from '../../host/real-path.ts';
 import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
-import { readExitStatus, readJobPids, isAlive } from '../../jobs/job-files.ts';
+import { readExitStatus, readJobPids} from '../../jobs/job-files.ts';
 import { resolveInside } from './safe-path.ts';
 import { WardenError } from '../../model/errors.ts';
+import { isSameProcess } from '../../host/procfs.ts';
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -53,7 +54,7 @@ async function signalAll(dirs: string[], signal: NodeJS.Signals): Promise<Set<st
   const reached = new Set<string>();
   for (const dir of dirs) {
     const pids = await readJobPids(dir);
-    if (!pids || !(await isAlive(pids.pid, pids.startTime))) continue;
+    if (!pids || !(await isSameProcess(pids.pid, pids.startTime))) continue;
     reached.add(dir);
     try {
       process.kill(-pids.pid, signal);
@@ -70,7 +71,7 @@ async function running(dirs: string[]): Promise<string[]> {
   for (const dir of dirs) {
     if ((await readExitStatus(dir)) !== undefined) continue;
     const pids = await readJobPids(dir);
-    if (pids && !(await isAlive(pids.supervisorPid, pids.supervisorStartTime))) continue;
+    if (pids && !(await isSameProcess(pids.supervisorPid, pids.supervisorStartTime))) continue;
     if (!(await exists(dir))) continue;
     out.push(dir);
   }

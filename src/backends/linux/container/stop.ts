@@ -6,10 +6,10 @@
 import { access, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
-import { isAlive, readJobPids } from '../../../jobs/job-files.ts';
+import { readJobPids } from '../../../jobs/job-files.ts';
 import { readPids } from '../cgroups/cgroups.ts';
 import { jobPidFile } from '../jobs/launch.ts';
-import { procStat, signal } from '../../../host/procfs.ts';
+import { procStat, signal, isSameProcess } from '../../../host/procfs.ts';
 import { liveFacts } from './facts.ts';
 
 export const STOP_TIMEOUT_MS = 10_000;
@@ -43,7 +43,7 @@ async function jobsStarting(c: ContainerRecord): Promise<boolean> {
     const dir = join(jobs, name);
     if ((await exists(join(dir, 'exit_status'))) || (await exists(jobPidFile(dir)))) continue;
     const pids = await readJobPids(dir);
-    if (!pids || (await isAlive(pids.pid, pids.startTime)) || (await isAlive(pids.supervisorPid, pids.supervisorStartTime))) return true;
+    if (!pids || (await isSameProcess(pids.pid, pids.startTime)) || (await isSameProcess(pids.supervisorPid, pids.supervisorStartTime))) return true;
   }
   return false;
 }
