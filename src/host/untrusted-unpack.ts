@@ -12,9 +12,9 @@ import { chmod, chown, copyFile, constants, lstat, mkdir, readdir, rename, rm, r
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
-import { run } from './command.ts';
+import { runHost } from './run.ts';
 import { realDirs } from './real-path.ts';
-import { WardenError, wrapError } from '../model/errors.ts';
+import { WardenError } from '../model/errors.ts';
 
 /** Owner of copied files when the request names none: root, as the original (rsync as root) left them. */
 const DEFAULT_OWNER = '0:0';
@@ -84,11 +84,7 @@ export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions
 }
 
 async function chownTree(owner: string, path: string, context: string): Promise<void> {
-  try {
-    await run('chown', ['-R', '-h', '--', owner, path]);
-  } catch (err) {
-    throw wrapError(context, err);
-  }
+  await runHost('chown', ['-R', '-h', '--', owner, path], { context });
 }
 
 async function extract(source: ResultPromise, stream: Readable, cwd: string, opts: UnpackOptions): Promise<void> {

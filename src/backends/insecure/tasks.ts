@@ -3,7 +3,7 @@
 import { lstat, mkdir, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
-import { run } from '../../host/command.ts';
+import { runHost } from '../../host/run.ts';
 import { assertNoSymlinks } from '../../host/real-path.ts';
 import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
 import { readExitStatus, readJobPids} from '../../jobs/job-files.ts';
@@ -141,11 +141,11 @@ async function copyIn(a: { root: string; src: string; dst: string }): Promise<vo
 /** user[:group] must name an existing user (and group) on the host. */
 async function checkOwner(owner: string): Promise<void> {
   const [user, group] = owner.split(':');
-  await run('getent', ['passwd', user]).catch(() => {
+  await runHost('getent', ['passwd', user], { context: 'copy_out owner' }).catch(() => {
     throw new WardenError(`unknown owner: no user ${user} on the host`, { code: 'invalid' });
   });
   if (group) {
-    await run('getent', ['group', group]).catch(() => {
+    await runHost('getent', ['group', group], { context: 'copy_out owner' }).catch(() => {
       throw new WardenError(`unknown owner: no group ${group} on the host`, { code: 'invalid' });
     });
   }
