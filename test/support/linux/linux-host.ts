@@ -6,7 +6,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import type { ContainerRecord } from '../../../src/model/records.ts';
+import { newContainerRecord, type ContainerRecord } from '../../../src/model/records.ts';
 import type { JobSpec } from '../../../src/backends/backend.ts';
 import type { LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
 import { linuxTasks } from '../../../src/backends/linux/tasks.ts';
@@ -71,7 +71,7 @@ export async function makeTestHost(): Promise<TestHost> {
   const record = (overrides: Partial<ContainerRecord> = {}): ContainerRecord => {
     const n = next++;
     const id = overrides.id ?? randomId();
-    return {
+    return newContainerRecord({
       id,
       handle: id,
       state: 'born',
@@ -80,19 +80,9 @@ export async function makeTestHost(): Promise<TestHost> {
       host_ip: `10.${octet2}.${octet3}.${n * 4 + 1}`,
       container_ip: `10.${octet2}.${octet3}.${n * 4 + 2}`,
       uid: uid++,
-      ports: [],
-      grace_time: null,
-      bind_mounts: [],
-      rootfs: '',
-      events: [],
-      net_in: [],
-      net_out: [],
-      limits: {},
-      jobs: [],
       created_at: Date.now(),
-      backend: {},
       ...overrides,
-    };
+    });
   };
 
   const t: TestHost = {

@@ -227,18 +227,7 @@ async function removeTree(dir: string): Promise<void> {
     throw err;
   }
   for (const e of entries) if (e.isDirectory()) await removeTree(join(dir, e.name));
-  // A group whose last process just died can stay busy for a moment.
-  for (let i = 0; ; i++) {
-    try {
-      await rmdir(dir);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || i >= 50) throw err;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
+  if (!(await removeGroup(dir, REMOVE_TRIES))) throw stillBusy(dir);
 }
 
 /** Kills every process of the cgroup: cgroup.kill on v2 when present, and SIGKILL to each pid of the v1 groups (runc exec does not put jobs into the v2 group). */
@@ -303,14 +292,33 @@ export async function emptyAndRemoveGroup(dir: string, into: string): Promise<vo
         if (err.code !== 'ESRCH') throw err; // it exited meanwhile
       });
     }
+    if (await removeGroup(dir, 2)) return;
+    if (attempt >= REMOVE_TRIES) throw stillBusy(dir);
+  }
+}
+
+/** Tries this often, 20 ms apart, before a busy group is an error (a second). */
+const REMOVE_TRIES = 50;
+
+/**
+ * rmdir of a cgroup, tried up to `tries` times: a group whose last process
+ * just died stays busy for a moment. True when it is gone, false when still busy.
+ */
+async function removeGroup(dir: string, tries: number): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
     try {
       await rmdir(dir);
-      return;
+      return true;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || attempt >= 50) throw wrapError(`cannot remove cgroup ${dir}`, err);
+      if (code === 'ENOENT') return true;
+      if (code !== 'EBUSY') throw wrapError(`cannot remove cgroup ${dir}`, err);
+      if (attempt >= tries) return false;
       await new Promise((r) => setTimeout(r, 20));
     }
   }
+}
+
+function stillBusy(dir: string): WardenError {
+  return new WardenError(`cannot remove cgroup ${dir}: it stays busy`, { code: 'internal' });
 }
