@@ -1,6 +1,8 @@
 // What a container backend does. The daemon (main thread) owns the registry,
 // pools and state machine; a backend turns a prepared ContainerRecord into real
 // host state. Implementations do their blocking work in workers.
+// Layer: a backend owns the host state of containers (processes, mounts,
+// cgroups, network); it never sees a connection, the registry or the pools.
 import type {
   CopyInRequest,
   CopyOutRequest,

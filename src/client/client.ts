@@ -2,6 +2,8 @@
 // one request at a time, so the client keeps one request in flight and queues
 // the rest: each is written once the one before it is fully answered, and
 // replies are matched to requests by order.
+// Layer: src/client/ is the client side (library and CLI); it shares only the
+// protocol with the daemon.
 import net from 'node:net';
 import { decodeBody, decodeEnvelope, encodeRequest, messageType, ProtocolError } from '../protocol/codec.ts';
 import { FrameDecoder } from '../protocol/framing.ts';

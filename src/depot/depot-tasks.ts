@@ -1,18 +1,28 @@
 // Worker-side state tasks: atomic snapshot writes, the depot scan at start,
 // folder creation and removal.
+// Layer: src/depot/ owns the files of the depot the daemon itself writes
+// (snapshot.json, .job_ids); the host state a backend makes is not its business.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { readExitStatus } from '../jobs/job-files.ts';
 import { parse64, stringify64 } from '../protocol/json64.ts';
 
-/** Write a file so that a crash at any point leaves the old or the new content, never a mix. */
+/**
+ * Write a file so that a crash at any point leaves the old or the new content,
+ * never a mix: the data is synced before the rename, so the name never points
+ * at a file whose bytes are not on disk. The folder is not synced after the
+ * rename: a power loss may then keep the old content, which is still whole
+ * (and after one, every container is gone and recovery destroys them anyway);
+ * a daemon that dies keeps the rename (it is in the kernel). One fsync, not two,
+ * per snapshot: snapshots are written on every request that changes a container.
+ */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
   const fh = await open(tmp, 'w', 0o600);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    await fh.datasync();
   } finally {
     await fh.close();
   }
@@ -21,13 +31,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;
-  }
-  // The rename itself is durable only once the folder is synced.
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
   }
 }
 

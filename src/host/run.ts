@@ -3,6 +3,8 @@
 // thread's spawner process (never forked from the big daemon), and a failure
 // becomes one HostCommandError that says what was being done, the command, and
 // why: `net_in: iptables -t nat -A ... failed: <stderr>`.
+// Layer: src/host/ is how workers touch the host (commands, /proc, untrusted
+// unpacking); it knows nothing of containers, requests or the protocol.
 import { WardenError } from '../model/errors.ts';
 import { spawnHost } from './spawner.ts';
 

@@ -1,5 +1,7 @@
 // Worker-side job tasks: start a job's detached supervisor, follow a job's
 // output files, kill a job.
+// Layer: src/jobs/ (worker side) owns a job's folder and its supervisor; which
+// container a job belongs to and what its exit means is the orchestrator's.
 import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';

@@ -1,5 +1,7 @@
 // The container record: everything the daemon knows about one container. It is
 // plain data so that it can be snapshotted as JSON and handed to workers.
+// Layer: src/model/ is plain data and pure rules shared by both sides of the
+// worker boundary; it does no I/O and knows neither threads nor the host.
 import type { BindMount, DiskLimits, NetOutRequest, U64 } from '../protocol/types.ts';
 
 export type ContainerState = 'born' | 'active' | 'stopped' | 'destroyed';

@@ -3,6 +3,9 @@
 // (lifecycle, limits, network, copy, jobs, deaths, info) is a set of functions
 // or a small class over a Core; WardenService puts them together. Nothing here
 // knows of sockets (src/server/) or of Linux (src/backends/).
+// Layer: src/orchestrator/ owns the registry, the pools' reservations, the job
+// ids, the grace timers and every container's state; it may not touch sockets
+// (src/server/) or the host (src/backends/, in workers).
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.ts';
 import type { WardenConfig } from '../config/types.ts';

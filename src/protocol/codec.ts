@@ -1,4 +1,6 @@
 // Encoding and decoding of Warden messages with protobufjs, from warden.proto.
+// Layer: src/protocol/ is the wire format only (frames, messages, uint64s),
+// used by the daemon and the client alike.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';

@@ -1,4 +1,6 @@
 // The unix socket listener: accepts connections, and drains them on shutdown.
+// Layer: src/server/ owns sockets, frames and connections; it hands decoded
+// requests to the orchestrator and never touches containers, pools or workers.
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import type { Logger } from 'pino';

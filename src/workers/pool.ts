@@ -1,6 +1,8 @@
 // The daemon's one Piscina pool. Every task is async inside the worker, so each
 // worker multiplexes many at once (job followers run for a job's whole life):
 // a blocked slot per job would cap us at a few jobs per core.
+// Layer: src/workers/ is the thread boundary: plain data and transferred ports
+// cross it, errors as WireErrors; nothing else is shared with the workers.
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
