@@ -57,7 +57,8 @@ describe('logs', () => {
     expect(requests.find((l) => l.type === 'Info')).toMatchObject({
       level: 30, msg: 'request failed', handle: 'missing', outcome: 'error', err: 'unknown handle',
     });
-    expect(requests.find((l) => l.type === 'Echo')).toMatchObject({ level: 30, outcome: 'ok' });
+    // Probes (Ping, Echo) that succeed log at debug; everything else at info.
+    expect(requests.find((l) => l.type === 'Echo')).toMatchObject({ level: 20, outcome: 'ok' });
     for (const l of requests) expect(typeof l.ms).toBe('number');
     await c.close();
   });
@@ -92,23 +93,23 @@ describe('logs', () => {
       writeFileSync(d.configPath, config.replace(/^ {2}level: "debug"$/m, '  level: warn'));
       d.proc!.kill('SIGHUP');
       await waitForLine(d.logPath, (l) => l.msg === 'log level changed' && l.to === 'warn', 'level change to warn');
-      await c.echo({ message: 'quiet' });
+      await c.list();
 
       // Not a valid config: the level stays at warn, and the daemon says why.
       writeFileSync(d.configPath, config.replace(/^ {2}level: "debug"$/m, '  level: loud'));
       d.proc!.kill('SIGHUP');
       await waitForLine(d.logPath, (l) => /config not re-read/.test(l.msg) && /logging\.level must be one of/.test(String(l.err)), 'bad config warning');
-      await c.echo({ message: 'still quiet' });
+      await c.list();
 
       writeFileSync(d.configPath, config.replace(/^ {2}level: "debug"$/m, '  level: info'));
       d.proc!.kill('SIGHUP');
       await waitForLine(d.logPath, (l) => l.msg === 'log level changed' && l.to === 'info', 'level change to info');
-      await c.echo({ message: 'loud again' });
-      // This file had one Echo (after rotation); the one at info now makes two. Lines
-      // are written in order, so the two Echos under warn would be in by then: they are not.
-      const echos = () => lines(d.logPath).filter((l) => l.type === 'Echo');
-      await waitForLine(d.logPath, () => echos().length >= 2, 'a second Echo');
-      expect(echos()).toHaveLength(2);
+      await c.list();
+      // List logs at info: the one at info is in the file. Lines are written in
+      // order, so the two Lists under warn would be in by then: they are not.
+      const lists = () => lines(d.logPath).filter((l) => l.type === 'List');
+      await waitForLine(d.logPath, () => lists().length >= 1, 'the List at info');
+      expect(lists()).toHaveLength(1);
 
       // Keys other than logging.level are not applied without a restart, and the log says which.
       const atInfo = config.replace(/^ {2}level: "debug"$/m, '  level: info');
