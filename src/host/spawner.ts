@@ -1,13 +1,13 @@
-// The thread's side of its spawner process (spawner-process.ts): started on the
+// The thread's side of its spawner process (spawner-process.js): started on the
 // first command a thread runs, while the process is still small, and kept for the
 // thread's life. Every thread (each worker, or a test's main thread) has its own,
 // over its own pipes: nothing else can reach it. If it dies, the orders in flight
 // fail and the next command starts a new one.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { FrameReader, frame, type SpawnOrder, type SpawnReport } from './spawner-wire.ts';
+import { FrameReader, frame, type SpawnOrder, type SpawnReport } from './spawner-wire.js';
 
-const ENTRY = fileURLToPath(new URL('./spawner-process.ts', import.meta.url));
+const ENTRY = fileURLToPath(new URL('./spawner-process.js', import.meta.url));
 
 export type SpawnRequest = Omit<SpawnOrder, 'id'>;
 
@@ -28,7 +28,7 @@ class Spawner {
       stdio: ['pipe', 'pipe', 'inherit'],
       // Out of the daemon's process group: a group signal must not end it mid-order.
       detached: true,
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+      env: spawnerEnvironment(),
     });
     this.child.stdout!.on('data', (chunk: Buffer) => {
       for (const r of this.reader.push(chunk)) this.settle(r);
@@ -76,6 +76,18 @@ class Spawner {
     (this.child.stdout as unknown as { unref(): void }).unref();
     (this.child.stdin as unknown as { unref?(): void }).unref?.();
   }
+}
+
+/**
+ * The spawner's own environment: PATH only (commands get theirs with each order),
+ * and the bench's spawn trace when one is on (bench/harness/trace/spawn-trace.ts),
+ * so a traced run sees every host command the spawner starts.
+ */
+function spawnerEnvironment(): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const trace = process.env.WARDEN_BENCH_TRACE;
+  if (trace && process.env.NODE_OPTIONS) Object.assign(env, { WARDEN_BENCH_TRACE: trace, NODE_OPTIONS: process.env.NODE_OPTIONS });
+  return env;
 }
 
 let current: Spawner | undefined;

@@ -73,8 +73,8 @@ describe('runHost', () => {
 
   it('starts a new spawner when the old one died', async () => {
     await runHost('true', [], { context: 't' });
-    // The spawner is this process's child running spawner-process.ts: kill it.
-    const r = await runHost('pgrep', ['-P', String(process.pid), '-f', 'spawner-process.ts'], { context: 't' });
+    // The spawner is this process's child running spawner-process.js: kill it.
+    const r = await runHost('pgrep', ['-P', String(process.pid), '-f', 'spawner-process.js'], { context: 't' });
     const pids = r.stdout.trim().split('\n').map(Number);
     expect(pids.length).toBeGreaterThan(0);
     for (const pid of pids) process.kill(pid, 'SIGKILL');

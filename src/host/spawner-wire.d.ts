@@ -1,7 +1,5 @@
-// What a thread and its spawner process say to each other over the spawner's
-// stdin and stdout: frames of a 4-byte big-endian length and a JSON body. Both
-// sides are ours and trusted; the bytes a command reads or writes travel base64
-// encoded only where they may not be text (input).
+// Types of spawner-wire.js (plain JavaScript: the spawner process loads it
+// without Node's type stripping).
 
 /** One command for the spawner to start. */
 export interface SpawnOrder {
@@ -39,28 +37,10 @@ export interface SpawnReport {
 }
 
 /** Encodes one message as a frame. */
-export function frame(message: SpawnOrder | SpawnReport): Buffer {
-  const body = Buffer.from(JSON.stringify(message), 'utf8');
-  const head = Buffer.allocUnsafe(4);
-  head.writeUInt32BE(body.length, 0);
-  return Buffer.concat([head, body]);
-}
+export function frame(message: SpawnOrder | SpawnReport): Buffer;
 
 /** Splits a byte stream into the JSON messages of its frames. */
 export class FrameReader<T> {
-  private buffered: Buffer = Buffer.alloc(0);
-
   /** Feeds bytes; returns every message now complete. */
-  push(chunk: Buffer): T[] {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    const out: T[] = [];
-    while (this.buffered.length >= 4) {
-      const len = this.buffered.readUInt32BE(0);
-      if (this.buffered.length < 4 + len) break;
-      out.push(JSON.parse(this.buffered.toString('utf8', 4, 4 + len)) as T);
-      this.buffered = this.buffered.subarray(4 + len);
-    }
-    if (this.buffered.length === 0) this.buffered = Buffer.alloc(0);
-    return out;
-  }
+  push(chunk: Buffer): T[];
 }

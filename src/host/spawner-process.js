@@ -5,25 +5,30 @@
 // (src/host/spawner-wire.ts). It ends when its stdin closes: its thread is gone.
 // Every command gets a session of its own (detached), so a signal for the
 // daemon's process group never kills a half-done host operation.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { FrameReader, frame, type SpawnOrder, type SpawnReport } from './spawner-wire.ts';
+// Plain JavaScript, so that Node does not load its TypeScript stripper (a
+// WebAssembly module of ~17 MB) into each spawner: there is one per thread.
+import { spawn } from 'node:child_process';
+import { FrameReader, frame } from './spawner-wire.js';
 
-const reader = new FrameReader<SpawnOrder>();
+const reader = new FrameReader();
 
-function report(r: SpawnReport): void {
+/** @param {import('./spawner-wire.d.ts').SpawnReport} r */
+function report(r) {
   process.stdout.write(frame(r));
 }
 
 /** Collects a stream up to max bytes, remembering whether it had more. */
 class Collector {
-  readonly chunks: Buffer[] = [];
+  /** @type {Buffer[]} */
+  chunks = [];
   bytes = 0;
   truncated = false;
-  private readonly max: number;
-  constructor(max: number) {
+  /** @param {number} max */
+  constructor(max) {
     this.max = max;
   }
-  add(chunk: Buffer): void {
+  /** @param {Buffer} chunk */
+  add(chunk) {
     const room = this.max - this.bytes;
     if (room <= 0) {
       this.truncated = true;
@@ -34,13 +39,14 @@ class Collector {
     this.chunks.push(kept);
     this.bytes += kept.length;
   }
-  text(): string {
+  text() {
     return Buffer.concat(this.chunks).toString('utf8');
   }
 }
 
-function start(o: SpawnOrder): void {
-  let child: ChildProcess;
+/** @param {import('./spawner-wire.d.ts').SpawnOrder} o */
+function start(o) {
+  let child;
   const input = o.inputBase64 === undefined ? undefined : Buffer.from(o.inputBase64, 'base64');
   try {
     child = spawn(o.file, o.args, {
@@ -50,7 +56,7 @@ function start(o: SpawnOrder): void {
       stdio: [input === undefined ? 'ignore' : 'pipe', o.stdout, o.stderr],
     });
   } catch (err) {
-    report({ id: o.id, spawnError: (err as Error).message });
+    report({ id: o.id, spawnError: err.message });
     return;
   }
   let settled = false;
@@ -66,10 +72,10 @@ function start(o: SpawnOrder): void {
   }
   const out = new Collector(o.maxOutputBytes);
   const err = new Collector(o.maxOutputBytes);
-  child.stdout?.on('data', (c: Buffer) => out.add(c));
-  child.stderr?.on('data', (c: Buffer) => err.add(c));
+  child.stdout?.on('data', (c) => out.add(c));
+  child.stderr?.on('data', (c) => err.add(c));
   let timedOut = false;
-  let killTimer: NodeJS.Timeout | undefined;
+  let killTimer;
   const timer =
     o.timeoutMs > 0
       ? setTimeout(() => {
@@ -96,7 +102,7 @@ function start(o: SpawnOrder): void {
   });
 }
 
-process.stdin.on('data', (chunk: Buffer) => {
+process.stdin.on('data', (chunk) => {
   for (const order of reader.push(chunk)) start(order);
 });
 process.stdin.on('end', () => process.exit(0));
