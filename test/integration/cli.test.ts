@@ -1,14 +1,14 @@
 // bin/warden, the command-line client, against the real daemon (insecure backend):
 // one-shot commands with their output format and exit status, and a prompt
 // session driven through a pipe.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { COMMANDS } from '../../src/client/commands.ts';
-import { CLIENT_BIN, TestDaemon } from '../support/daemon.ts';
+import { TestDaemon } from '../support/daemon.ts';
+import { runCli, type CliResult } from '../support/cli.ts';
 
 let d: TestDaemon;
 let c: WardenClient;
@@ -26,30 +26,9 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run bin/warden with these arguments (after --socket), optionally feeding stdin. */
 function warden(args: string[], input?: string, socket = d.socket): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(CLIENT_BIN, ['--socket', socket, '--history', join(scratch, 'history'), ...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
-    p.once('error', reject);
-    p.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    p.stdin.end(input ?? '');
-  });
+  return runCli(args, { socket, scratch, input });
 }
 
 /** `a : b` lines into [key, value] pairs, in order. */

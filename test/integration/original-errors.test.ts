@@ -2,13 +2,14 @@
 // them (clients match on these texts), and uint64 values that travel exactly:
 // the real daemon (insecure backend) through the client library, raw frames and
 // bin/warden.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
-import { CLIENT_BIN, SERVER_BIN, TestDaemon } from '../support/daemon.ts';
+import { SERVER_BIN, TestDaemon } from '../support/daemon.ts';
+import { runCli, type CliResult } from '../support/cli.ts';
 
 const STOPPED = "Container state must be one of 'active', current state is 'stopped'";
 
@@ -28,16 +29,8 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(CLIENT_BIN, ['--socket', d.socket, '--history', join(scratch, 'history'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { socket: d.socket, scratch });
 }
 
 describe('lifecycle errors', () => {

@@ -2,15 +2,14 @@
 // the setting in force, 64-bit values travel exactly (library, bin/warden, the
 // health port's JSON), and the original's error texts for create and the states.
 // Pool 10.247.16.0/24, host ports 32000-32099, uids 43000-43063.
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
-import { CLIENT_BIN } from '../support/daemon.ts';
 import { LinuxDaemon } from '../support/linux/linux-daemon.ts';
+import { runCli, type CliResult } from '../support/cli.ts';
 
 /** memory.limit_in_bytes of a cgroup v1 group without a limit (2^63 rounded down to 4 KiB pages). */
 const UNLIMITED = 9223372036854771712n;
@@ -40,16 +39,8 @@ afterAll(async () => {
 
 const cgroupText = async (dir: string | undefined, file: string) => (await readFile(join(dir!, file), 'utf8')).trim();
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(CLIENT_BIN, ['--socket', d.daemon.socket, '--history', join(scratch, 'history'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { socket: d.daemon.socket, scratch });
 }
 
 function httpGet(port: number, path: string): Promise<string> {
