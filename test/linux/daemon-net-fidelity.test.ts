@@ -15,7 +15,7 @@ import { chmod, cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
-import { LinuxDaemon, waitFor, waitListening } from '../support/linux/linux-daemon.ts';
+import { LinuxDaemon, waitFor, waitListening, type Box } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import { NetOutProtocol } from '../../src/protocol/types.ts';
 
@@ -24,21 +24,13 @@ const { UDP, ICMP, ALL } = NetOutProtocol;
 const RESOLVER = '127.47.48.53';
 const TOOLS = '/opt/h4-tools';
 
-interface Box {
-  handle: string;
-  id: string;
-  ip: string;
-  hostIp: string;
-  initPid: number;
-}
 
 let tools: string; // host folder with perl and its libraries, bind-mounted read-only
 let d1: LinuxDaemon;
 let c1: WardenClient;
 
-async function box(d: LinuxDaemon, client: WardenClient): Promise<Box> {
-  const c = await d.create(client, { bind_mounts: [{ src_path: tools, dst_path: TOOLS, mode: 0 }] });
-  return { handle: c.handle, id: c.id, ip: c.info.container_ip!, hostIp: c.info.host_ip!, initPid: await d.initPid(c.info.container_path!) };
+function box(d: LinuxDaemon, client: WardenClient): Promise<Box> {
+  return d.box(client, { bind_mounts: [{ src_path: tools, dst_path: TOOLS, mode: 0 }] });
 }
 
 /** Runs script as the container's unprivileged user (as the DEA runs apps), on a connection of its own. */

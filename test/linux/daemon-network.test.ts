@@ -6,28 +6,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { execa } from 'execa';
-import { LinuxDaemon, tcpExchange, waitListening } from '../support/linux/linux-daemon.ts';
+import { LinuxDaemon, tcpExchange, waitListening, type Box } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 
 const PORT_START = 24300;
 let d: LinuxDaemon;
 let client: WardenClient;
-interface Box {
-  handle: string;
-  id: string;
-  ip: string;
-  hostIp: string;
-  initPid: number;
-}
 let a: Box; // the client side
 let b: Box; // runs the listeners
 let hostAddress: string;
 let hostServer: net.Server;
 let hostServerPort: number;
 
-async function box(): Promise<Box> {
-  const c = await d.create(client);
-  return { handle: c.handle, id: c.id, ip: c.info.container_ip!, hostIp: c.info.host_ip!, initPid: await d.initPid(c.info.container_path!) };
+function box(): Promise<Box> {
+  return d.box(client);
 }
 
 /**

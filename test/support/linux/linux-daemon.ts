@@ -68,6 +68,15 @@ export interface LinuxDaemonOptions {
   health?: Record<string, unknown>;
 }
 
+/** A container as network tests use it (LinuxDaemon.box). */
+export interface Box {
+  handle: string;
+  id: string;
+  ip: string;
+  hostIp: string;
+  initPid: number;
+}
+
 export interface RunResult {
   exit_status: number;
   stdout: string;
@@ -138,6 +147,12 @@ export class LinuxDaemon {
     const id = info.container_path!.split('/').pop()!;
     this.ids.add(id);
     return { handle, id, info };
+  }
+
+  /** A container for network tests: its handle, id, addresses and init pid. */
+  async box(client: WardenClient, req: CreateRequest = {}): Promise<Box> {
+    const c = await this.create(client, req);
+    return { handle: c.handle, id: c.id, ip: c.info.container_ip!, hostIp: c.info.host_ip!, initPid: await this.initPid(c.info.container_path!) };
   }
 
   /** Run a script in the container (Run request); never throws for a non-zero status. */
