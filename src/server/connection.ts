@@ -48,10 +48,12 @@ export class Connection {
   private current: RequestName | undefined;
   /** serve() is running (possibly waiting for the socket to drain between requests). */
   private serving = false;
-  private draining = false;
-  /** A framing error was read: serve the frames before it, then close. */
-  private broken = false;
-  closed = false;
+  /**
+   * open: reading and serving. broken: bad input was read; serve the frames
+   * before it, read nothing more, then close. draining: the daemon drains; finish
+   * the request being served, then close. closed: the socket is gone.
+   */
+  private state: 'open' | 'broken' | 'draining' | 'closed' = 'open';
   /** Resolves once the socket is closed and references are released. */
   readonly done: Promise<void>;
 
@@ -69,19 +71,23 @@ export class Connection {
     service.connected(id, this.references);
   }
 
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
   get idle(): boolean {
     return this.current === undefined && this.queue.length === 0;
   }
 
   /** Drain: close now if idle or waiting on a job, else after the current request. */
   drain(): void {
-    this.draining = true;
+    if (this.state === 'open' || this.state === 'broken') this.state = 'draining';
     if (this.current === undefined || WAITING_REQUESTS.has(this.current)) this.close();
   }
 
   close(): void {
     if (this.closed) return;
-    this.closed = true;
+    this.state = 'closed';
     this.abort.abort();
     this.socket.destroy();
     this.dropUnfinished();
@@ -97,7 +103,7 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.broken) return;
+    if (this.state !== 'open' && this.state !== 'draining') return;
     let frames: Buffer[];
     try {
       frames = this.decoder.push(chunk);
@@ -126,7 +132,7 @@ export class Connection {
    * false: the connection was closed for it (over the budget).
    */
   private account(): boolean {
-    const pending = this.broken ? 0 : this.decoder.pendingBytes;
+    const pending = this.state === 'broken' ? 0 : this.decoder.pendingBytes;
     const within = this.framing.budget.recharge(this.charged, pending);
     this.charged = pending;
     if (!within) {
@@ -165,7 +171,7 @@ export class Connection {
   }
 
   private onClose(): void {
-    this.closed = true;
+    this.state = 'closed';
     this.abort.abort();
     this.queue.length = 0;
     this.queuedBytes = 0;
@@ -192,11 +198,11 @@ export class Connection {
       // has taken the replies so far. The queue then fills, reading pauses, and
       // memory stays bounded.
       if (this.socket.writableNeedDrain) await this.waitForDrain();
-      if (this.closed || this.draining || this.queue.length === 0) break;
+      if (this.state === 'closed' || this.state === 'draining' || this.queue.length === 0) break;
       const frame = this.queue.shift()!;
       this.queuedBytes -= frame.length;
       const roomy = this.queue.length < MAX_QUEUED_FRAMES / 2 && this.queuedBytes < MAX_QUEUED_BYTES / 2;
-      if (roomy && !this.broken) this.socket.resume();
+      if (roomy && this.state === 'open') this.socket.resume();
       let type: MessageTypeName;
       let payload: Uint8Array;
       try {
@@ -220,12 +226,12 @@ export class Connection {
       await this.handle(type, payload);
       this.current = undefined;
     }
-    if (this.draining || this.broken) this.closeAfterWriting();
+    if (this.state === 'draining' || this.state === 'broken') this.closeAfterWriting();
   }
 
   /** After bad input: read nothing more, serve nothing more than what came before it. */
   private stopReading(): void {
-    this.broken = true;
+    if (this.state === 'open') this.state = 'broken';
     this.socket.pause();
   }
 
