@@ -30,6 +30,7 @@ import { densityScenario } from './scenarios/density.ts';
 import { jobsScenario } from './scenarios/jobs.ts';
 import { lifecycleScenario } from './scenarios/lifecycle.ts';
 import { protocolScenario } from './scenarios/protocol.ts';
+import { restartScenario } from './scenarios/restart.ts';
 import { stagingScenario } from './scenarios/staging.ts';
 import { readTrace, summarizeTrace, TRACE_COLUMNS, traceTableRows } from './trace/summary.ts';
 import { summarizeProfiles } from './trace/cpu-profile.ts';
@@ -43,6 +44,7 @@ const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void
   jobs: jobsScenario,
   staging: stagingScenario,
   density: densityScenario,
+  restart: restartScenario,
   chaos: chaosScenario,
 };
 
