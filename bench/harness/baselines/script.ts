@@ -91,8 +91,13 @@ export function runRawScript(script: string, args: string[], env: Record<string,
     child.once('close', (code) => {
       h.children?.delete(child);
       h.signal?.removeEventListener('abort', onAbort);
+      const name = `${script.split('/').pop()} ${args[0]}`;
       if (code !== 0 && !h.signal?.aborted && out.errors.length === 0) {
-        out.errors.push(`${script.split('/').pop()} ${args[0]} exited with ${code}: ${stderr.trim().slice(-500)}`);
+        out.errors.push(`${name} exited with ${code}: ${stderr.trim().slice(-500)}`);
+      } else if (stderr.trim() && !h.signal?.aborted) {
+        // A step that complains on stderr (its own error lines capture what they expect)
+        // did not do its work: the baseline would be cheaper than what it stands for.
+        out.errors.push(`${name} wrote to stderr: ${stderr.trim().slice(-500)}`);
       }
       resolve(out);
     });
