@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../support/daemon.ts';
+import { hostEndBatch } from '../../src/backends/linux/network/veth.ts';
+import { hostIface, ifbIface } from '../../src/backends/linux/network/names.ts';
 
 const BENCH = join(ROOT, 'bin/warden-bench');
 
@@ -143,4 +145,26 @@ describe.concurrent('bin/warden-bench --quick (insecure)', () => {
     // The daemon's temporary folder (depot, socket, config) is gone.
     expect(existsSync(json.meta.daemon.config)).toBe(false);
   }, 60_000);
+});
+
+// The raw Linux baseline must make and remove what the daemon's create and destroy do,
+// or it skips a step the daemon pays for (it had no ifb, and its destroy then deleted
+// nothing: the veth is gone with the namespace). Checked against the daemon's own batch.
+describe('bench raw Linux baseline', () => {
+  const script = readFileSync(join(ROOT, 'bench/harness/baselines/raw-linux.sh'), 'utf8');
+
+  it("makes the interfaces of the daemon's host-end batch, line for line", () => {
+    const lines = hostEndBatch({ id: 'ID', hostIp: '10.1.2.1', containerIp: '10.1.2.2', mtu: 1234 }, 4242)
+      .trim()
+      .split('\n')
+      .map((l) => l.replaceAll('ID', '$id').replaceAll('1234', '$MTU').replace('4242', '$pid').replace('10.1.2.1', '$hostip'));
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(script, l).toContain(`\n${l}\n`);
+  });
+
+  it("deletes, at destroy, each interface the daemon's destroy deletes when it is there", () => {
+    const destroy = script.slice(script.indexOf('\ndestroy() {'), script.indexOf('\ncycle() {'));
+    for (const name of [ifbIface('$id'), hostIface('$id')]) expect(destroy).toContain(`"${name}"`);
+    expect(destroy).toMatch(/ip -force -batch - .*<<< "\$batch"/);
+  });
 });
