@@ -45,7 +45,8 @@ Sizes
   --job-bytes BYTES        jobs: stdout of each concurrent job (default 1 MiB)
   --link-jobs N            jobs: finished jobs linked (default 1000)
   --restart-containers N   restart: containers, each running one job (default 100; --quick 3)
-  --restart-rounds N       restart: drains and restarts (default 3; --quick 1)
+  --restart-rounds N       restart: drains and restarts (default 3; --quick 1; 0: none, a
+                           control for the check that every job survived)
   --kills N                chaos: SIGKILLs of the daemon (default 100; --quick 3)
   --chaos-seconds S        chaos: at most this long (default 3600; --quick 120)
   --no-baselines           skip the baselines (development only: no ratios)
@@ -210,7 +211,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     jobBytes: bytes('job-bytes', values['job-bytes'], quick ? 64 * 1024 : 1024 * 1024),
     linkJobs: count('link-jobs', values['link-jobs'], quick ? 10 : 1000),
     restartContainers: count('restart-containers', values['restart-containers'], quick ? 3 : 100),
-    restartRounds: count('restart-rounds', values['restart-rounds'], quick ? 1 : 3),
+    // 0: no restart at all, the same jobs Stopped and Linked (a control for the check).
+    restartRounds: count('restart-rounds', values['restart-rounds'], quick ? 1 : 3, 0),
     kills: count('kills', values.kills, quick ? 3 : 100),
     chaosSeconds: seconds('chaos-seconds', values['chaos-seconds'], quick ? 120 : 3600),
     baselines: !values['no-baselines'],

@@ -258,6 +258,15 @@ async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: num
   return { row };
 }
 
+/** What the job's supervisor recorded about its end (job-supervisor.sh: job_end, child_end), for the error message. */
+async function jobEndFiles(k: WardenClient, j: JobRef): Promise<string> {
+  const path = (await k.info({ handle: j.handle }).catch(() => undefined))?.container_path;
+  if (!path) return '';
+  const dir = join(path, 'jobs', String(j.jobId));
+  const read = (f: string) => readFile(join(dir, f), 'utf8').then((t) => JSON.stringify(t.trim()), () => 'none');
+  return ` (job folder: job_end ${await read('job_end')}, child_end ${await read('child_end')}, exit_status ${await read('exit_status')})`;
+}
+
 /** A Stop ends every job (its TERM trap) and a Link of each must give the script's exit status and whole output. */
 async function checkJobs(ctx: BenchContext, jobs: JobRef[]): Promise<{ lost: string[]; ms: number }> {
   const lost: string[] = [];
@@ -269,10 +278,12 @@ async function checkJobs(ctx: BenchContext, jobs: JobRef[]): Promise<{ lost: str
     const j = jobs[i]!;
     try {
       await k.stop({ handle: j.handle });
+      // Read before the Link, which makes the daemon forget the job and remove its folder.
+      const files = await jobEndFiles(k, j);
       const l = await k.link({ handle: j.handle, job_id: j.jobId });
       const out = Buffer.from(l.stdout ?? '').toString();
       if (l.exit_status !== EXIT_STATUS || out !== WHOLE_OUTPUT) {
-        lost.push(`job ${j.handle}/${j.jobId}: exit status ${l.exit_status}, stdout ${JSON.stringify(out)}; expected ${EXIT_STATUS} and ${JSON.stringify(WHOLE_OUTPUT)}`);
+        lost.push(`job ${j.handle}/${j.jobId}: exit status ${l.exit_status}, stdout ${JSON.stringify(out)}; expected ${EXIT_STATUS} and ${JSON.stringify(WHOLE_OUTPUT)}${files}`);
       }
     } catch (err) {
       lost.push(`job ${j.handle}/${j.jobId}: ${messageOf(err)}`);
