@@ -158,12 +158,6 @@ class PhaseTable {
   }
 }
 
-/** What one round measured (performance.now() differences, ms) and the phases the daemons logged. */
-interface Round {
-  /** [round, drain, gap, signal → serving, signal → every job linkable, old exit → spawn, spawn → first Ping] */
-  row: number[];
-}
-
 /** The Streams open on every job: the drain cuts them, the next daemon gets new ones. */
 interface Live {
   watches: JobWatch[];
@@ -211,8 +205,11 @@ async function floor(ctx: BenchContext, n: number, rounds: number): Promise<RawR
   return raw;
 }
 
-/** One drain and restart; the daemons' log lines go into phases. */
-async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: number, phases: PhaseTable): Promise<Round> {
+/**
+ * One drain and restart; the daemons' log lines go into phases. Returns the round's row (ms):
+ * [round, drain, gap, signal → serving, signal → every job linkable, old exit → spawn, spawn → first Ping].
+ */
+async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: number, phases: PhaseTable): Promise<number[]> {
   const { target, results } = ctx;
   const own = target.own!;
   const n = jobs.length;
@@ -255,7 +252,7 @@ async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: num
   }
   phases.add('next daemon: the rest (bin/warden-server wrapper, first Ping answered)', row[6]! - startLogged);
   phases.add('harness: serving → every job\'s Stream gave its first output', row[4]! - row[3]!);
-  return { row };
+  return row;
 }
 
 /** What the job's supervisor recorded about its end (job-supervisor.sh: job_end, child_end), for the error message. */
@@ -329,7 +326,7 @@ export async function restartScenario(ctx: BenchContext): Promise<void> {
     for (let r = 1; r <= rounds; r++) {
       checkAbort(ctx.signal);
       progress.start(`restart round ${r}/${rounds}: drain, next daemon, every job`, 0);
-      const { row } = await restartOnce(ctx, jobs, live, r, phases);
+      const row = await restartOnce(ctx, jobs, live, r, phases);
       progress.end();
       rows.push(row);
       progress.log(
