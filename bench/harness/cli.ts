@@ -1,15 +1,18 @@
 // Command-line options of bin/warden-bench.
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['protocol', 'lifecycle', 'jobs', 'staging', 'density', 'chaos'] as const;
+export const SCENARIOS = ['protocol', 'lifecycle', 'jobs', 'staging', 'density', 'restart', 'chaos'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export const USAGE = `usage: warden-bench [SCENARIO...] [options]
 
 Load-tests a Warden daemon and shows where the time goes. Scenarios (default: all
-but chaos, in this order): ${SCENARIOS.join(', ')}. chaos kills the daemon with
-SIGKILL again and again under load, restarts it, and checks that no container or
-job was lost and nothing leaked (the harness's own daemon only; name it to run it).
+but chaos, in this order): ${SCENARIOS.join(', ')}. restart drains the daemon
+(SIGUSR2) with containers and running jobs, starts the next one on the same depot and
+times until it serves and until every job is reachable (the harness's own daemon
+only: left out of the default with --socket). chaos kills the daemon with SIGKILL
+again and again under load, restarts it, and checks that no container or job was
+lost and nothing leaked (the harness's own daemon only; name it to run it).
 
 Target
   --socket PATH            an existing daemon (its pid and config are found through /proc)
@@ -41,6 +44,9 @@ Sizes
   --concurrent-jobs N      jobs: concurrent streamed jobs (default 100)
   --job-bytes BYTES        jobs: stdout of each concurrent job (default 1 MiB)
   --link-jobs N            jobs: finished jobs linked (default 1000)
+  --restart-containers N   restart: containers, each running one job (default 100; --quick 3)
+  --restart-rounds N       restart: drains and restarts (default 3; --quick 1; 0: none, a
+                           control for the check that every job survived)
   --kills N                chaos: SIGKILLs of the daemon (default 100; --quick 3)
   --chaos-seconds S        chaos: at most this long (default 3600; --quick 120)
   --no-baselines           skip the baselines (development only: no ratios)
@@ -79,6 +85,8 @@ export interface BenchOptions {
   concurrentJobs: number;
   jobBytes: number;
   linkJobs: number;
+  restartContainers: number;
+  restartRounds: number;
   kills: number;
   chaosSeconds: number;
   baselines: boolean;
@@ -139,6 +147,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'concurrent-jobs': { type: 'string' },
       'job-bytes': { type: 'string' },
       'link-jobs': { type: 'string' },
+      'restart-containers': { type: 'string' },
+      'restart-rounds': { type: 'string' },
       kills: { type: 'string' },
       'chaos-seconds': { type: 'string' },
       'no-baselines': { type: 'boolean' },
@@ -166,7 +176,10 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const last = levels?.at(-1);
   const stagingConcurrency = last ?? (quick ? 2 : 32);
   const o: BenchOptions = {
-    scenarios: scenarios.length ? SCENARIOS.filter((s) => scenarios.includes(s)) : SCENARIOS.filter((s) => s !== 'chaos'),
+    // By default all but chaos, and but restart on a daemon the harness did not start.
+    scenarios: scenarios.length
+      ? SCENARIOS.filter((s) => scenarios.includes(s))
+      : SCENARIOS.filter((s) => s !== 'chaos' && !(s === 'restart' && values.socket !== undefined)),
     socket: values.socket,
     backend,
     rootfs: values.rootfs,
@@ -197,6 +210,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     concurrentJobs: count('concurrent-jobs', values['concurrent-jobs'], quick ? 4 : 100),
     jobBytes: bytes('job-bytes', values['job-bytes'], quick ? 64 * 1024 : 1024 * 1024),
     linkJobs: count('link-jobs', values['link-jobs'], quick ? 10 : 1000),
+    restartContainers: count('restart-containers', values['restart-containers'], quick ? 3 : 100),
+    // 0: no restart at all, the same jobs Stopped and Linked (a control for the check).
+    restartRounds: count('restart-rounds', values['restart-rounds'], quick ? 1 : 3, 0),
     kills: count('kills', values.kills, quick ? 3 : 100),
     chaosSeconds: seconds('chaos-seconds', values['chaos-seconds'], quick ? 120 : 3600),
     baselines: !values['no-baselines'],

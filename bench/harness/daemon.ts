@@ -112,7 +112,16 @@ export class OwnDaemon {
   cpuProfDir: string | undefined;
   extraEnv: Record<string, string> = {};
 
-  async launch(): Promise<void> {
+  /** performance.now() when the daemon's process was last seen to exit. */
+  exitedAt = NaN;
+
+  /**
+   * Starts bin/warden-server on the config (again after a stop or a drain: same
+   * binary, config, depot, trace and profile options) and waits until it answers a
+   * Ping, trying every pollMs. Resolves with when it was spawned and when it answered.
+   */
+  async launch(o: { pollMs?: number } = {}): Promise<{ spawnedAt: number; servingAt: number }> {
+    const pollMs = o.pollMs ?? 50;
     const out = openSync(this.stdioPath, 'a');
     const env = { ...process.env, ...this.extraEnv };
     if (this.traceFile) {
@@ -123,21 +132,28 @@ export class OwnDaemon {
     if (this.cpuProfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-interval=4000 --cpu-prof-dir=${this.cpuProfDir}`.trim();
     // A process group of its own: a Ctrl-C on the terminal reaches the harness only,
     // which then destroys what it created before it stops the daemon.
+    const spawnedAt = performance.now();
     this.proc = spawn(SERVER_BIN, ['--config', this.configPath], { stdio: ['ignore', out, out], detached: true, env });
     closeSync(out);
     const proc = this.proc;
-    this.exited = new Promise((res) => proc.once('exit', (code, signal) => res(signal ? null : code)));
+    this.exited = new Promise((res) =>
+      proc.once('exit', (code, signal) => {
+        this.exitedAt = performance.now();
+        res(signal ? null : code);
+      }),
+    );
     const deadline = Date.now() + 60_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`warden-server exited with ${proc.exitCode}:\n${this.tail()}`);
       try {
         const c = await WardenClient.connect(this.socket);
         await c.ping();
+        const servingAt = performance.now();
         await c.close();
-        return;
+        return { spawnedAt, servingAt };
       } catch {
         if (Date.now() > deadline) throw new Error(`warden-server did not come up in 60 s:\n${this.tail()}`);
-        await sleep(50);
+        await sleep(pollMs);
       }
     }
   }
@@ -170,6 +186,24 @@ export class OwnDaemon {
     const t = setTimeout(() => this.proc?.kill('SIGKILL'), timeoutMs);
     try {
       return await this.exited!;
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  /**
+   * A drain as a supervisor's upgrade sends it (SIGUSR2: containers and jobs stay for
+   * the next daemon) and its exit. Resolves with the exit code (null: killed after
+   * timeoutMs), when the signal was sent and when the process exited (performance.now()).
+   */
+  async drain(timeoutMs = 60_000): Promise<{ code: number | null; signalledAt: number; exitedAt: number }> {
+    if (!this.running) throw new Error('warden-server is not running: nothing to drain');
+    const signalledAt = performance.now();
+    this.proc!.kill('SIGUSR2');
+    const t = setTimeout(() => this.proc?.kill('SIGKILL'), timeoutMs);
+    try {
+      const code = await this.exited!;
+      return { code, signalledAt, exitedAt: this.exitedAt };
     } finally {
       clearTimeout(t);
     }

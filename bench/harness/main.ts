@@ -30,6 +30,7 @@ import { densityScenario } from './scenarios/density.ts';
 import { jobsScenario } from './scenarios/jobs.ts';
 import { lifecycleScenario } from './scenarios/lifecycle.ts';
 import { protocolScenario } from './scenarios/protocol.ts';
+import { restartScenario } from './scenarios/restart.ts';
 import { stagingScenario } from './scenarios/staging.ts';
 import { readTrace, summarizeTrace, TRACE_COLUMNS, traceTableRows } from './trace/summary.ts';
 import { summarizeProfiles } from './trace/cpu-profile.ts';
@@ -43,6 +44,7 @@ const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void
   jobs: jobsScenario,
   staging: stagingScenario,
   density: densityScenario,
+  restart: restartScenario,
   chaos: chaosScenario,
 };
 
@@ -327,7 +329,7 @@ async function main(): Promise<number> {
       const s = summarize(syncs);
       const bash = await bashSpawnCost();
       results.finding('trace', 'spawning a host command: the part that blocks the calling thread', ['who', 'p50', 'p90', 'p99', 'n'], [
-        ['daemon: child_process.spawn, synchronous part (fork + exec)', formatDuration(s.p50), formatDuration(s.p90), formatDuration(s.p99), String(s.n)],
+        [`${entries.some((e) => e.by === 'spawner') ? 'the daemon\'s spawner processes' : 'daemon'}: child_process.spawn, synchronous part (fork + exec)`, formatDuration(s.p50), formatDuration(s.p90), formatDuration(s.p99), String(s.n)],
         ['bash: fork + exec + wait of /bin/true', formatDuration(bash.p50), formatDuration(bash.p90), formatDuration(bash.p99), String(bash.n)],
       ]);
     }
@@ -335,7 +337,7 @@ async function main(): Promise<number> {
       if (pt.rows.length === 0) continue;
       const rows = traceTableRows(pt);
       rows.push(['all host commands', pt.rows.filter((r) => r.kind === 'process').reduce((a, r) => a + r.perOp, 0).toFixed(2), '', '', `${pt.msPerOp.toFixed(2)} ms`]);
-      rows.push(['  of which fork+exec (blocks the thread)', '', '', '', `${pt.syncMsPerOp.toFixed(2)} ms`]);
+      rows.push([`  of which fork+exec (blocks the ${entries.some((e) => e.by === 'spawner') ? 'spawner' : 'thread'})`, '', '', '', `${pt.syncMsPerOp.toFixed(2)} ms`]);
       rows.push(['all fs calls (incl. threadpool wait)', pt.rows.filter((r) => r.kind === 'fs').reduce((a, r) => a + r.perOp, 0).toFixed(1), '', '', `${pt.fsMsPerOp.toFixed(2)} ms`]);
       const lat = pt.phase.latencyP50;
       if (lat !== undefined && Number.isFinite(lat)) {

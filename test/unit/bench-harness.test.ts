@@ -3,12 +3,15 @@
 // Timings never fail it: it checks that the run exits cleanly, that every
 // result line carries its baseline and ratio, that the outputs are written, and
 // that nothing is left behind (the harness's own check), also after a Ctrl-C.
+// The three runs share the machine: their timeouts leave room for a busy host.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../support/daemon.ts';
+import { hostEndBatch } from '../../src/backends/linux/network/veth.ts';
+import { hostIface, ifbIface } from '../../src/backends/linux/network/names.ts';
 
 const BENCH = join(ROOT, 'bin/warden-bench');
 
@@ -59,10 +62,11 @@ describe.concurrent('bin/warden-bench --quick (insecure)', () => {
       errors: unknown[];
       cleanup: { ok: boolean; listed: string[]; host: string[] };
       samples: Array<{ scenario: string; name: string; rows: number[][] }>;
+      findings: Array<{ scenario: string; title: string; rows: string[][] }>;
     };
     expect(json.errors).toEqual([]);
     expect(json.cleanup).toMatchObject({ ok: true, listed: [], host: [] });
-    for (const scenario of ['protocol', 'lifecycle', 'jobs', 'staging', 'density']) {
+    for (const scenario of ['protocol', 'lifecycle', 'jobs', 'staging', 'density', 'restart']) {
       const lines = json.results.filter((l) => l.scenario === scenario);
       expect(lines.length, `result lines of ${scenario}`).toBeGreaterThan(0);
       // Every line but the insecure backend's NetIn step (it does nothing on the host) has a baseline and a ratio.
@@ -74,8 +78,17 @@ describe.concurrent('bin/warden-bench --quick (insecure)', () => {
       expect(json.samples.some((s) => s.scenario === scenario && s.rows.length > 0), `samples of ${scenario}`).toBe(true);
     }
     const metrics = json.results.map((l) => `${l.scenario} ${l.metric}`);
-    for (const m of ['lifecycle create+destroy cycles', 'jobs Run `true`', 'jobs Stream throughput, one job', 'staging stagings', 'density daemon RSS', 'density Info', 'protocol Ping round trips']) {
+    for (const m of ['lifecycle create+destroy cycles', 'jobs Run `true`', 'jobs Stream throughput, one job', 'staging stagings', 'density daemon RSS', 'density Info', 'protocol Ping round trips',
+      'restart drain (SIGUSR2 → old daemon exits)', 'restart next daemon (old exits → answers Ping)',
+      'restart SIGUSR2 → serving again (target <= 500 ms)', 'restart SIGUSR2 → every job linkable again']) {
       expect(metrics, m).toContain(m);
+    }
+    // restart: one round with 3 containers; every job reached after it and Linked with its script's status; phases from the daemons' logs.
+    expect(json.samples.find((s) => s.scenario === 'restart' && s.name === 'rounds')?.rows).toHaveLength(1);
+    expect(json.findings.find((f) => f.scenario === 'restart' && /^every job after 1 restarts/.test(f.title))?.rows).toEqual([['3', '3', '0']]);
+    const phases = json.findings.find((f) => f.scenario === 'restart' && /^where a restart's time goes/.test(f.title))!.rows.map((r) => `${r[0]}: ${r[1]}`);
+    for (const p of ['old daemon: drain: snapshots', 'next daemon: recovery', 'next daemon:   recovery: scan', 'baseline: start: node_start']) {
+      expect(phases, p).toContain(p);
     }
 
     // Terminal summary: rows with a ratio; the cleanup verdict.
@@ -90,7 +103,7 @@ describe.concurrent('bin/warden-bench --quick (insecure)', () => {
     for (const p of ['density-create.svg', 'density-memory.svg', 'throughput-lifecycle.svg', 'throughput-protocol.svg', 'latency-jobs.svg']) {
       expect(plots).toContain(p);
     }
-  }, 60_000);
+  }, 120_000);
 
   it('chaos --quick: SIGKILLs under load, then nothing lost and nothing left behind', async () => {
     const out = mkdtempSync(join(tmpdir(), 'warden-bench-chaos-'));
@@ -131,5 +144,27 @@ describe.concurrent('bin/warden-bench --quick (insecure)', () => {
     expect(run.stdout).toContain('cleanup: nothing left behind');
     // The daemon's temporary folder (depot, socket, config) is gone.
     expect(existsSync(json.meta.daemon.config)).toBe(false);
-  }, 30_000);
+  }, 60_000);
+});
+
+// The raw Linux baseline must make and remove what the daemon's create and destroy do,
+// or it skips a step the daemon pays for (it had no ifb, and its destroy then deleted
+// nothing: the veth is gone with the namespace). Checked against the daemon's own batch.
+describe('bench raw Linux baseline', () => {
+  const script = readFileSync(join(ROOT, 'bench/harness/baselines/raw-linux.sh'), 'utf8');
+
+  it("makes the interfaces of the daemon's host-end batch, line for line", () => {
+    const lines = hostEndBatch({ id: 'ID', hostIp: '10.1.2.1', containerIp: '10.1.2.2', mtu: 1234 }, 4242)
+      .trim()
+      .split('\n')
+      .map((l) => l.replaceAll('ID', '$id').replaceAll('1234', '$MTU').replace('4242', '$pid').replace('10.1.2.1', '$hostip'));
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(script, l).toContain(`\n${l}\n`);
+  });
+
+  it("deletes, at destroy, each interface the daemon's destroy deletes when it is there", () => {
+    const destroy = script.slice(script.indexOf('\ndestroy() {'), script.indexOf('\ncycle() {'));
+    for (const name of [ifbIface('$id'), hostIface('$id')]) expect(destroy).toContain(`"${name}"`);
+    expect(destroy).toMatch(/ip -force -batch - .*<<< "\$batch"/);
+  });
 });

@@ -17,6 +17,9 @@
 # Output, one line per operation: `<op> <total_us> <step>=<us> ...`, then
 # `cpu <children user s> <children sys s>` at the end; `error <op> <message>` on failure.
 #
+# The veth's host end w-<id>-0 and the ifb w-<id>-2 are made at create and deleted at
+# destroy as the daemon's network/veth.ts does (hostEndBatch, deleteIfaces).
+#
 # Settings come from the environment (bench/harness/baselines/raw-linux.ts sets them):
 # RAW_DIR DEPOT ROOTFS RUNC_ROOT CG_PARENTS (':'-separated, one per hierarchy)
 # CG_PIDS CG_MEMORY CG_CPU CG_UNIFIED (parents in those hierarchies) CONFIG_TEMPLATE
@@ -110,6 +113,8 @@ link add w-$id-0 mtu $MTU type veth peer name w-$id-1 mtu $MTU netns $pid
 link set dev w-$id-0 addrgenmode none
 addr add $hostip/30 brd + dev w-$id-0
 link set w-$id-0 up
+link add w-$id-2 mtu $MTU type ifb
+link set w-$id-2 up
 EOF
   ) || { fail create "ip -batch: $out"; return 1; }
   echo 1 > "/proc/sys/net/ipv4/conf/w-$id-0/route_localnet"
@@ -165,10 +170,14 @@ EOF
   done
   [ -n "$ok" ] || fail destroy "iptables-restore: $out"
   lap iptables
-  if [ -e "/sys/class/net/w-$id-0" ]; then
-    # The veth may vanish between the check and the delete (runc delete took its namespace):
-    # only an interface still there is a failure, as in network/veth.ts deleteIfaces.
-    out=$(ip -force -batch - 2>&1 <<< "link del w-$id-0") || [ ! -e "/sys/class/net/w-$id-0" ] || fail destroy "ip link del: $out"
+  # The interfaces that are still there, in one batch, as network/veth.ts deleteIfaces does:
+  # the ifb always (deleting one costs the kernel tens of ms), the host end of the veth
+  # only now and then (the kernel removes it with the namespace runc delete ended).
+  # One may vanish between the check and the delete: only one still there is a failure.
+  local ifaces=() batch= n
+  for n in "w-$id-2" "w-$id-0"; do [ -e "/sys/class/net/$n" ] && ifaces+=("$n") && batch+="link del $n"$'\n'; done
+  if ((${#ifaces[@]})); then
+    out=$(ip -force -batch - 2>&1 <<< "$batch") || for n in "${ifaces[@]}"; do [ ! -e "/sys/class/net/$n" ] || { fail destroy "ip link del: $out"; break; }; done
   fi
   lap veth
   local left=() d

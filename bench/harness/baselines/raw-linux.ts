@@ -128,7 +128,7 @@ export class RawLinux {
   /** Destroys every raw container still alive, one after another. */
   async destroyAll(onOp?: (op: RawOp) => void): Promise<RawRun> {
     const ids = [...this.live];
-    if (ids.length === 0) return { ops: [], cpuSeconds: 0, errors: [], ids: [] };
+    if (ids.length === 0) return { ops: [], cpuSeconds: 0, errors: [], ids: [], notes: [] };
     const r = await this.runScript(['destroy', ...ids], {}, 0, onOp);
     for (const id of ids) this.live.delete(id);
     return r;

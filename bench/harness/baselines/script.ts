@@ -1,7 +1,7 @@
 // Runs a raw baseline script (raw-linux.sh, raw-insecure.sh) and parses what it
 // prints: one line per operation, `<op> <total_us> <step>=<us> ...`; `begin ID`
 // and `end ID` around each container's life (the driver's cleanup list);
-// `error <message>`; and at the end `times` followed by the shell's `times`
+// `error <message>`; `note <text>`; and at the end `times` followed by the shell's `times`
 // output, whose second line is the CPU of every process the script ran.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -19,6 +19,8 @@ export interface RawRun {
   cpuSeconds: number;
   errors: string[];
   ids: string[];
+  /** Lines `note <text>`: what a script reports besides timings. */
+  notes: string[];
 }
 
 /** "1m2.500s 0m0.100s" → 62.6 */
@@ -44,7 +46,7 @@ export function runRawScript(script: string, args: string[], env: Record<string,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     h.children?.add(child);
-    const out: RawRun = { ops: [], cpuSeconds: 0, errors: [], ids: [] };
+    const out: RawRun = { ops: [], cpuSeconds: 0, errors: [], ids: [], notes: [] };
     let timesNext = 0;
     let timesText = '';
     let stderr = '';
@@ -67,6 +69,8 @@ export function runRawScript(script: string, args: string[], env: Record<string,
       const [op, ...rest] = line.split(' ');
       if (op === 'error') {
         out.errors.push(rest.join(' '));
+      } else if (op === 'note') {
+        out.notes.push(rest.join(' '));
       } else if (op === 'begin') {
         out.ids.push(rest[0]);
         h.onBegin?.(rest[0]);
@@ -87,8 +91,13 @@ export function runRawScript(script: string, args: string[], env: Record<string,
     child.once('close', (code) => {
       h.children?.delete(child);
       h.signal?.removeEventListener('abort', onAbort);
+      const name = `${script.split('/').pop()} ${args[0]}`;
       if (code !== 0 && !h.signal?.aborted && out.errors.length === 0) {
-        out.errors.push(`${script.split('/').pop()} ${args[0]} exited with ${code}: ${stderr.trim().slice(-500)}`);
+        out.errors.push(`${name} exited with ${code}: ${stderr.trim().slice(-500)}`);
+      } else if (stderr.trim() && !h.signal?.aborted) {
+        // A step that complains on stderr (its own error lines capture what they expect)
+        // did not do its work: the baseline would be cheaper than what it stands for.
+        out.errors.push(`${name} wrote to stderr: ${stderr.trim().slice(-500)}`);
       }
       resolve(out);
     });
@@ -101,5 +110,6 @@ export function mergeRuns(runs: RawRun[]): RawRun {
     cpuSeconds: runs.reduce((a, r) => a + r.cpuSeconds, 0),
     errors: runs.flatMap((r) => r.errors),
     ids: runs.flatMap((r) => r.ids),
+    notes: runs.flatMap((r) => r.notes),
   };
 }

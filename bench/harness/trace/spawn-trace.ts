@@ -8,6 +8,10 @@
 //     rename, rm, readFile...): time from the call to its settling, which includes
 //     the wait for a libuv threadpool thread (4 by default, shared by the main
 //     thread and every worker).
+// Host commands are started by each thread's spawner process (src/host/spawner.ts),
+// whose environment is only PATH: the trace adds itself to the spawner's start, so
+// the commands are recorded where they are spawned (their synchronous part then
+// blocks the spawner, not the daemon's thread; `by: "spawner"` says so).
 // It changes no daemon code and costs a push per call; lines are appended in
 // batches off the request path.
 import { appendFile } from 'node:fs/promises';
@@ -19,9 +23,12 @@ const file = process.env.WARDEN_BENCH_TRACE;
 if (file) {
   const require = createRequire(import.meta.url);
   let buffer: string[] = [];
+  const by = process.env.WARDEN_BENCH_TRACE_BY;
   const record = (cmd: string, args: string[], start: number, ms: number, extra: Record<string, unknown> = {}) => {
-    buffer.push(`${JSON.stringify({ cmd, args, start, ms: Math.round(ms * 1000) / 1000, thread: threadId, ...extra })}\n`);
+    buffer.push(`${JSON.stringify({ cmd, args, start, ms: Math.round(ms * 1000) / 1000, thread: threadId, ...(by ? { by } : {}), ...extra })}\n`);
   };
+  // This very preload, for the spawner processes the daemon starts.
+  const preload = (process.env.NODE_OPTIONS ?? '').split(/\s+/).filter((o) => o.startsWith('--import=') && o.endsWith('spawn-trace.ts'));
   // The trace's own writes must not be traced: keep the originals.
   const append = appendFile;
   const flush = () => {
@@ -41,6 +48,12 @@ if (file) {
   const originalSpawn = cp.spawn;
   const wrappedSpawn = function (this: unknown, command: string, ...rest: unknown[]) {
     const args = Array.isArray(rest[0]) ? (rest[0] as string[]) : [];
+    if (command === process.execPath && args.some((a) => String(a).endsWith('spawner-process.ts'))) {
+      // A thread's spawner: trace the commands it starts; it lives as long as its thread (not a command).
+      const o = (rest[1] ?? {}) as { env?: Record<string, string> };
+      const env = { ...(o.env ?? {}), NODE_OPTIONS: preload.join(' '), WARDEN_BENCH_TRACE: file, WARDEN_BENCH_TRACE_BY: 'spawner' };
+      return (originalSpawn as (...a: unknown[]) => import('node:child_process').ChildProcess).call(this, command, args, { ...o, env });
+    }
     const start = Date.now();
     const t0 = performance.now();
     const child = (originalSpawn as (...a: unknown[]) => import('node:child_process').ChildProcess).call(this, command, ...rest);

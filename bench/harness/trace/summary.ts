@@ -14,8 +14,10 @@ export interface TraceEntry {
   ms: number;
   thread: number;
   code?: number | null;
-  /** Processes: the synchronous part of spawn (fork + exec), during which the thread's event loop is blocked. */
+  /** Processes: the synchronous part of spawn (fork + exec), during which the spawning thread's event loop is blocked. */
   syncMs?: number;
+  /** 'spawner': recorded in a thread's spawner process (src/host/spawner-process.ts), not in the daemon. */
+  by?: string;
 }
 
 export interface Phase {
