@@ -22,6 +22,8 @@ export interface DaemonOptions {
   health?: Record<string, unknown>;
   /** Reuse this folder (depot, socket) instead of a new one: a restart on the same depot. */
   dir?: string;
+  /** The warden-server to start (another build's, e.g. an old one for an upgrade); default this tree's. */
+  bin?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -82,7 +84,7 @@ export class TestDaemon {
           (opts.user ? yamlSection('user', opts.user) : ''),
       );
     }
-    await d.launch();
+    await d.launch(opts.bin);
     return d;
   }
 

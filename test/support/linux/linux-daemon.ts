@@ -66,6 +66,8 @@ export interface LinuxDaemonOptions {
   dir?: string;
   /** Extra health_check_server keys (e.g. containers_on_tcp). */
   health?: Record<string, unknown>;
+  /** The warden-server to start (another build's); default this tree's. */
+  bin?: string;
 }
 
 export interface RunResult {
@@ -102,6 +104,7 @@ export class LinuxDaemon {
       user: { pool_start_uid: o.uidStart, pool_size: o.uidPoolSize ?? 64 },
       ...(o.dir === undefined ? {} : { dir: o.dir }),
       health: o.health,
+      bin: o.bin,
     };
     let daemon: TestDaemon;
     try {
