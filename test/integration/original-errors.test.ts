@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { CLIENT_BIN, SERVER_BIN, TestDaemon } from '../support/daemon.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 const STOPPED = "Container state must be one of 'active', current state is 'stopped'";
 
@@ -39,6 +40,9 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
     p.once('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => c);
 
 describe('lifecycle errors', () => {
   it('refuses to create a handle twice, and a destroyed handle is unknown', async () => {
@@ -75,12 +79,13 @@ describe('lifecycle errors', () => {
   });
 
   it('checks the rootfs and bind mount sources of a create and leaves nothing behind', async () => {
+    const before = (await c.list()).handles ?? [];
     await expect(c.create({ rootfs: join(scratch, 'no-rootfs') })).rejects.toThrow(new RegExp(`^rootfs ${join(scratch, 'no-rootfs')} not found$`));
     const missing = join(scratch, 'no-source');
     await expect(c.create({ bind_mounts: [{ src_path: missing, dst_path: '/mnt/x', mode: 0 }] })).rejects.toThrow(
       new RegExp(`^Source path for bind mount does not exist: ${missing}$`),
     );
-    expect((await c.list()).handles ?? []).toEqual([]);
+    expect((await c.list()).handles ?? []).toEqual(before);
   });
 });
 
