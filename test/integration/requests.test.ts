@@ -1,5 +1,5 @@
 // Every request type against the real daemon (insecure backend), through the client library.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -311,6 +311,15 @@ describe('copy in and out', () => {
     await c.copyIn({ handle, src_path: join(scratch, 'evil'), dst_path: '/etclink/warden-evil' });
     expect(existsSync('/etc/warden-evil')).toBe(false);
     expect(existsSync(join(root, 'etc/warden-evil'))).toBe(true);
+    // A copy onto a link to a host file resolves it inside the container, as the
+    // container sees it: the file lands under the container's root, the host file is unchanged.
+    const hostFile = join(scratch, 'host-file');
+    writeFileSync(hostFile, 'host\n');
+    symlinkSync(hostFile, join(root, 'hostlink'));
+    await c.copyIn({ handle, src_path: join(scratch, 'evil'), dst_path: '/hostlink' });
+    expect(readFileSync(hostFile, 'utf8')).toBe('host\n');
+    expect(lstatSync(join(root, 'hostlink')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(root, hostFile), 'utf8')).toBe('x');
   });
 });
 
