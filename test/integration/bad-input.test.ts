@@ -8,6 +8,7 @@ import { encodeBody, encodeRequest } from '../../src/protocol/codec.ts';
 import { MessageType } from '../../src/protocol/types.ts';
 import { TestDaemon } from '../support/daemon.ts';
 import { assertHealthy, frameBytes, RawConn, rawFrame, rssBytes, sleep, type Outcome } from '../support/raw.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 const MAX_FRAME = 4096;
 
@@ -71,6 +72,9 @@ function echoOfSize(size: number): { frame: Buffer; length: number } {
   }
   throw new Error(`no Echo frame of ${size} bytes`);
 }
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => c);
 
 describe('framing', () => {
   it('closes on a non-numeric length', async () => {
@@ -193,6 +197,7 @@ describe('envelope and body', () => {
   });
 
   it('names the missing required field', async () => {
+    const before = (await c.list()).handles ?? [];
     const r = await raw();
     const cases: [number, Uint8Array, string][] = [
       [MessageType.Echo, new Uint8Array(), 'message'],
@@ -213,7 +218,7 @@ describe('envelope and body', () => {
     }
     await stillServes(r);
     // Nothing was created by the broken Create.
-    expect((await c.list()).handles ?? []).toEqual([]);
+    expect((await c.list()).handles ?? []).toEqual(before);
   });
 
   it('answers an error or closes on wrong wire types, and the daemon carries on', async () => {
@@ -540,6 +545,7 @@ describe('disconnects', () => {
 describe('a client leaving during its Create', () => {
   it('leaks nothing when a client goes away during its Create with grace_time 0', async () => {
     const before = readdirSync(d.depot).sort();
+    const listed = (await c.list()).handles ?? [];
     for (let i = 0; i < 40; i++) {
       const r = await raw();
       await r.send('Create', { handle: `gone-${i}`, grace_time: 0 });
@@ -547,7 +553,7 @@ describe('a client leaving during its Create', () => {
       r.destroy();
     }
     await sleep(1500);
-    expect((await c.list()).handles ?? []).toEqual([]);
+    expect((await c.list()).handles ?? []).toEqual(listed);
     expect(readdirSync(d.depot).sort()).toEqual(before);
   });
 });

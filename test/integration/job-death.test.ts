@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import type { StreamResponse } from '../../src/protocol/types.ts';
 import { TestDaemon } from '../support/daemon.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 let d: TestDaemon;
 let c: WardenClient;
@@ -21,6 +22,9 @@ afterAll(async () => {
 });
 
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => c);
 
 describe('exit status of a job', () => {
   let handle: string;

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { SERVER_BIN, TestDaemon } from '../support/daemon.ts';
 import { runCli, type CliResult } from '../support/cli.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 const STOPPED = "Container state must be one of 'active', current state is 'stopped'";
 
@@ -32,6 +33,9 @@ afterAll(async () => {
 function cli(args: string[]): Promise<CliResult> {
   return runCli(args, { socket: d.socket, scratch });
 }
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => c);
 
 describe('lifecycle errors', () => {
   it('refuses to create a handle twice, and a destroyed handle is unknown', async () => {
@@ -68,12 +72,13 @@ describe('lifecycle errors', () => {
   });
 
   it('checks the rootfs and bind mount sources of a create and leaves nothing behind', async () => {
+    const before = (await c.list()).handles ?? [];
     await expect(c.create({ rootfs: join(scratch, 'no-rootfs') })).rejects.toThrow(new RegExp(`^rootfs ${join(scratch, 'no-rootfs')} not found$`));
     const missing = join(scratch, 'no-source');
     await expect(c.create({ bind_mounts: [{ src_path: missing, dst_path: '/mnt/x', mode: 0 }] })).rejects.toThrow(
       new RegExp(`^Source path for bind mount does not exist: ${missing}$`),
     );
-    expect((await c.list()).handles ?? []).toEqual([]);
+    expect((await c.list()).handles ?? []).toEqual(before);
   });
 });
 

@@ -1,10 +1,11 @@
 // Every request type against the real daemon (insecure backend), through the client library.
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { TestDaemon } from '../support/daemon.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 let d: TestDaemon;
 let c: WardenClient;
@@ -21,6 +22,9 @@ afterAll(async () => {
   await d?.cleanup();
   rmSync(scratch, { recursive: true, force: true });
 });
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => c);
 
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
 
@@ -82,6 +86,8 @@ describe('create and destroy', () => {
 
   it('a Destroy racing the Create of the same handle leaves nothing behind', async () => {
     const other = await d.client();
+    const folders = () => readdirSync(d.depot).filter((f) => !f.startsWith('.')).sort();
+    const before = folders();
     try {
       for (let i = 0; i < 5; i++) {
         const handle = `race-${i}`;
@@ -96,9 +102,8 @@ describe('create and destroy', () => {
         await other.destroy({ handle }).catch(() => undefined);
         expect((await c.list()).handles ?? []).not.toContain(handle);
       }
-      // No container is alive at this point of the file: the depot holds no folder.
-      const { readdirSync } = await import('node:fs');
-      expect(readdirSync(d.depot).filter((f) => !f.startsWith('.'))).toEqual([]);
+      // No folder of the raced containers is left in the depot.
+      expect(folders()).toEqual(before);
     } finally {
       await other.close();
     }
@@ -306,6 +311,15 @@ describe('copy in and out', () => {
     await c.copyIn({ handle, src_path: join(scratch, 'evil'), dst_path: '/etclink/warden-evil' });
     expect(existsSync('/etc/warden-evil')).toBe(false);
     expect(existsSync(join(root, 'etc/warden-evil'))).toBe(true);
+    // A copy onto a link to a host file resolves it inside the container, as the
+    // container sees it: the file lands under the container's root, the host file is unchanged.
+    const hostFile = join(scratch, 'host-file');
+    writeFileSync(hostFile, 'host\n');
+    symlinkSync(hostFile, join(root, 'hostlink'));
+    await c.copyIn({ handle, src_path: join(scratch, 'evil'), dst_path: '/hostlink' });
+    expect(readFileSync(hostFile, 'utf8')).toBe('host\n');
+    expect(lstatSync(join(root, 'hostlink')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(root, hostFile), 'utf8')).toBe('x');
   });
 });
 

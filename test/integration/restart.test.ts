@@ -49,19 +49,24 @@ describe('drain (SIGUSR2)', () => {
     await c2.close();
   });
 
-  it('lets a request in progress finish before exiting', async () => {
+  it('answers a Create the daemon has begun before it exits, and that container outlives the drain', async () => {
     const d1 = await start();
     const c1 = await d1.client();
+    const watcher = await d1.client();
     const { handle } = await c1.create({});
     const creating = c1.create({});
+    // A Create's handle is listed from its start: drain only once the daemon has begun it.
+    for (;;) {
+      if (((await watcher.list()).handles ?? []).length === 2) break;
+      await sleep(10);
+    }
     const drained = d1.drain();
-    const created = await creating.then((r) => r.handle, () => undefined);
+    const created = (await creating).handle;
     expect(await drained).toBe(0);
     const d2 = await start(d1.dir);
     const c2 = await d2.client();
-    const handles = (await c2.list()).handles ?? [];
-    expect(handles).toContain(handle);
-    if (created) expect(handles).toContain(created);
+    expect([...((await c2.list()).handles ?? [])].sort()).toEqual([handle, created].sort());
+    expect((await c2.info({ handle: created })).state).toBe('active');
     await c2.close();
   });
 

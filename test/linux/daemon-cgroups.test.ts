@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { LinuxDaemon, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import { CGROUP_LINK_ROOT } from '../../src/backends/linux/cgroups/links.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 const MiB = 1024 * 1024;
 /** Small, so the fork bomb below stays a small one on this shared machine. */
@@ -33,6 +34,9 @@ const text = (file: string) => readFile(file, 'utf8').then((s) => s.trim());
 const number = async (file: string) => Number(await text(file));
 const procs = async (dir: string) => (await text(join(dir, 'cgroup.procs'))).split('\n').filter(Boolean).map(Number);
 const linkOf = (controller: string, id: string) => join(CGROUP_LINK_ROOT, controller, `instance-${id}`);
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => client);
 
 describe('/dev/shm', () => {
   it('holds 30 MiB under a 32 MiB memory limit, and the container stays active', async () => {

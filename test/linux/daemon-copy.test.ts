@@ -94,6 +94,16 @@ describe('CopyIn', () => {
     await client.copyIn({ handle, src_path: join(src, 'a.txt'), dst_path: `/home/vcap/escape/tmp/${marker}` });
     expect(await stat(`/tmp/${marker}`).catch(() => undefined)).toBeUndefined();
     expect((await d.run(client, handle, `cat /tmp/${marker}/a.txt`)).stdout).toBe('alpha\n');
+    // Through a link to a folder that exists on the host too: the host folder is
+    // unchanged; the container's folder of that name got the copy.
+    const hostDir = join(work, `host-dir-${marker}`);
+    await mkdir(hostDir);
+    await writeFile(join(hostDir, 'keep'), 'host\n');
+    await d.run(client, handle, `mkdir -p ${hostDir} && chown vcap ${hostDir} && ln -s ${hostDir} /home/vcap/hostlink`, true);
+    await client.copyIn({ handle, src_path: join(src, 'a.txt'), dst_path: '/home/vcap/hostlink' });
+    expect(await readdir(hostDir)).toEqual(['keep']);
+    expect(await readFile(join(hostDir, 'keep'), 'utf8')).toBe('host\n');
+    expect((await d.run(client, handle, `cat ${hostDir}/a.txt`)).stdout).toBe('alpha\n');
   });
 
   it('fails for a missing source or an unwritable destination', async () => {

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LinuxDaemon, sleep, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 const MiB = 1024 * 1024;
 const OUTPUT_LIMIT = 4096;
@@ -51,6 +52,9 @@ async function expectOomStops(c: WardenClient, handle: string): Promise<void> {
   expect(info.state).toBe('stopped');
   expect(info.events).toContain('out of memory');
 }
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => client);
 
 describe('exit status of a job', () => {
   it('is its own when it exits (137 too), 255 when a signal ends it', async () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { LinuxDaemon } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import { BindMountMode } from '../../src/protocol/types.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 let d: LinuxDaemon;
 let client: WardenClient;
@@ -27,20 +28,25 @@ afterAll(async () => {
   expect(problems).toEqual([]);
 });
 
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => client);
+
 describe('by default', () => {
   it('refuses rootfs / (and what resolves to it) with a message naming the key', async () => {
+    const before = (await client.list()).handles ?? [];
     for (const rootfs of ['/', '/tmp/..', join(links, 'root-link')]) {
       await expect(client.create({ rootfs })).rejects.toThrow(/host's root filesystem.*server\.allow_host_root: true/);
     }
-    expect((await client.list()).handles ?? []).toEqual([]);
+    expect((await client.list()).handles ?? []).toEqual(before);
   });
 
   it('refuses a read-write bind mount of / (and what resolves to it)', async () => {
+    const before = (await client.list()).handles ?? [];
     for (const src of ['/', '//', '/etc/..', join(links, 'root-link')]) {
       const bind_mounts = [{ src_path: src, dst_path: '/host', mode: BindMountMode.RW }];
       await expect(client.create({ bind_mounts })).rejects.toThrow(/read-write bind mount of .* is the host's root filesystem.*server\.allow_host_root/);
     }
-    expect((await client.list()).handles ?? []).toEqual([]);
+    expect((await client.list()).handles ?? []).toEqual(before);
   });
 
   it('allows a read-only bind mount of /', async () => {

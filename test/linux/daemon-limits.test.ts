@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { LinuxDaemon, tcpExchange, waitFor, waitListening } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 const MiB = 1024 * 1024;
 let d: LinuxDaemon;
@@ -23,6 +24,9 @@ afterAll(async () => {
 });
 
 const cgroupNumber = async (dir: string | undefined, file: string) => Number((await readFile(join(dir!, file), 'utf8')).trim());
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => client);
 
 describe('LimitMemory', () => {
   it('sets the limit; a hog is OOM-killed (255), `out of memory` is recorded and the container stops', async () => {

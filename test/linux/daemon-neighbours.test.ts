@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { LinuxDaemon, waitFor } from '../support/linux/linux-daemon.ts';
 import type { WardenClient } from '../../src/client/client.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -65,6 +66,9 @@ async function neighbourStillWorks(): Promise<void> {
   expect(r).toMatchObject({ exit_status: 0, stdout: '1048576\n' });
   await client.destroy({ handle });
 }
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => client);
 
 describe('default limits', () => {
   it('a new container has the configured memory limit: a hog is OOM-killed', async () => {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { LinuxDaemon } from '../support/linux/linux-daemon.ts';
 import { runCli, type CliResult } from '../support/cli.ts';
+import { destroyLeftoversEachTest } from '../support/leftovers.ts';
 
 /** memory.limit_in_bytes of a cgroup v1 group without a limit (2^63 rounded down to 4 KiB pages). */
 const UNLIMITED = 9223372036854771712n;
@@ -54,6 +55,9 @@ function httpGet(port: number, path: string): Promise<string> {
     req.end();
   });
 }
+
+// What a test made goes after it, also when it failed: later tests never see it.
+destroyLeftoversEachTest(() => client);
 
 describe('limits without a value answer the setting in force', () => {
   it('LimitMemory: the cgroup says unlimited as 9223372036854771712, exactly, everywhere', async () => {
@@ -129,13 +133,14 @@ describe("the original's error texts", () => {
   });
 
   it('checks the rootfs and bind mount sources of a create', async () => {
+    const before = (await client.list()).handles ?? [];
     const rootfs = join(scratch, 'no-rootfs');
     await expect(client.create({ rootfs })).rejects.toThrow(new RegExp(`^rootfs ${rootfs} not found$`));
     const src = join(scratch, 'no-source');
     await expect(client.create({ bind_mounts: [{ src_path: src, dst_path: '/mnt/x', mode: 1 }] })).rejects.toThrow(
       new RegExp(`^Source path for bind mount does not exist: ${src}$`),
     );
-    expect((await client.list()).handles ?? []).toEqual([]);
+    expect((await client.list()).handles ?? []).toEqual(before);
   });
 
   it('names every allowed state inside one pair of quotes while a container is born', async () => {

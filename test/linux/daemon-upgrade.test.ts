@@ -2,7 +2,9 @@
 // jobs, clients stream and link them, ports are mapped and limits set; the daemon
 // drains (SIGUSR2, what `systemctl stop/restart warden` sends) and a new build,
 // installed by scripts/install into a release folder of its own, starts on the same
-// config and depot. Every container, job, port mapping and limit is there, and Link
+// config and depot. The old daemon is an older build of this repository (the one
+// before the newest change to src/, from a git worktree), so a change of the snapshot
+// format or of what a container leaves on the host is caught. Every container, job, port mapping and limit is there, and Link
 // and Stream return the jobs' full output. Nothing is left on the host afterwards.
 // Pool 10.245.6.0/24, host ports 24700-24799, uids 37000-37063.
 import { execFile } from 'node:child_process';
@@ -14,6 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InfoResponse } from '../../src/protocol/types.ts';
 import { ROOT } from '../support/daemon.ts';
+import { checkoutOldBuild, type OldBuild } from '../support/old-build.ts';
 import { LinuxDaemon, processAlive, tcpExchange, waitFor, waitListening } from '../support/linux/linux-daemon.ts';
 
 const N = 4;
@@ -37,6 +40,7 @@ let d: LinuxDaemon;
 let prefix: string;
 let boxes: Box[] = [];
 let oldPid: number;
+let old: OldBuild | undefined;
 
 const expected = (h: string) => Array.from({ length: LINES }, (_, i) => `${h} line ${i + 1}\n`).join('');
 const script = (h: string) => `for i in $(seq 1 ${LINES}); do echo "${h} line $i"; sleep 0.1; done; echo done >&2; exit 3`;
@@ -75,19 +79,31 @@ beforeAll(async () => {
     '--prefix', prefix, '--sysconfdir', join(t, 'etc'), '--unitdir', join(t, 'units'), '--no-systemctl',
   ]);
   expect(install.code, install.out).toBe(0);
+  // The old build: checked out from history, its own warden-server started.
+  old = await checkoutOldBuild();
   // /containers on the TCP port: an operator's choice (health_check_server.containers_on_tcp).
-  d = await LinuxDaemon.start({ pool: '10.245.6.0/24', portStart: 24700, uidStart: 37000, health: { containers_on_tcp: true } });
+  d = await LinuxDaemon.start({ pool: '10.245.6.0/24', portStart: 24700, uidStart: 37000, health: { containers_on_tcp: true }, bin: old.bin });
 }, 180_000);
 
 afterAll(async () => {
-  const problems = d ? await d.cleanup() : [];
-  if (prefix) rmSync(join(prefix, '../..'), { recursive: true, force: true });
-  expect(problems).toEqual([]);
+  try {
+    const problems = d ? await d.cleanup() : [];
+    expect(problems).toEqual([]);
+  } finally {
+    if (prefix) rmSync(join(prefix, '../..'), { recursive: true, force: true });
+    await old?.remove();
+  }
 }, 300_000);
 
 describe('upgrade: drain, then a new build on the same depot', () => {
   const streams: Promise<{ text: string; outcome: string }>[] = [];
   const links: Promise<string>[] = [];
+
+  it('the old daemon is the old build, whose src/ differs from this tree\'s', async () => {
+    const cmdline = readFileSync(`/proc/${d.daemon.pid}/cmdline`, 'utf8').split('\0');
+    expect(cmdline).toContain(join(old!.dir, 'src/main.ts'));
+    expect((await sh('git', ['-C', ROOT, 'diff', '--quiet', old!.rev, '--', 'src'])).code).toBe(1);
+  });
 
   it(`sets up ${N} containers with jobs, net_in, limits, and clients streaming and linking`, async () => {
     const c = await d.client();

@@ -4,6 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { randomInt } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import net from 'node:net';
 import { execa } from 'execa';
 import {
@@ -21,6 +22,7 @@ import {
   type NetOutRule,
 } from '../../src/backends/linux/network/index.ts';
 import { formatIpv4, parseIpv4 } from '../../src/model/ipv4.ts';
+import { ROOT } from '../support/daemon.ts';
 import { egressGuardRules, installEgressGuard, removeEgressGuard } from '../support/egress-guard.ts';
 import {
   icmpPing,
@@ -427,12 +429,38 @@ describe('linux network', () => {
   });
 
   // Last: takes this suite's pool rules away.
-  it('teardown removes this pool\'s rules, and the base chains when asked and nothing else uses them', async () => {
+  it('teardown removes this pool\'s rules and none of this run\'s traces remain', async () => {
     await teardownNetworkHost(POOL, { removeUnusedBase: true });
     expect((await rulesWith(POOL)).filter((l) => !l.includes('warden-egress-guard'))).toEqual([]);
-    const others = (await rulesWith(' -s ')).filter((l) => /warden-(default|input|postrouting) -s (?!127\.)/.test(l));
-    const leftovers = (await rulesWith('warden-')).filter((l) => !l.includes('warden-egress-guard'));
-    if (others.length === 0 && !leftovers.some((l) => l.includes('warden-i-'))) expect(leftovers).toEqual([]);
+    expect((await rulesWith(`warden-i-${RUN}`, `w-${RUN}`))).toEqual([]);
     await teardownNetworkHost(POOL); // repeatable
+    expect((await rulesWith(POOL)).filter((l) => !l.includes('warden-egress-guard'))).toEqual([]);
+  });
+
+  // The base chains go only when nothing uses them: on a shared host that depends on
+  // other suites, so it is checked where nothing else can be, a private namespace.
+  it('teardown keeps the other pool\'s rules and the base chains while used, removes all when nothing uses them', async () => {
+    const [a, b, chain] = ['10.244.0.0/22', '10.250.0.0/24', 'warden-i-zz0000001'];
+    const { stdout } = await execa('unshare', [
+      '-n', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t sysfs sysfs /sys && exec "$@"', 'sh',
+      join(ROOT, 'node_modules/.bin/node'), join(ROOT, 'test/support/linux/network-teardown-private.ts'), a, b, chain,
+    ]);
+    const steps = JSON.parse(stdout) as Record<'setUp' | 'afterA' | 'afterB' | 'afterChainGone', string[]>;
+    const naming = (lines: string[], s: string) => lines.filter((l) => l.includes(s));
+    const base = [':warden-forward ', ':warden-instances ', ':warden-default ', ':warden-input ', ':warden-prerouting ', ':warden-postrouting '];
+    const hasBase = (lines: string[]) => base.every((c) => lines.some((l) => l.startsWith(c)));
+
+    expect(naming(steps.setUp, `-s ${a} `).length).toBeGreaterThanOrEqual(2);
+    expect(naming(steps.setUp, `-s ${b} `).length).toBeGreaterThanOrEqual(3);
+    // A's teardown: A's rules gone, B's untouched, base kept (B uses it).
+    expect(naming(steps.afterA, a)).toEqual([]);
+    expect(naming(steps.afterA, b)).toEqual(naming(steps.setUp, b));
+    expect(hasBase(steps.afterA)).toBe(true);
+    // B's teardown: B's rules gone, base kept (a container's chain uses it).
+    expect(naming(steps.afterB, b)).toEqual([]);
+    expect(hasBase(steps.afterB)).toBe(true);
+    expect(steps.afterB.some((l) => l.startsWith(`:${chain} `))).toBe(true);
+    // Nothing uses the base any more: every warden chain and jump is gone.
+    expect(naming(steps.afterChainGone, 'warden')).toEqual([]);
   });
 });

@@ -20,6 +20,20 @@ export interface DaemonOptions {
   health?: Record<string, unknown>;
   /** Reuse this folder (depot, socket) instead of a new one: a restart on the same depot. */
   dir?: string;
+  /** The warden-server to start (another build's, e.g. an old one for an upgrade); default this tree's. */
+  bin?: string;
+  /** How long the daemon may take to answer Ping before it is killed and the start fails (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+/** A daemon that did not start (and was killed); dir is its folder. */
+export class DaemonStartError extends Error {
+  override name = 'DaemonStartError';
+  readonly dir: string;
+  constructor(message: string, dir: string, options?: ErrorOptions) {
+    super(message, options);
+    this.dir = dir;
+  }
 }
 
 export class TestDaemon {
@@ -30,6 +44,7 @@ export class TestDaemon {
   readonly logPath: string;
   proc: ChildProcess | undefined;
   private exited: Promise<number | null> | undefined;
+  private startTimeoutMs = 30_000;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -39,9 +54,27 @@ export class TestDaemon {
     this.logPath = join(dir, 'warden.log');
   }
 
+  /**
+   * Starts a daemon. A start that fails (exit, or no answer in time) kills it and,
+   * for a folder made here with the insecure backend, removes the folder; the Linux
+   * harness (LinuxDaemon) cleans what a Linux daemon made on the host.
+   */
   static async start(opts: DaemonOptions = {}): Promise<TestDaemon> {
+    const d = await TestDaemon.prepare(opts);
+    try {
+      await d.launch(opts.bin);
+    } catch (err) {
+      if (!opts.dir && opts.backend !== 'linux') rmSync(d.dir, { recursive: true, force: true });
+      throw err;
+    }
+    return d;
+  }
+
+  /** Writes the config (in a new folder unless opts.dir); launch() starts the daemon. */
+  static async prepare(opts: DaemonOptions = {}): Promise<TestDaemon> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'warden-test-'));
     const d = new TestDaemon(dir);
+    if (opts.startTimeoutMs !== undefined) d.startTimeoutMs = opts.startTimeoutMs;
     if (!opts.dir || !existsSync(d.configPath)) {
       const server = {
         unix_domain_path: d.socket,
@@ -64,7 +97,6 @@ export class TestDaemon {
           (opts.user ? yamlSection('user', opts.user) : ''),
       );
     }
-    await d.launch();
     return d;
   }
 
@@ -74,19 +106,38 @@ export class TestDaemon {
     this.proc = spawn(bin, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     const proc = this.proc;
     this.exited = new Promise((res) => proc.once('exit', (code, signal) => res(signal ? null : code)));
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + this.startTimeoutMs;
     for (;;) {
-      if (proc.exitCode !== null) throw new Error(`warden-server exited with ${proc.exitCode}; log:\n${this.log()}`);
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        await this.killGroup();
+        throw new DaemonStartError(`warden-server in ${this.dir} exited with ${proc.exitCode ?? proc.signalCode}; log:\n${this.log()}`, this.dir);
+      }
       try {
         const c = await WardenClient.connect(this.socket);
         await c.ping();
         await c.close();
         return;
       } catch {
-        if (Date.now() > deadline) throw new Error(`warden-server did not come up; log:\n${this.log()}`);
+        if (Date.now() > deadline) {
+          // Still running (hung, or listening elsewhere): never leave it behind.
+          await this.killGroup();
+          throw new DaemonStartError(`warden-server in ${this.dir} did not come up within ${this.startTimeoutMs} ms (killed); log:\n${this.log()}`, this.dir);
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+  }
+
+  /** SIGKILL to the daemon's process group (its own, see launch) and wait for its exit. */
+  async killGroup(): Promise<void> {
+    const proc = this.proc;
+    if (!proc?.pid) return;
+    try {
+      process.kill(-proc.pid, 'SIGKILL');
+    } catch {
+      /* the group is gone */
+    }
+    await this.exited;
   }
 
   /** health_check_server.port from the written config. */

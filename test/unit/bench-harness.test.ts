@@ -4,11 +4,12 @@
 // result line carries its baseline and ratio, that the outputs are written, and
 // that nothing is left behind (the harness's own check), also after a Ctrl-C.
 // The three runs share the machine: their timeouts leave room for a busy host.
-import { spawn } from 'node:child_process';
+import type { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { stopChildren, spawnChild } from '../support/children.ts';
 import { ROOT } from '../support/daemon.ts';
 import { hostEndBatch } from '../../src/backends/linux/network/veth.ts';
 import { hostIface, ifbIface } from '../../src/backends/linux/network/names.ts';
@@ -22,13 +23,17 @@ interface Run {
 }
 
 const dirs: string[] = [];
-afterAll(() => {
+afterAll(async () => {
+  // A bench still running (its test timed out or failed) is stopped first: it cleans
+  // up on SIGTERM; its process group is killed if it does not exit in time. (The
+  // tests run concurrently: an afterEach would stop the others' benches too.)
+  await stopChildren();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 120_000);
 
 function bench(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(BENCH, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnChild(BENCH, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

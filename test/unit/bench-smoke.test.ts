@@ -1,12 +1,16 @@
 // Runs both benchmarks end to end with token durations (BENCH_QUICK=1) so they
 // cannot rot. Timings never fail this test: it checks only that each benchmark
 // exits cleanly and prints every row with its baseline and ratios.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { stopChildren, spawnChild } from '../support/children.ts';
 import { ROOT } from '../support/daemon.ts';
 
 const NODE = join(ROOT, 'node_modules/.bin/node');
+
+// A benchmark still running when its test ends (timed out, failed) is stopped: it
+// cleans up on SIGTERM; its process group is killed if it does not exit in time.
+afterEach(() => stopChildren(), 120_000);
 
 interface Run {
   code: number | null;
@@ -16,15 +20,15 @@ interface Run {
 
 function runBench(script: string, args: string[] = []): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [join(ROOT, script), ...args], {
+    const child = spawnChild(NODE, [join(ROOT, script), ...args], {
       cwd: ROOT,
       env: { ...process.env, BENCH_QUICK: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });

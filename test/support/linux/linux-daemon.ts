@@ -12,7 +12,7 @@ import { lstat, readFile, readdir, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { TestDaemon, type DaemonOptions } from '../daemon.ts';
+import { DaemonStartError, TestDaemon, type DaemonOptions } from '../daemon.ts';
 import { WardenClient } from '../../../src/client/client.ts';
 import type { CreateRequest, InfoResponse } from '../../../src/protocol/types.ts';
 import { loadConfig } from '../../../src/config/config.ts';
@@ -66,6 +66,10 @@ export interface LinuxDaemonOptions {
   dir?: string;
   /** Extra health_check_server keys (e.g. containers_on_tcp). */
   health?: Record<string, unknown>;
+  /** The warden-server to start (another build's); default this tree's. */
+  bin?: string;
+  /** How long the start may take before the daemon is killed (default 30 s). */
+  startTimeoutMs?: number;
 }
 
 /** A container as network tests use it (LinuxDaemon.box). */
@@ -82,6 +86,16 @@ export interface RunResult {
   stdout: string;
   stderr: string;
   info?: InfoResponse;
+}
+
+/** A Linux daemon that did not start: killed, and what it made on the host cleaned. */
+export class LinuxDaemonStartError extends DaemonStartError {
+  override name = 'LinuxDaemonStartError';
+  readonly settings: LinuxHostSettings;
+  constructor(message: string, dir: string, settings: LinuxHostSettings, options?: ErrorOptions) {
+    super(message, dir, options);
+    this.settings = settings;
+  }
 }
 
 export class LinuxDaemon {
@@ -111,16 +125,26 @@ export class LinuxDaemon {
       user: { pool_start_uid: o.uidStart, pool_size: o.uidPoolSize ?? 64 },
       ...(o.dir === undefined ? {} : { dir: o.dir }),
       health: o.health,
+      startTimeoutMs: o.startTimeoutMs,
     };
     let daemon: TestDaemon;
     try {
-      daemon = await TestDaemon.start(opts);
+      daemon = await TestDaemon.prepare(opts);
     } catch (err) {
       await removeEgressGuard().catch(() => undefined);
       throw err;
     }
-    const config = await loadConfig(daemon.configPath);
-    return new LinuxDaemon(daemon, hostSettings(config), o.pool);
+    const d = new LinuxDaemon(daemon, hostSettings(await loadConfig(daemon.configPath)), o.pool);
+    try {
+      await daemon.launch(o.bin);
+    } catch (err) {
+      // The daemon is killed; what it made on the host (cgroups, runc root, depot
+      // mount, pool rules) goes now, not with the next run's sweep.
+      const problems = await d.cleanup({ restart: false });
+      const more = problems.length ? `\ncleanup after the failed start: ${problems.join('; ')}` : '';
+      throw new LinuxDaemonStartError(`${(err as Error).message}${more}`, daemon.dir, d.settings, { cause: err });
+    }
+    return d;
   }
 
   get running(): boolean {
@@ -331,7 +355,7 @@ export class LinuxDaemon {
    * it), removes the image, the folder and the egress guard; returns what leaked (also
    * anything a last-resort sweep had to clean so the host stays usable).
    */
-  async cleanup(): Promise<string[]> {
+  async cleanup(opts: { restart?: boolean } = {}): Promise<string[]> {
     const problems: string[] = [];
     const step = async (what: string, fn: () => Promise<unknown>) => {
       try {
@@ -341,7 +365,7 @@ export class LinuxDaemon {
       }
     };
     // Killed by a test that failed half-way: a new daemon recovers and then destroys.
-    if (!this.running) await step('restart for cleanup', () => this.daemon.launch());
+    if (!this.running && opts.restart !== false) await step('restart for cleanup', () => this.daemon.launch());
     if (this.running) {
       await step('destroy all', async () => problems.push(...(await this.destroyAll())));
       await this.closeClients();

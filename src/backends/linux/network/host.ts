@@ -8,7 +8,7 @@ import { readdir } from 'node:fs/promises';
 import { CHAINS, IFACE_MATCH, INSTANCE_CHAIN_PREFIX, idFromIface } from './names.ts';
 import { formatCidr, parseCidr } from '../../../model/ipv4.ts';
 import { applyFresh, deleteOf, exactlyOnce, listTable, newBatch, type Batch } from './iptables.ts';
-import { raiseSysctl, writeSysctl } from './sysctl.ts';
+import { raiseSysctl, sysctlExists, writeSysctl } from './sysctl.ts';
 import type { NetworkHostConfig } from './types.ts';
 
 const CTX = 'network setup';
@@ -128,7 +128,11 @@ export async function setupNetworkHost(cfg: NetworkHostConfig): Promise<void> {
   const c = checkConfig(cfg);
 
   await writeSysctl('net/ipv4/ip_forward', 1, CTX);
-  for (const [k, v] of Object.entries(NEIGH_GC_THRESH)) await raiseSysctl(`net/ipv4/neigh/default/${k}`, v, CTX);
+  // Only the initial network namespace has them (the table is shared): a daemon in a
+  // namespace of its own (nested, or a test's private one) leaves them to the host.
+  if (await sysctlExists('net/ipv4/neigh/default/gc_thresh1')) {
+    for (const [k, v] of Object.entries(NEIGH_GC_THRESH)) await raiseSysctl(`net/ipv4/neigh/default/${k}`, v, CTX);
+  }
 
   setUpPools.add(c.pool);
   await applyFresh(async () => setupBatch(c, ...(await Promise.all([listTable('filter', CTX), listTable('nat', CTX)]))), CTX);

@@ -21,6 +21,16 @@ export async function raiseSysctl(key: string, min: number, context: string): Pr
   if (!(current >= min)) await writeSysctl(key, min, context);
 }
 
+/** Whether a setting exists in our network namespace (some exist only in the initial one). */
+export async function sysctlExists(key: string): Promise<boolean> {
+  try {
+    await access(`/proc/sys/${key}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether a network interface exists in our namespace (no fork). */
 export async function ifaceExists(name: string): Promise<boolean> {
   try {
