@@ -13,7 +13,7 @@ import type { DepotEntry } from '../depot/depot-tasks.ts';
 import { describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
 import type { Pools } from '../pools/pools.ts';
-import type { WorkerPool } from '../workers/pool.ts';
+import type { TaskRunner } from '../workers/pool.ts';
 import { releaseRecorded, takeRecorded } from './resources.ts';
 
 /** The job id ceiling's file in the depot (ids are never reused across restarts). */
@@ -48,7 +48,7 @@ function orphanRecord(e: DepotEntry): ContainerRecord {
 export async function recover(
   service: RecoveryTarget,
   backend: Backend,
-  pool: WorkerPool,
+  pool: TaskRunner,
   log: Logger,
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { recovered: [], destroyed: [] };
