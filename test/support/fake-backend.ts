@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec, RecoverOutcome } from '../../src/backends/backend.ts';
 import type { ContainerRecord, NetOutRule } from '../../src/model/records.ts';
 import type { CopyInRequest, CopyOutRequest, DiskLimits, InfoResponse, U64 } from '../../src/protocol/types.ts';
-import { readJobPids } from '../../src/jobs/job-files.ts';
+import { jobTasks } from '../../src/jobs/job-tasks.ts';
 
 /** The steps a test can make fail or hold. */
 export type FakeStep =
@@ -260,12 +260,11 @@ export class FakeBackend implements Backend {
   }
 }
 
+/**
+ * Signals a job's process group as the insecure backend does (the job.signal task,
+ * run here in the test's thread): it waits a moment for the pid file of a job
+ * that is just starting.
+ */
 async function signalDir(dir: string, signal: NodeJS.Signals): Promise<void> {
-  const pids = await readJobPids(dir);
-  if (!pids) return;
-  try {
-    process.kill(-pids.pid, signal);
-  } catch {
-    // already gone
-  }
+  await jobTasks['job.signal']({ dir, signal });
 }
