@@ -126,6 +126,25 @@ describe('recovery', () => {
     expect(next.backend.host.size).toBe(1);
   });
 
+  it('a dead record found first does not cost a live one its network', async () => {
+    before = await makeHarness();
+    const conn = before.connect();
+    await before.service.create({ handle: 'live' }, conn.ctx);
+    const c = before.service.registry.get('live');
+    // A stale copy of it (same network and uid) under an id that comes first in the depot; its processes are gone.
+    const stale = join(before.depot, '00000000001');
+    await cp(c.record.path, stale, { recursive: true });
+    const snap = JSON.parse(await readFile(join(stale, 'snapshot.json'), 'utf8'));
+    snap.resources.handle = 'stale';
+    snap.resources.container_id = '00000000001';
+    await writeFile(join(stale, 'snapshot.json'), JSON.stringify(snap));
+
+    const { next, report } = await restart(before);
+    expect(report).toEqual({ recovered: ['live'], destroyed: ['00000000001'] });
+    expect(next.backend.host.has(c.id)).toBe(true);
+    expect(poolState(next.pools)).toEqual({ networks: 1, uids: 1, ports: 0 });
+  });
+
   it('a job that ran on while no daemon ran is watched again: Link answers it, job ids continue above', async () => {
     before = await makeHarness();
     const conn = before.connect();
