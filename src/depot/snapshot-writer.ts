@@ -3,13 +3,13 @@
 // most one write runs and one more is queued, and the queued one writes the
 // record as it is when it starts, so no change is lost and none waits long.
 import type { Container } from '../model/container.ts';
-import type { WorkerPool } from '../workers/pool.ts';
+import type { TaskRunner } from '../workers/pool.ts';
 import { toSnapshot } from './snapshot-format.ts';
 
 export class SnapshotWriter {
-  private readonly pool: WorkerPool;
+  private readonly pool: TaskRunner;
 
-  constructor(pool: WorkerPool) {
+  constructor(pool: TaskRunner) {
     this.pool = pool;
   }
 

@@ -6,7 +6,8 @@
 // Layer: src/host/ is how workers touch the host (commands, /proc, untrusted
 // unpacking); it knows nothing of containers, requests or the protocol.
 import { WardenError } from '../model/errors.ts';
-import { spawnHost } from './spawner.ts';
+import { spawnHost, type SpawnRequest } from './spawner.ts';
+import type { SpawnReport } from './spawner-wire.ts';
 
 export interface HostRunOptions {
   /** What the caller was doing; the error message starts with it. */
@@ -63,11 +64,27 @@ function inputBase64(input: string | Uint8Array | undefined): string | undefined
   return (typeof input === 'string' ? Buffer.from(input, 'utf8') : Buffer.from(input.buffer, input.byteOffset, input.byteLength)).toString('base64');
 }
 
+/** Starts one command and reports what became of it (the thread's spawner process). */
+export type HostSpawn = (req: SpawnRequest) => Promise<Omit<SpawnReport, 'id'>>;
+
+let spawnCommand: HostSpawn = spawnHost;
+
+/**
+ * Test seam: from now on this thread's commands go to `fn` instead of the host
+ * (undefined: the spawner again). Unit tests use it to check the Linux backend's
+ * command sequences and its undo without root (test/support/fake-host-runner.ts);
+ * everything else of runHost (errors, allowFailure, timeouts) stays as it is.
+ * The daemon never calls it.
+ */
+export function setHostRunner(fn: HostSpawn | undefined): void {
+  spawnCommand = fn ?? spawnHost;
+}
+
 /** Runs file with args to its end; throws HostCommandError unless it exits 0 (or allowFailure). */
 export async function runHost(file: string, args: readonly string[], opts: HostRunOptions): Promise<HostResult> {
   const shown = [file, ...args].join(' ');
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const r = await spawnHost({
+  const r = await spawnCommand({
     file,
     args: [...args],
     cwd: opts.cwd,

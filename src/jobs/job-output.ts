@@ -2,7 +2,7 @@
 // receives its output over a MessagePort. Credits flow back only as fast as the
 // consumer takes chunks, so a slow client holds at most a few chunks in memory.
 import { MessageChannel } from 'node:worker_threads';
-import type { WorkerPool } from '../workers/pool.ts';
+import type { TaskRunner } from '../workers/pool.ts';
 import type { FollowMessage } from './job-tasks.ts';
 
 const INITIAL_CREDIT = 16;
@@ -27,7 +27,7 @@ export interface FollowResult {
   truncated: boolean;
 }
 
-export async function followJob(pool: WorkerPool, opts: FollowOptions): Promise<FollowResult> {
+export async function followJob(pool: TaskRunner, opts: FollowOptions): Promise<FollowResult> {
   const { port1, port2 } = new MessageChannel();
   let truncated = false;
   let closed = false;

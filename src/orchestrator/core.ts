@@ -15,7 +15,7 @@ import type { SnapshotWriter } from '../depot/snapshot-writer.ts';
 import type { GraceTimers } from './grace-timers.ts';
 import type { Pools } from '../pools/pools.ts';
 import type * as M from '../protocol/types.ts';
-import type { WorkerPool } from '../workers/pool.ts';
+import type { TaskRunner } from '../workers/pool.ts';
 
 /** What a request handler knows of the connection it serves. */
 export interface RequestContext {
@@ -45,7 +45,7 @@ export interface ServiceObserver {
 /** The daemon's parts every request works with. */
 export interface Core {
   readonly config: WardenConfig;
-  readonly pool: WorkerPool;
+  readonly pool: TaskRunner;
   readonly backend: Backend;
   readonly pools: Pools;
   readonly log: Logger;

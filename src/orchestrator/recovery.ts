@@ -13,8 +13,8 @@ import type { DepotEntry } from '../depot/depot-tasks.ts';
 import { describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
 import type { Pools } from '../pools/pools.ts';
-import type { WorkerPool } from '../workers/pool.ts';
-import { releaseRecorded, takeRecorded } from './resources.ts';
+import type { TaskRunner } from '../workers/pool.ts';
+import { takeRecorded } from './resources.ts';
 
 /** The job id ceiling's file in the depot (ids are never reused across restarts). */
 export const JOB_IDS_FILE = '.job_ids';
@@ -48,7 +48,7 @@ function orphanRecord(e: DepotEntry): ContainerRecord {
 export async function recover(
   service: RecoveryTarget,
   backend: Backend,
-  pool: WorkerPool,
+  pool: TaskRunner,
   log: Logger,
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { recovered: [], destroyed: [] };
@@ -80,7 +80,9 @@ export async function recover(
   // Every candidate is asked at once (recoverAll) and destroys run a few at a time:
   // recovery keeps the daemon down, and per-container round trips (host commands
   // cost tens of ms each) made 100 containers take 30 s.
-  // Depot order still decides which of two records with one handle wins.
+  // Depot order still decides which of two live records with one handle (or one
+  // network, uid or port) wins; resources are taken only once a record is known
+  // alive, so a dead record never costs a live one its network.
   const candidates: { e: DepotEntry; snap: ContainerRecord }[] = [];
   const discards: { record: ContainerRecord; why: string }[] = [];
   for (const e of entries) {
@@ -92,8 +94,6 @@ export async function recover(
       discards.push({ record: orphanRecord(e), why: 'no snapshot' });
     } else if (snap.state !== 'active' && snap.state !== 'stopped') {
       discards.push({ record: snap, why: `snapshot state ${snap.state}` });
-    } else if (!takeRecorded(service.pools, snap)) {
-      discards.push({ record: snap, why: 'its network, uid or ports are taken by another container' });
     } else {
       candidates.push({ e, snap });
     }
@@ -106,9 +106,15 @@ export async function recover(
   lap('recover');
   const snapshots: Promise<void>[] = [];
   for (const [i, { e, snap }] of candidates.entries()) {
-    if (!alive[i] || service.registry.has(snap.handle)) {
-      releaseRecorded(service.pools, snap);
-      discards.push({ record: snap, why: alive[i] ? 'duplicate handle' : 'its processes are gone' });
+    const why = !alive[i]
+      ? 'its processes are gone'
+      : service.registry.has(snap.handle)
+        ? 'duplicate handle'
+        : !takeRecorded(service.pools, snap)
+          ? 'its network, uid or ports are taken by another container'
+          : undefined;
+    if (why !== undefined) {
+      discards.push({ record: snap, why });
       continue;
     }
     const c = new Container(snap);

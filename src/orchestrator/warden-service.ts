@@ -20,7 +20,7 @@ import { followJob } from '../jobs/job-output.ts';
 import { effectiveRlimits } from '../jobs/rlimits.ts';
 import type { Pools } from '../pools/pools.ts';
 import type * as M from '../protocol/types.ts';
-import type { WorkerPool } from '../workers/pool.ts';
+import type { TaskRunner } from '../workers/pool.ts';
 import { ContainerDeaths } from './container-deaths.ts';
 import { copyIn, copyOut } from './copy-requests.ts';
 import { OUTPUT_EXCEEDED_EVENT, type Core, type RequestContext, type ServiceObserver } from './core.ts';
@@ -37,7 +37,7 @@ export type { BulkInfoEntry } from './info.ts';
 
 export interface ServiceOptions {
   config: WardenConfig;
-  pool: WorkerPool;
+  pool: TaskRunner;
   backend: Backend;
   pools: Pools;
   logger: Logger;
@@ -54,7 +54,7 @@ export class WardenService implements Core, RecoveryTarget {
   readonly registry = new ContainerRegistry();
   readonly config: WardenConfig;
   readonly pools: Pools;
-  readonly pool: WorkerPool;
+  readonly pool: TaskRunner;
   readonly backend: Backend;
   readonly log: Logger;
   readonly snapshots: SnapshotWriter;

@@ -16,7 +16,16 @@ export interface WorkerPoolOptions {
   preload?: string[];
 }
 
-export class WorkerPool {
+/**
+ * What main-thread code needs of the pool: run one task by name. The orchestrator,
+ * recovery and the job follower depend on this, not on WorkerPool, so that unit
+ * tests can run the same tasks in their own thread (test/support/in-thread-pool.ts).
+ */
+export interface TaskRunner {
+  run<K extends TaskName>(name: K, args: TaskArgs<K>, transferList?: TransferListItem[]): Promise<TaskResult<K>>;
+}
+
+export class WorkerPool implements TaskRunner {
   private readonly piscina: Piscina;
 
   constructor(opts: WorkerPoolOptions = {}) {
