@@ -1,6 +1,9 @@
-// Main-thread side of a job follower: runs a `job.follow` task in a worker and
-// receives its output over a MessagePort. Credits flow back only as fast as the
-// consumer takes chunks, so a slow client holds at most a few chunks in memory.
+// Main-thread side of a job's output: followJobFromMain runs a `job.follow` task
+// in a worker and receives its output over a MessagePort (credits flow back only
+// as fast as the consumer takes chunks, so a slow client holds at most a few
+// chunks in memory); readFinishedOutput reads a finished job's files once.
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import type { WorkerPool } from '../workers/pool.ts';
 import type { FollowMessage } from './job-tasks.ts';
@@ -27,7 +30,7 @@ export interface FollowResult {
   truncated: boolean;
 }
 
-export async function followJob(pool: WorkerPool, opts: FollowOptions): Promise<FollowResult> {
+export async function followJobFromMain(pool: WorkerPool, opts: FollowOptions): Promise<FollowResult> {
   const { port1, port2 } = new MessageChannel();
   let truncated = false;
   let closed = false;
@@ -66,5 +69,45 @@ export async function followJob(pool: WorkerPool, opts: FollowOptions): Promise<
   } finally {
     opts.signal?.removeEventListener('abort', close);
     close();
+  }
+}
+
+export interface FinishedOutput {
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/**
+ * A finished job's output, stdout then stderr, at most `limit` bytes together
+ * (what a follower would have sent): one read per file, without a worker. The
+ * files no longer grow once the job's exit was recorded, but a process the job
+ * left behind may still write: what is there now is what the job answered.
+ */
+export async function readFinishedOutput(dir: string, limit: number): Promise<FinishedOutput> {
+  const stdout = await readUpTo(join(dir, 'stdout'), limit);
+  const stderr = await readUpTo(join(dir, 'stderr'), limit - stdout.length);
+  return { stdout, stderr };
+}
+
+async function readUpTo(path: string, max: number): Promise<Buffer> {
+  if (max <= 0) return Buffer.alloc(0);
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch {
+    return Buffer.alloc(0); // discarded or never written
+  }
+  try {
+    const want = Math.min((await fh.stat()).size, max);
+    const buf = Buffer.allocUnsafe(want);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await fh.read(buf, got, want - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === want ? buf : buf.subarray(0, got);
+  } finally {
+    await fh.close();
   }
 }
