@@ -8,7 +8,8 @@ import { MessageChannel } from 'node:worker_threads';
 import type { WorkerPool } from '../workers/pool.ts';
 import type { FollowMessage } from './job-tasks.ts';
 
-const INITIAL_CREDIT = 16;
+/** Chunks (of up to 256 KiB, see job-tasks.ts) in flight per follower: about 1 MiB. */
+const INITIAL_CREDIT = 4;
 
 export interface FollowOptions {
   dir: string;

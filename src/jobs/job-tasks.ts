@@ -1,18 +1,21 @@
-// Worker-side job tasks: start a job's detached supervisor, follow a job's
-// output files, kill a job.
-import { spawn } from 'node:child_process';
+// Worker-side job tasks: start a job's detached supervisor (through the thread's
+// spawner process), follow a job's output files, kill a job.
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import { LOST_JOB_STATUS, isAlive, readExitStatus, readJobPids } from './job-files.ts';
 import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
+import { LivenessSweep } from './liveness-sweep.ts';
+import { spawnHost } from '../host/spawner.ts';
+import type { SpawnReport } from '../host/spawner-wire.ts';
 
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
-const CHUNK = 64 * 1024;
-/** Poll interval when no file event arrives (events can be missed or unsupported). */
+/** Bytes per read of job output: large reads, few messages and frames. */
+const CHUNK = 256 * 1024;
+/** Poll interval where a job's folder cannot be watched (no inotify). */
 const POLL_MS = 250;
-/** How often an idle follower checks that the job's supervisor is still alive. */
+/** How often the worker's followers check that their jobs' supervisors are still alive (and look again, should an event have been lost). */
 const LIVENESS_MS = 2000;
 
 export interface StartJobArgs {
@@ -34,21 +37,34 @@ export interface StartJobArgs {
  */
 const JOIN_THEN_EXEC = 'while [ "$1" != -- ]; do mkdir -p "${1%/*}" 2>/dev/null; echo $$ 2>/dev/null > "$1"; shift; done; shift; exec "$@"';
 
-/** Write the job folder and start its supervisor in a session of its own. */
+/** The supervisor's start script forks the supervisor away and exits at once; a wedged one is killed after this long. */
+const START_TIMEOUT_MS = 60_000;
+
+/**
+ * Write the job folder and start its supervisor in a session of its own. The
+ * thread's spawner process forks it (a small process; forking this worker's
+ * would copy the daemon's page tables and block the thread for tens of ms), with
+ * the job's environment only, and a session of its own: the start script forks
+ * the supervisor away and exits, so the supervisor is no child of ours.
+ */
 async function startJob(a: StartJobArgs): Promise<void> {
   await mkdir(a.dir, { recursive: true });
   await writeFile(join(a.dir, 'script'), a.script);
-  await new Promise<void>((resolve, reject) => {
-    // detached: a session of its own; the script then forks the supervisor
-    // away and exits, so the supervisor is not the daemon's child.
-    const supervisor = ['/bin/bash', SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv];
-    const argv = a.cgroupProcs?.length ? ['/bin/sh', '-c', JOIN_THEN_EXEC, 'warden-job-start', ...a.cgroupProcs, '--', ...supervisor] : supervisor;
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: a.cwd, env: a.env, stdio: 'ignore', detached: true });
-    child.once('error', (err) => reject(new Error(`cannot start job supervisor: ${err.message}`)));
-    child.once('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`job supervisor failed to start (status ${code})`)),
-    );
-  });
+  const supervisor = ['/bin/bash', SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv];
+  const argv = a.cgroupProcs?.length ? ['/bin/sh', '-c', JOIN_THEN_EXEC, 'warden-job-start', ...a.cgroupProcs, '--', ...supervisor] : supervisor;
+  const r = await spawnHost({
+    file: argv[0]!,
+    args: argv.slice(1),
+    cwd: a.cwd,
+    env: a.env,
+    stdout: 'ignore',
+    stderr: 'ignore',
+    timeoutMs: START_TIMEOUT_MS,
+    killGraceMs: 2_000,
+    maxOutputBytes: 0,
+  }).catch((err: Error): SpawnReport => ({ id: 0, spawnError: err.message }));
+  if (r.spawnError !== undefined) throw new Error(`cannot start job supervisor: ${r.spawnError}`);
+  if (r.exitCode !== 0) throw new Error(`job supervisor failed to start (status ${r.exitCode ?? r.signal})`);
 }
 
 export type FollowMessage =
@@ -78,6 +94,8 @@ class OutputFile {
   readonly name: 'stdout' | 'stderr';
   fh: FileHandle | undefined;
   offset = 0;
+  /** Where reads land; a full one is sent as it is (transferred), a short one is copied out. */
+  private scratch: Buffer | undefined;
   constructor(path: string, name: 'stdout' | 'stderr') {
     this.path = path;
     this.name = name;
@@ -91,6 +109,7 @@ class OutputFile {
     }
   }
 
+  /** The next chunk (at most max bytes), in an ArrayBuffer of its own so it can be transferred; undefined at the end. */
   async read(max: number): Promise<Buffer | undefined> {
     if (!this.fh) {
       try {
@@ -99,24 +118,40 @@ class OutputFile {
         return undefined;
       }
     }
-    // Its own ArrayBuffer (never the shared pool), so it can be transferred to the main thread.
-    const buf = Buffer.allocUnsafeSlow(Math.min(CHUNK, max));
-    const { bytesRead } = await this.fh.read(buf, 0, buf.length, this.offset);
+    // Never the shared pool: the buffer is transferred to the main thread.
+    const buf = (this.scratch ??= Buffer.allocUnsafeSlow(CHUNK));
+    const want = Math.min(CHUNK, max);
+    const { bytesRead } = await this.fh.read(buf, 0, want, this.offset);
     if (bytesRead === 0) return undefined;
     this.offset += bytesRead;
-    return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    if (bytesRead === CHUNK) {
+      this.scratch = undefined;
+      return buf;
+    }
+    const out = Buffer.allocUnsafeSlow(bytesRead);
+    buf.copy(out, 0, 0, bytesRead);
+    return out;
   }
 
   async close(): Promise<void> {
     await this.fh?.close().catch(() => {});
     this.fh = undefined;
+    this.scratch = undefined;
   }
+}
+
+/** What changed in a job's folder since the follower last looked (from its watcher's events). */
+interface Dirty {
+  status: boolean;
+  output: boolean;
 }
 
 /**
  * Follow one job until it exits: send its output over `port` (with credit-based
  * flow control, so a slow client stalls only this reader) or just watch that it
- * stays under the output limit. Many of these run at once in each worker.
+ * stays under the output limit. Many of these run at once in each worker. It
+ * wakes on its folder's events (inotify), on credit, and on the worker's one
+ * liveness sweep; it polls on a timer only where the folder cannot be watched.
  */
 async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   const files = [new OutputFile(join(a.dir, 'stdout'), 'stdout'), new OutputFile(join(a.dir, 'stderr'), 'stderr')];
@@ -132,6 +167,9 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     if (w) w();
     else nudged = true;
   };
+  // Everything is to be looked at first; then only what the events name.
+  const dirty: Dirty = { status: true, output: true };
+  let checkLiveness = false;
   a.port.on('message', (m: { credit?: number }) => {
     if (typeof m.credit === 'number') credit += m.credit;
     nudge();
@@ -142,11 +180,20 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   });
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(a.dir, { persistent: false }, nudge);
+    watcher = watch(a.dir, { persistent: false }, (_event, name) => {
+      if (name === 'stdout' || name === 'stderr') dirty.output = true;
+      else dirty.status = dirty.output = true; // exit_status, pid, or an event that names nothing
+      nudge();
+    });
     watcher.on('error', () => {});
   } catch {
     watcher = undefined; // polling only
   }
+  const unsweep = sweep.add(() => {
+    checkLiveness = true;
+    dirty.status = dirty.output = true;
+    nudge();
+  });
   const sleep = () =>
     new Promise<void>((resolve) => {
       if (nudged) {
@@ -154,7 +201,10 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
         resolve();
         return;
       }
-      const timer = setTimeout(nudge, POLL_MS);
+      const timer = watcher ? undefined : setTimeout(() => {
+        dirty.status = dirty.output = true;
+        nudge();
+      }, POLL_MS);
       wake = () => {
         clearTimeout(timer);
         resolve();
@@ -162,7 +212,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     });
 
   let sent = 0;
-  let lastLiveness = Date.now();
+  /** The recorded exit status, once read (it never changes). */
+  let ended: number | undefined;
   const sink = !a.sendData && a.syslog ? new SyslogSink(a.syslog) : undefined;
   if (sink) {
     // Output a watcher before a restart already forwarded is not sent again.
@@ -170,13 +221,22 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     files.forEach((f, i) => (f.offset = offsets[i] ?? 0));
     sent = files[0].offset + files[1].offset;
   }
+  const readStatus = async (): Promise<number | undefined> => {
+    if (ended === undefined && dirty.status) {
+      dirty.status = false;
+      ended = await readExitStatus(a.dir);
+    }
+    return ended;
+  };
   try {
     for (;;) {
       if (cancelled) return { outcome: 'cancelled' };
-      // Read the status before the data: output written before the exit is then surely read below.
-      const status = await readExitStatus(a.dir);
       let progressed = false;
+      let status: number | undefined;
       if (a.sendData) {
+        // Send what there is; read the status only once the files ran dry (then
+        // once more round: output written before the exit is surely read then).
+        status = ended;
         for (const f of files) {
           while (sent < a.limit && credit > 0 && !cancelled) {
             const chunk = await f.read(a.limit - sent);
@@ -193,29 +253,36 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
           await sleep();
           continue;
         }
-      } else if (sink) {
-        // Forward to syslog everything up to the limit; the sizes tell the rest.
-        // Whole lines only while the job runs: a line cut at a restart would
-        // reach syslog as two messages.
-        let forwarded = false;
-        for (const f of files) {
-          for (let chunk; sent < a.limit && (chunk = await f.read(a.limit - sent)); ) {
-            if (status === undefined && chunk.length < CHUNK) {
-              const whole = chunk.lastIndexOf(0x0a) + 1;
-              f.offset -= chunk.length - whole;
-              if (whole === 0) break;
-              chunk = chunk.subarray(0, whole);
-            }
-            sent += chunk.length;
-            progressed = forwarded = true;
-            await sink.write(f.name, chunk);
-          }
-        }
-        // The next daemon's watcher goes on from here (each line once, across restarts).
-        if (forwarded) await saveSyslogOffsets(a.dir, files);
-        if (sent >= a.limit) sent += await pendingBytes(files);
+        if (progressed) continue;
+        if (status === undefined && (await readStatus()) !== undefined) continue;
       } else {
-        sent = (await files[0].size()) + (await files[1].size());
+        // Read the status before the data: output written before the exit is then surely read below.
+        status = await readStatus();
+        if (sink) {
+          // Forward to syslog everything up to the limit; the sizes tell the rest.
+          // Whole lines only while the job runs: a line cut at a restart would
+          // reach syslog as two messages.
+          let forwarded = false;
+          for (const f of files) {
+            for (let chunk; sent < a.limit && (chunk = await f.read(a.limit - sent)); ) {
+              if (status === undefined && chunk.length < CHUNK) {
+                const whole = chunk.lastIndexOf(0x0a) + 1;
+                f.offset -= chunk.length - whole;
+                if (whole === 0) break;
+                chunk = chunk.subarray(0, whole);
+              }
+              sent += chunk.length;
+              progressed = forwarded = true;
+              await sink.write(f.name, chunk);
+            }
+          }
+          // The next daemon's watcher goes on from here (each line once, across restarts).
+          if (forwarded) await saveSyslogOffsets(a.dir, files);
+          if (sent >= a.limit) sent += await pendingBytes(files);
+        } else if (dirty.output || status !== undefined) {
+          dirty.output = false;
+          sent = (await files[0].size()) + (await files[1].size());
+        }
       }
       const overLimit = a.sendData ? sent >= a.limit && (await pendingBytes(files)) > 0 : sent > a.limit;
       if (status !== undefined && !progressed) {
@@ -225,14 +292,15 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
       }
       if (overLimit && status === undefined && !a.sendData) return { outcome: 'limit' };
       if (progressed) continue;
-      if (Date.now() - lastLiveness > LIVENESS_MS) {
-        lastLiveness = Date.now();
+      if (checkLiveness) {
+        checkLiveness = false;
         await stat(a.dir); // ENOENT when the container was destroyed under us
         if (!(await supervisorAlive(a.dir))) {
           const late = await readExitStatus(a.dir);
           if (late === undefined) {
             await writeFile(join(a.dir, 'exit_status'), `${LOST_JOB_STATUS}\n`).catch(() => {});
           }
+          dirty.status = true;
           continue;
         }
       }
@@ -242,12 +310,15 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { outcome: 'gone' };
     throw err;
   } finally {
+    unsweep();
     watcher?.close();
     for (const f of files) await f.close();
     await sink?.close();
     a.port.close();
   }
 }
+
+const sweep = new LivenessSweep(LIVENESS_MS);
 
 /** Bytes of stdout and stderr forwarded to syslog so far: `<stdout> <stderr>`. */
 const SYSLOG_OFFSETS = 'syslog_offsets';
