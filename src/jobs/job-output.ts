@@ -85,10 +85,14 @@ export interface FinishedOutput {
  * left behind may still write: what is there now is what the job answered.
  */
 export async function readFinishedOutput(dir: string, limit: number): Promise<FinishedOutput> {
-  const stdout = await readUpTo(join(dir, 'stdout'), limit);
-  const stderr = await readUpTo(join(dir, 'stderr'), limit - stdout.length);
-  return { stdout, stderr };
+  // Both at once (each waits its turn in the threadpool); stderr gets what stdout leaves of the limit.
+  const [stdout, stderrUpTo] = await Promise.all([readUpTo(join(dir, 'stdout'), limit), readUpTo(join(dir, 'stderr'), limit)]);
+  const room = Math.max(0, limit - stdout.length);
+  return { stdout, stderr: stderrUpTo.length > room ? stderrUpTo.subarray(0, room) : stderrUpTo };
 }
+
+/** Most job output is small: one read of this size tells the whole of it (a short read is the end of a file). */
+const FIRST_READ = 64 * 1024;
 
 async function readUpTo(path: string, max: number): Promise<Buffer> {
   if (max <= 0) return Buffer.alloc(0);
@@ -99,15 +103,19 @@ async function readUpTo(path: string, max: number): Promise<Buffer> {
     return Buffer.alloc(0); // discarded or never written
   }
   try {
-    const want = Math.min((await fh.stat()).size, max);
-    const buf = Buffer.allocUnsafe(want);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await fh.read(buf, got, want - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
+    let buf = Buffer.allocUnsafe(Math.min(FIRST_READ, max));
+    let got = (await fh.read(buf, 0, buf.length, 0)).bytesRead;
+    if (got === buf.length && got < max) {
+      // More than one read's worth: read the rest at the size the file has now.
+      const size = Math.min((await fh.stat()).size, max);
+      if (size > got) {
+        const whole = Buffer.allocUnsafe(size);
+        buf.copy(whole, 0, 0, got);
+        buf = whole;
+        for (let n = 1; got < size && n > 0; got += n) n = (await fh.read(buf, got, size - got, got)).bytesRead;
+      }
     }
-    return got === want ? buf : buf.subarray(0, got);
+    return got === buf.length ? buf : buf.subarray(0, got);
   } finally {
     await fh.close();
   }

@@ -13,6 +13,9 @@ import type { SpawnReport } from '../host/spawner-wire.ts';
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
 /** Bytes per read of job output: large reads, few messages and frames. */
 const CHUNK = 256 * 1024;
+/** Output events this soon after the last look wait for the rest (see followJob): a streamed job, and one only watched. */
+const STREAM_HOLD_MS = 10;
+const WATCH_HOLD_MS = 50;
 /** Poll interval where a job's folder cannot be watched (no inotify). */
 const POLL_MS = 250;
 /** How often the worker's followers check that their jobs' supervisors are still alive (and look again, should an event have been lost). */
@@ -178,11 +181,31 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     cancelled = true;
     nudge();
   });
+  // A job that writes fast sends an event per write: output events within HOLD_MS
+  // of the last look are taken together (larger reads, fewer wake-ups); a write
+  // after a quiet spell, and the exit, are seen at once.
+  const holdMs = a.sendData ? STREAM_HOLD_MS : WATCH_HOLD_MS;
+  let lastLook = 0;
+  let hold: NodeJS.Timeout | undefined;
+  const outputEvent = () => {
+    if (hold) return;
+    const wait = lastLook + holdMs - performance.now();
+    if (wait <= 0) nudge();
+    else
+      hold = setTimeout(() => {
+        hold = undefined;
+        nudge();
+      }, wait);
+  };
   let watcher: FSWatcher | undefined;
   try {
     watcher = watch(a.dir, { persistent: false }, (_event, name) => {
-      if (name === 'stdout' || name === 'stderr') dirty.output = true;
-      else dirty.status = dirty.output = true; // exit_status, pid, or an event that names nothing
+      if (name === 'stdout' || name === 'stderr') {
+        dirty.output = true;
+        outputEvent();
+        return;
+      }
+      dirty.status = dirty.output = true; // exit_status, pid, or an event that names nothing
       nudge();
     });
     watcher.on('error', () => {});
@@ -231,6 +254,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   try {
     for (;;) {
       if (cancelled) return { outcome: 'cancelled' };
+      lastLook = performance.now();
       let progressed = false;
       let status: number | undefined;
       if (a.sendData) {
@@ -311,6 +335,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     throw err;
   } finally {
     unsweep();
+    clearTimeout(hold);
     watcher?.close();
     for (const f of files) await f.close();
     await sink?.close();
