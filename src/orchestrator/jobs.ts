@@ -11,6 +11,7 @@ import type { Container } from '../model/container.ts';
 import type { JobRecord } from '../model/records.ts';
 import { NoSuchJobError, WardenError, describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
+import { readExitStatus } from '../jobs/job-files.ts';
 import { JobIdAllocator } from '../jobs/job-ids.ts';
 import { followJobFromMain, readFinishedOutput } from '../jobs/job-output.ts';
 import { effectiveRlimits } from '../jobs/rlimits.ts';
@@ -206,10 +207,11 @@ export class JobRequests {
       if (this.host.listed(c)) await this.host.snapshot(c).catch(() => {});
     };
     const p = watch()
-      .catch((err) => {
+      .catch(async (err) => {
         if (this.host.stopping) return;
         log.error({ handle: c.handle, job: job.id, err: describeError(err) }, 'job watcher failed');
-        job.markExited(255);
+        // Link and Run learn the exit from here: the status the supervisor recorded, if it did.
+        job.markExited(await this.settleExit(c, job, (await readExitStatus(job.dir)) ?? 255));
       })
       .finally(() => this.guards.delete(p));
     this.guards.add(p);
