@@ -117,6 +117,7 @@ async function readUpTo(path: string, max: number): Promise<Buffer> {
     }
     return got === buf.length ? buf : buf.subarray(0, got);
   } finally {
-    await fh.close();
+    // Not waited for: the answer does not depend on it.
+    fh.close().catch(() => {});
   }
 }

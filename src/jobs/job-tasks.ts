@@ -13,6 +13,7 @@ import type { SpawnReport } from '../host/spawner-wire.ts';
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
 /** Bytes per read of job output: large reads, few messages and frames. */
 const CHUNK = 256 * 1024;
+const EXIT_STATUS = 'exit_status';
 /** Output events this soon after the last look wait for the rest (see followJob): a streamed job, and one only watched. */
 const STREAM_HOLD_MS = 10;
 const WATCH_HOLD_MS = 50;
@@ -205,7 +206,10 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
         outputEvent();
         return;
       }
-      dirty.status = dirty.output = true; // exit_status, pid, or an event that names nothing
+      // The supervisor's other files (pid, child_end, job_end, runc's) change nothing
+      // a follower reads; an event that names no file may be anything.
+      if (name && name !== EXIT_STATUS) return;
+      dirty.status = dirty.output = true;
       nudge();
     });
     watcher.on('error', () => {});
@@ -303,7 +307,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
           // The next daemon's watcher goes on from here (each line once, across restarts).
           if (forwarded) await saveSyslogOffsets(a.dir, files);
           if (sent >= a.limit) sent += await pendingBytes(files);
-        } else if (dirty.output || status !== undefined) {
+        } else if (dirty.output && status === undefined) {
+          // Sizes only while the job runs: after its exit no limit is enforced.
           dirty.output = false;
           sent = (await files[0].size()) + (await files[1].size());
         }
@@ -322,7 +327,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
         if (!(await supervisorAlive(a.dir))) {
           const late = await readExitStatus(a.dir);
           if (late === undefined) {
-            await writeFile(join(a.dir, 'exit_status'), `${LOST_JOB_STATUS}\n`).catch(() => {});
+            await writeFile(join(a.dir, EXIT_STATUS), `${LOST_JOB_STATUS}\n`).catch(() => {});
           }
           dirty.status = true;
           continue;
