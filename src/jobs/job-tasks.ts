@@ -33,14 +33,6 @@ export interface StartJobArgs {
   cgroupProcs?: string[];
 }
 
-/**
- * Joins the cgroups, then becomes the supervisor's start script: joined before the
- * exec, every page the supervisor and its children allocate is charged there (a
- * page stays charged where it was first allocated). A group that is gone is
- * skipped: the job then runs, charged to the daemon, as before.
- */
-const JOIN_THEN_EXEC = 'while [ "$1" != -- ]; do mkdir -p "${1%/*}" 2>/dev/null; echo $$ 2>/dev/null > "$1"; shift; done; shift; exec "$@"';
-
 /** The supervisor's start script forks the supervisor away and exits at once; a wedged one is killed after this long. */
 const START_TIMEOUT_MS = 60_000;
 
@@ -54,13 +46,13 @@ const START_TIMEOUT_MS = 60_000;
 async function startJob(a: StartJobArgs): Promise<void> {
   await mkdir(a.dir, { recursive: true });
   await writeFile(join(a.dir, 'script'), a.script);
-  const supervisor = ['/bin/bash', SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv];
-  const argv = a.cgroupProcs?.length ? ['/bin/sh', '-c', JOIN_THEN_EXEC, 'warden-job-start', ...a.cgroupProcs, '--', ...supervisor] : supervisor;
+  // The supervisor joins the job's cgroups first thing (job-supervisor.sh).
+  const env = a.cgroupProcs?.length ? { ...a.env, WARDEN_JOB_CGROUP_PROCS: a.cgroupProcs.join('\n') } : a.env;
   const r = await spawnHost({
-    file: argv[0]!,
-    args: argv.slice(1),
+    file: '/bin/bash',
+    args: [SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv],
     cwd: a.cwd,
-    env: a.env,
+    env,
     stdout: 'ignore',
     stderr: 'ignore',
     timeoutMs: START_TIMEOUT_MS,

@@ -2,7 +2,7 @@
 // thread's spawner process; the calling thread forks nothing else (a fork of a
 // worker copies the daemon's page tables and blocks the thread).
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -47,6 +47,29 @@ describe('job.start', () => {
     expect(await readFile(join(dir, 'stdout'), 'utf8')).toBe('out from-the-job-env\n');
     expect(await readFile(join(dir, 'stderr'), 'utf8')).toBe('err\n');
     expect(forked.filter((f) => f !== process.execPath)).toEqual([]);
+  });
+
+  it('joins the cgroups given before the supervisor starts (creating a missing group), and keeps their names out of the job', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'job-start-'));
+    dirs.push(dir);
+    // Stand-ins for cgroup.procs files: one whose group exists, one whose group does not yet.
+    const existing = join(dir, 'group-a', 'cgroup.procs');
+    const missing = join(dir, 'group-b', 'cgroup.procs');
+    await mkdir(join(dir, 'group-a'));
+    await jobTasks['job.start']({
+      dir,
+      script: 'echo "${WARDEN_JOB_CGROUP_PROCS-unset}"',
+      argv: ['/bin/bash'],
+      env: { PATH: '/usr/bin:/bin' },
+      cwd: dir,
+      discardOutput: false,
+      cgroupProcs: [existing, missing],
+    });
+    expect(await waitForFile(join(dir, 'exit_status'))).toBe('0\n');
+    expect(await readFile(join(dir, 'stdout'), 'utf8')).toBe('unset\n');
+    const [pidA, pidB] = [await readFile(existing, 'utf8'), await readFile(missing, 'utf8')];
+    expect(pidA).toMatch(/^\d+\n$/);
+    expect(pidB).toBe(pidA);
   });
 
   it('fails when the start script cannot run', async () => {
