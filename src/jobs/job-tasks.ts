@@ -1,18 +1,17 @@
 // Worker-side job tasks: start a job's detached supervisor (through the thread's
 // spawner process), follow a job's output files, kill a job.
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import { LOST_JOB_STATUS, isAlive, readExitStatus, readJobPids } from './job-files.ts';
 import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
 import { LivenessSweep } from './liveness-sweep.ts';
+import { CHUNK, OutputFile, pendingBytes, readSyslogOffsets, saveSyslogOffsets } from './output-files.ts';
 import { spawnHost } from '../host/spawner.ts';
 import type { SpawnReport } from '../host/spawner-wire.ts';
 
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
-/** Bytes per read of job output: large reads, few messages and frames. */
-const CHUNK = 256 * 1024;
 const EXIT_STATUS = 'exit_status';
 /** Output events this soon after the last look wait for the rest (see followJob): a streamed job, and one only watched. */
 const STREAM_HOLD_MS = 10;
@@ -83,57 +82,6 @@ export interface FollowJobResult {
   /** 'exit' when the job ended, 'limit' when its output passed the limit, 'cancelled' when the port closed. */
   outcome: 'exit' | 'limit' | 'cancelled' | 'gone';
   status?: number;
-}
-
-class OutputFile {
-  readonly path: string;
-  readonly name: 'stdout' | 'stderr';
-  fh: FileHandle | undefined;
-  offset = 0;
-  /** Where reads land; a full one is sent as it is (transferred), a short one is copied out. */
-  private scratch: Buffer | undefined;
-  constructor(path: string, name: 'stdout' | 'stderr') {
-    this.path = path;
-    this.name = name;
-  }
-
-  async size(): Promise<number> {
-    try {
-      return (await stat(this.path)).size;
-    } catch {
-      return 0;
-    }
-  }
-
-  /** The next chunk (at most max bytes), in an ArrayBuffer of its own so it can be transferred; undefined at the end. */
-  async read(max: number): Promise<Buffer | undefined> {
-    if (!this.fh) {
-      try {
-        this.fh = await open(this.path, 'r');
-      } catch {
-        return undefined;
-      }
-    }
-    // Never the shared pool: the buffer is transferred to the main thread.
-    const buf = (this.scratch ??= Buffer.allocUnsafeSlow(CHUNK));
-    const want = Math.min(CHUNK, max);
-    const { bytesRead } = await this.fh.read(buf, 0, want, this.offset);
-    if (bytesRead === 0) return undefined;
-    this.offset += bytesRead;
-    if (bytesRead === CHUNK) {
-      this.scratch = undefined;
-      return buf;
-    }
-    const out = Buffer.allocUnsafeSlow(bytesRead);
-    buf.copy(out, 0, 0, bytesRead);
-    return out;
-  }
-
-  async close(): Promise<void> {
-    await this.fh?.close().catch(() => {});
-    this.fh = undefined;
-    this.scratch = undefined;
-  }
 }
 
 /** What changed in a job's folder since the follower last looked (from its watcher's events). */
@@ -254,27 +202,46 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
       let progressed = false;
       let status: number | undefined;
       if (a.sendData) {
-        // Send what there is; read the status only once the files ran dry (then
-        // once more round: output written before the exit is surely read then).
+        // Read when an event says there is more (or credit comes back after a stop
+        // for credit), not on every credit: a follower that keeps up with its job
+        // then reads what a burst wrote at once, not a few KiB per credit. The
+        // status is read only once the files ran dry (then once more round:
+        // output written before the exit is surely read then).
         status = ended;
-        for (const f of files) {
-          while (sent < a.limit && credit > 0 && !cancelled) {
-            const chunk = await f.read(a.limit - sent);
-            if (!chunk) break;
-            sent += chunk.length;
-            credit--;
-            progressed = true;
-            a.port.postMessage({ kind: 'data', name: f.name, data: chunk } satisfies FollowMessage, [
-              chunk.buffer as ArrayBuffer,
-            ]);
+        if (dirty.output && credit > 0) {
+          dirty.output = false;
+          let stoppedForCredit = false;
+          for (const f of files) {
+            while (sent < a.limit && !cancelled) {
+              if (credit === 0) {
+                stoppedForCredit = true;
+                break;
+              }
+              const want = Math.min(CHUNK, a.limit - sent);
+              const chunk = await f.read(want);
+              if (!chunk) break;
+              const got = chunk.length; // read before the transfer empties chunk
+              sent += got;
+              credit--;
+              progressed = true;
+              a.port.postMessage({ kind: 'data', name: f.name, data: chunk } satisfies FollowMessage, [
+                chunk.buffer as ArrayBuffer,
+              ]);
+              if (got < want) break; // at the end of what the file holds now
+            }
+            if (stoppedForCredit) break;
           }
+          if (stoppedForCredit) dirty.output = true;
         }
         if (credit === 0 && !cancelled) {
           await sleep();
           continue;
         }
         if (progressed) continue;
-        if (status === undefined && (await readStatus()) !== undefined) continue;
+        if (status === undefined && (await readStatus()) !== undefined) {
+          dirty.output = true;
+          continue;
+        }
       } else {
         // Read the status before the data: output written before the exit is then surely read below.
         status = await readStatus();
@@ -341,32 +308,6 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
 }
 
 const sweep = new LivenessSweep(LIVENESS_MS);
-
-/** Bytes of stdout and stderr forwarded to syslog so far: `<stdout> <stderr>`. */
-const SYSLOG_OFFSETS = 'syslog_offsets';
-
-async function readSyslogOffsets(dir: string): Promise<number[]> {
-  try {
-    const nums = (await readFile(join(dir, SYSLOG_OFFSETS), 'utf8')).trim().split(' ').map(Number);
-    return nums.length === 2 && nums.every((n) => Number.isSafeInteger(n) && n >= 0) ? nums : [0, 0];
-  } catch {
-    return [0, 0];
-  }
-}
-
-async function saveSyslogOffsets(dir: string, files: OutputFile[]): Promise<void> {
-  // Write then rename: a reader never sees half a file. No fsync: the offsets only
-  // need to outlive the daemon, not the host.
-  const tmp = join(dir, `${SYSLOG_OFFSETS}.tmp`);
-  await writeFile(tmp, `${files[0].offset} ${files[1].offset}\n`);
-  await rename(tmp, join(dir, SYSLOG_OFFSETS));
-}
-
-async function pendingBytes(files: OutputFile[]): Promise<number> {
-  let n = 0;
-  for (const f of files) n += Math.max(0, (await f.size()) - f.offset);
-  return n;
-}
 
 async function supervisorAlive(dir: string): Promise<boolean> {
   const pids = await readJobPids(dir);
