@@ -232,23 +232,40 @@ export class JobRequests {
   private async collect(c: Container, job: Job, ctx: RequestContext): Promise<M.LinkResponse> {
     let stdout: Buffer = Buffer.alloc(0);
     let stderr: Buffer = Buffer.alloc(0);
-    const { status, info } = await this.readJob(c, job, ctx, async () => {
-      const recorded = await exitOrAbort(job, ctx.signal);
-      if (job.vanished && !c.obituary) throw new WardenError('job vanished: its container is gone');
-      ({ stdout, stderr } = await readFinishedOutput(job.dir, this.host.config.server.job_output_limit));
-      return recorded;
-    });
+    const { status, info } = await this.readJob(
+      c,
+      job,
+      ctx,
+      async () => {
+        const recorded = await exitOrAbort(job, ctx.signal);
+        if (job.vanished && !c.obituary) throw new WardenError('job vanished: its container is gone');
+        return recorded;
+      },
+      async () => {
+        ({ stdout, stderr } = await readFinishedOutput(job.dir, this.host.config.server.job_output_limit));
+      },
+    );
     return { exit_status: status, stdout, stderr, info };
   }
 
-  /** Read a job's output to its end (`read` answers the status its supervisor recorded); then the job is forgotten. */
-  private async readJob(c: Container, job: Job, ctx: RequestContext, read: () => Promise<number>): Promise<{ status: number; info: M.InfoResponse }> {
+  /**
+   * Read a job's output to its end (`read` answers the status its supervisor
+   * recorded; `alongside`, if given, runs beside the Info once the status is
+   * settled); then the job is forgotten.
+   */
+  private async readJob(
+    c: Container,
+    job: Job,
+    ctx: RequestContext,
+    read: () => Promise<number>,
+    alongside?: () => Promise<void>,
+  ): Promise<{ status: number; info: M.InfoResponse }> {
     const { pool } = this.host;
     job.readers++;
     try {
       const status = await this.settleExit(c, job, await read());
       job.markExited(status);
-      const info = await this.host.answerInfo(c);
+      const [info] = await Promise.all([this.host.answerInfo(c), alongside?.()]);
       if (!job.forgotten) c.forgetJob(job);
       return { status, info };
     } finally {
