@@ -8,7 +8,7 @@ import { MessageChannel } from 'node:worker_threads';
 import type { WorkerPool } from '../workers/pool.ts';
 import type { FollowMessage } from './job-tasks.ts';
 
-/** Chunks (of up to 256 KiB, see job-tasks.ts) in flight per follower: about 1 MiB. */
+/** Chunks (of up to 512 KiB, see output-files.ts) in flight per streaming follower: at most 2 MiB. */
 const INITIAL_CREDIT = 4;
 
 export interface FollowOptions {

@@ -3,8 +3,8 @@
 import { open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** Bytes per read of job output: large reads, few messages and frames. */
-export const CHUNK = 256 * 1024;
+/** Bytes per read of job output: large reads, few messages and frames (Stream frames of up to this size). */
+export const CHUNK = 512 * 1024;
 
 export class OutputFile {
   readonly path: string;
@@ -39,6 +39,8 @@ export class OutputFile {
     const buf = (this.scratch ??= Buffer.allocUnsafeSlow(CHUNK));
     const want = Math.min(CHUNK, max);
     const { bytesRead } = await this.fh.read(buf, 0, want, this.offset);
+    // Kept only while reads come back full: a follower that waits for its job holds none.
+    if (bytesRead < CHUNK) this.scratch = undefined;
     if (bytesRead === 0) return undefined;
     this.offset += bytesRead;
     if (bytesRead === CHUNK) {
