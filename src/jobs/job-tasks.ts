@@ -4,7 +4,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
-import { LOST_JOB_STATUS, isAlive, readExitStatus, readJobPids } from './job-files.ts';
+import { LOST_JOB_STATUS, isAlive, readExitStatus, readJobPids, type JobPids } from './job-files.ts';
 import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
 import { LivenessSweep } from './liveness-sweep.ts';
 import { CHUNK, OutputFile, pendingBytes, readSyslogOffsets, saveSyslogOffsets } from './output-files.ts';
@@ -179,6 +179,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     });
 
   let sent = 0;
+  /** The job's pids, once its supervisor wrote them (they never change): a liveness check then reads /proc only. */
+  let supervisor: JobPids | undefined;
   /** The recorded exit status, once read (it never changes). */
   let ended: number | undefined;
   const sink = !a.sendData && a.syslog ? new SyslogSink(a.syslog) : undefined;
@@ -283,7 +285,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
       if (checkLiveness) {
         checkLiveness = false;
         await stat(a.dir); // ENOENT when the container was destroyed under us
-        if (!(await supervisorAlive(a.dir))) {
+        supervisor ??= await readJobPids(a.dir);
+        if (supervisor && !(await isAlive(supervisor.supervisorPid, supervisor.supervisorStartTime))) {
           const late = await readExitStatus(a.dir);
           if (late === undefined) {
             await writeFile(join(a.dir, EXIT_STATUS), `${LOST_JOB_STATUS}\n`).catch(() => {});
@@ -308,12 +311,6 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
 }
 
 const sweep = new LivenessSweep(LIVENESS_MS);
-
-async function supervisorAlive(dir: string): Promise<boolean> {
-  const pids = await readJobPids(dir);
-  if (!pids) return true; // not started yet
-  return isAlive(pids.supervisorPid, pids.supervisorStartTime);
-}
 
 /** How long signalJob waits for the pid file of a job that is just starting. */
 const PID_FILE_WAIT_MS = 1_000;
