@@ -1,11 +1,15 @@
-// Main-thread side of a job follower: runs a `job.follow` task in a worker and
-// receives its output over a MessagePort. Credits flow back only as fast as the
-// consumer takes chunks, so a slow client holds at most a few chunks in memory.
+// Main-thread side of a job's output: followJobFromMain runs a `job.follow` task
+// in a worker and receives its output over a MessagePort (credits flow back only
+// as fast as the consumer takes chunks, so a slow client holds at most a few
+// chunks in memory); readFinishedOutput reads a finished job's files once.
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import type { TaskRunner } from '../workers/pool.ts';
 import type { FollowMessage } from './job-tasks.ts';
 
-const INITIAL_CREDIT = 16;
+/** Chunks (of up to 512 KiB, see output-files.ts) in flight per streaming follower: at most 2 MiB. */
+const INITIAL_CREDIT = 4;
 
 export interface FollowOptions {
   dir: string;
@@ -27,7 +31,7 @@ export interface FollowResult {
   truncated: boolean;
 }
 
-export async function followJob(pool: TaskRunner, opts: FollowOptions): Promise<FollowResult> {
+export async function followJobFromMain(pool: TaskRunner, opts: FollowOptions): Promise<FollowResult> {
   const { port1, port2 } = new MessageChannel();
   let truncated = false;
   let closed = false;
@@ -66,5 +70,54 @@ export async function followJob(pool: TaskRunner, opts: FollowOptions): Promise<
   } finally {
     opts.signal?.removeEventListener('abort', close);
     close();
+  }
+}
+
+export interface FinishedOutput {
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/**
+ * A finished job's output, stdout then stderr, at most `limit` bytes together
+ * (what a follower would have sent): one read per file, without a worker. The
+ * files no longer grow once the job's exit was recorded, but a process the job
+ * left behind may still write: what is there now is what the job answered.
+ */
+export async function readFinishedOutput(dir: string, limit: number): Promise<FinishedOutput> {
+  // Both at once (each waits its turn in the threadpool); stderr gets what stdout leaves of the limit.
+  const [stdout, stderrUpTo] = await Promise.all([readUpTo(join(dir, 'stdout'), limit), readUpTo(join(dir, 'stderr'), limit)]);
+  const room = Math.max(0, limit - stdout.length);
+  return { stdout, stderr: stderrUpTo.length > room ? stderrUpTo.subarray(0, room) : stderrUpTo };
+}
+
+/** Most job output is small: one read of this size tells the whole of it (a short read is the end of a file). */
+const FIRST_READ = 64 * 1024;
+
+async function readUpTo(path: string, max: number): Promise<Buffer> {
+  if (max <= 0) return Buffer.alloc(0);
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch {
+    return Buffer.alloc(0); // discarded or never written
+  }
+  try {
+    let buf = Buffer.allocUnsafe(Math.min(FIRST_READ, max));
+    let got = (await fh.read(buf, 0, buf.length, 0)).bytesRead;
+    if (got === buf.length && got < max) {
+      // More than one read's worth: read the rest at the size the file has now.
+      const size = Math.min((await fh.stat()).size, max);
+      if (size > got) {
+        const whole = Buffer.allocUnsafe(size);
+        buf.copy(whole, 0, 0, got);
+        buf = whole;
+        for (let n = 1; got < size && n > 0; got += n) n = (await fh.read(buf, got, size - got, got)).bytesRead;
+      }
+    }
+    return got === buf.length ? buf : buf.subarray(0, got);
+  } finally {
+    // Not waited for: the answer does not depend on it.
+    fh.close().catch(() => {});
   }
 }

@@ -28,6 +28,24 @@ set -u
 dir=$1 discard=$2
 shift 3
 
+# Into the job's cgroups first (Linux backend: the container's jobs memory group;
+# one cgroup.procs path a line), before the supervisor is forked: every page the
+# supervisor and its children allocate is then charged there. The container's
+# first job creates the group (mkdir, the one fork here); one that cannot be
+# joined is skipped: the job then runs charged to the daemon.
+if [ -n "${WARDEN_JOB_CGROUP_PROCS:-}" ]; then
+  saved_ifs=$IFS
+  IFS=$'\n'
+  set -f
+  for procs in $WARDEN_JOB_CGROUP_PROCS; do
+    [ -d "${procs%/*}" ] || mkdir -p "${procs%/*}" 2>/dev/null
+    { echo $$ > "$procs"; } 2>/dev/null || true
+  done
+  set +f
+  IFS=$saved_ifs
+  unset WARDEN_JOB_CGROUP_PROCS procs saved_ifs
+fi
+
 # Out of the daemon's own cgroup (Linux backend) before forking the supervisor:
 # the supervisor outlives the daemon, whose group is removed when it exits.
 if [ -n "${WARDEN_SUPERVISOR_CGROUP_PROCS:-}" ]; then

@@ -1,21 +1,27 @@
-// Worker-side job tasks: start a job's detached supervisor, follow a job's
-// output files, kill a job.
+// Worker-side job tasks: start a job's detached supervisor (through the thread's
+// spawner process), follow a job's output files, kill a job.
 // Layer: src/jobs/ (worker side) owns a job's folder and its supervisor; which
 // container a job belongs to and what its exit means is the orchestrator's.
-import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
-import { LOST_JOB_STATUS, readExitStatus, readJobPids } from './job-files.ts';
+import { LOST_JOB_STATUS, readExitStatus, readJobPids, type JobPids } from './job-files.ts';
 import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
+import { LivenessSweep } from './liveness-sweep.ts';
+import { CHUNK, OutputFile, pendingBytes, readSyslogOffsets, saveSyslogOffsets } from './output-files.ts';
+import { spawnHost } from '../host/spawner.ts';
+import type { SpawnReport } from '../host/spawner-wire.js';
 import { isSameProcess } from '../host/procfs.ts';
 
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
-const CHUNK = 64 * 1024;
-/** Poll interval when no file event arrives (events can be missed or unsupported). */
+const EXIT_STATUS = 'exit_status';
+/** Output events this soon after the last look wait for the rest (see followJob): a streamed job, and one only watched. */
+const STREAM_HOLD_MS = 10;
+const WATCH_HOLD_MS = 50;
+/** Poll interval where a job's folder cannot be watched (no inotify). */
 const POLL_MS = 250;
-/** How often an idle follower checks that the job's supervisor is still alive. */
+/** How often the worker's followers check that their jobs' supervisors are still alive (and look again, should an event have been lost). */
 const LIVENESS_MS = 2000;
 
 export interface StartJobArgs {
@@ -29,29 +35,34 @@ export interface StartJobArgs {
   cgroupProcs?: string[];
 }
 
-/**
- * Joins the cgroups, then becomes the supervisor's start script: joined before the
- * exec, every page the supervisor and its children allocate is charged there (a
- * page stays charged where it was first allocated). A group that is gone is
- * skipped: the job then runs, charged to the daemon, as before.
- */
-const JOIN_THEN_EXEC = 'while [ "$1" != -- ]; do mkdir -p "${1%/*}" 2>/dev/null; echo $$ 2>/dev/null > "$1"; shift; done; shift; exec "$@"';
+/** The supervisor's start script forks the supervisor away and exits at once; a wedged one is killed after this long. */
+const START_TIMEOUT_MS = 60_000;
 
-/** Write the job folder and start its supervisor in a session of its own. */
+/**
+ * Write the job folder and start its supervisor in a session of its own. The
+ * thread's spawner process forks it (a small process; forking this worker's
+ * would copy the daemon's page tables and block the thread for tens of ms), with
+ * the job's environment only, and a session of its own: the start script forks
+ * the supervisor away and exits, so the supervisor is no child of ours.
+ */
 async function startJob(a: StartJobArgs): Promise<void> {
   await mkdir(a.dir, { recursive: true });
   await writeFile(join(a.dir, 'script'), a.script);
-  await new Promise<void>((resolve, reject) => {
-    // detached: a session of its own; the script then forks the supervisor
-    // away and exits, so the supervisor is not the daemon's child.
-    const supervisor = ['/bin/bash', SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv];
-    const argv = a.cgroupProcs?.length ? ['/bin/sh', '-c', JOIN_THEN_EXEC, 'warden-job-start', ...a.cgroupProcs, '--', ...supervisor] : supervisor;
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: a.cwd, env: a.env, stdio: 'ignore', detached: true });
-    child.once('error', (err) => reject(new Error(`cannot start job supervisor: ${err.message}`)));
-    child.once('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`job supervisor failed to start (status ${code})`)),
-    );
-  });
+  // The supervisor joins the job's cgroups first thing (job-supervisor.sh).
+  const env = a.cgroupProcs?.length ? { ...a.env, WARDEN_JOB_CGROUP_PROCS: a.cgroupProcs.join('\n') } : a.env;
+  const r = await spawnHost({
+    file: '/bin/bash',
+    args: [SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv],
+    cwd: a.cwd,
+    env,
+    stdout: 'ignore',
+    stderr: 'ignore',
+    timeoutMs: START_TIMEOUT_MS,
+    killGraceMs: 2_000,
+    maxOutputBytes: 0,
+  }).catch((err: Error): SpawnReport => ({ id: 0, spawnError: err.message }));
+  if (r.spawnError !== undefined) throw new Error(`cannot start job supervisor: ${r.spawnError}`);
+  if (r.exitCode !== 0) throw new Error(`job supervisor failed to start (status ${r.exitCode ?? r.signal})`);
 }
 
 export type FollowMessage =
@@ -76,50 +87,18 @@ export interface FollowJobResult {
   status?: number;
 }
 
-class OutputFile {
-  readonly path: string;
-  readonly name: 'stdout' | 'stderr';
-  fh: FileHandle | undefined;
-  offset = 0;
-  constructor(path: string, name: 'stdout' | 'stderr') {
-    this.path = path;
-    this.name = name;
-  }
-
-  async size(): Promise<number> {
-    try {
-      return (await stat(this.path)).size;
-    } catch {
-      return 0;
-    }
-  }
-
-  async read(max: number): Promise<Buffer | undefined> {
-    if (!this.fh) {
-      try {
-        this.fh = await open(this.path, 'r');
-      } catch {
-        return undefined;
-      }
-    }
-    // Its own ArrayBuffer (never the shared pool), so it can be transferred to the main thread.
-    const buf = Buffer.allocUnsafeSlow(Math.min(CHUNK, max));
-    const { bytesRead } = await this.fh.read(buf, 0, buf.length, this.offset);
-    if (bytesRead === 0) return undefined;
-    this.offset += bytesRead;
-    return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
-  }
-
-  async close(): Promise<void> {
-    await this.fh?.close().catch(() => {});
-    this.fh = undefined;
-  }
+/** What changed in a job's folder since the follower last looked (from its watcher's events). */
+interface Dirty {
+  status: boolean;
+  output: boolean;
 }
 
 /**
  * Follow one job until it exits: send its output over `port` (with credit-based
  * flow control, so a slow client stalls only this reader) or just watch that it
- * stays under the output limit. Many of these run at once in each worker.
+ * stays under the output limit. Many of these run at once in each worker. It
+ * wakes on its folder's events (inotify), on credit, and on the worker's one
+ * liveness sweep; it polls on a timer only where the folder cannot be watched.
  */
 async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   const files = [new OutputFile(join(a.dir, 'stdout'), 'stdout'), new OutputFile(join(a.dir, 'stderr'), 'stderr')];
@@ -135,6 +114,9 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     if (w) w();
     else nudged = true;
   };
+  // Everything is to be looked at first; then only what the events name.
+  const dirty: Dirty = { status: true, output: true };
+  let checkLiveness = false;
   a.port.on('message', (m: { credit?: number }) => {
     if (typeof m.credit === 'number') credit += m.credit;
     nudge();
@@ -143,13 +125,45 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     cancelled = true;
     nudge();
   });
+  // A job that writes fast sends an event per write: output events within HOLD_MS
+  // of the last look are taken together (larger reads, fewer wake-ups); a write
+  // after a quiet spell, and the exit, are seen at once.
+  const holdMs = a.sendData ? STREAM_HOLD_MS : WATCH_HOLD_MS;
+  let lastLook = 0;
+  let hold: NodeJS.Timeout | undefined;
+  const outputEvent = () => {
+    if (hold) return;
+    const wait = lastLook + holdMs - performance.now();
+    if (wait <= 0) nudge();
+    else
+      hold = setTimeout(() => {
+        hold = undefined;
+        nudge();
+      }, wait);
+  };
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(a.dir, { persistent: false }, nudge);
+    watcher = watch(a.dir, { persistent: false }, (_event, name) => {
+      if (name === 'stdout' || name === 'stderr') {
+        dirty.output = true;
+        outputEvent();
+        return;
+      }
+      // The supervisor's other files (pid, child_end, job_end, runc's) change nothing
+      // a follower reads; an event that names no file may be anything.
+      if (name && name !== EXIT_STATUS) return;
+      dirty.status = dirty.output = true;
+      nudge();
+    });
     watcher.on('error', () => {});
   } catch {
     watcher = undefined; // polling only
   }
+  const unsweep = sweep.add(() => {
+    checkLiveness = true;
+    dirty.status = dirty.output = true;
+    nudge();
+  });
   const sleep = () =>
     new Promise<void>((resolve) => {
       if (nudged) {
@@ -157,7 +171,10 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
         resolve();
         return;
       }
-      const timer = setTimeout(nudge, POLL_MS);
+      const timer = watcher ? undefined : setTimeout(() => {
+        dirty.status = dirty.output = true;
+        nudge();
+      }, POLL_MS);
       wake = () => {
         clearTimeout(timer);
         resolve();
@@ -165,7 +182,10 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     });
 
   let sent = 0;
-  let lastLiveness = Date.now();
+  /** The job's pids, once its supervisor wrote them (they never change): a liveness check then reads /proc only. */
+  let supervisor: JobPids | undefined;
+  /** The recorded exit status, once read (it never changes). */
+  let ended: number | undefined;
   const sink = !a.sendData && a.syslog ? new SyslogSink(a.syslog) : undefined;
   if (sink) {
     // Output a watcher before a restart already forwarded is not sent again.
@@ -173,52 +193,89 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     files.forEach((f, i) => (f.offset = offsets[i] ?? 0));
     sent = files[0].offset + files[1].offset;
   }
+  const readStatus = async (): Promise<number | undefined> => {
+    if (ended === undefined && dirty.status) {
+      dirty.status = false;
+      ended = await readExitStatus(a.dir);
+    }
+    return ended;
+  };
   try {
     for (;;) {
       if (cancelled) return { outcome: 'cancelled' };
-      // Read the status before the data: output written before the exit is then surely read below.
-      const status = await readExitStatus(a.dir);
+      lastLook = performance.now();
       let progressed = false;
+      let status: number | undefined;
       if (a.sendData) {
-        for (const f of files) {
-          while (sent < a.limit && credit > 0 && !cancelled) {
-            const chunk = await f.read(a.limit - sent);
-            if (!chunk) break;
-            sent += chunk.length;
-            credit--;
-            progressed = true;
-            a.port.postMessage({ kind: 'data', name: f.name, data: chunk } satisfies FollowMessage, [
-              chunk.buffer as ArrayBuffer,
-            ]);
+        // Read when an event says there is more (or credit comes back after a stop
+        // for credit), not on every credit: a follower that keeps up with its job
+        // then reads what a burst wrote at once, not a few KiB per credit. The
+        // status is read only once the files ran dry (then once more round:
+        // output written before the exit is surely read then).
+        status = ended;
+        if (dirty.output && credit > 0) {
+          dirty.output = false;
+          let stoppedForCredit = false;
+          for (const f of files) {
+            while (sent < a.limit && !cancelled) {
+              if (credit === 0) {
+                stoppedForCredit = true;
+                break;
+              }
+              const want = Math.min(CHUNK, a.limit - sent);
+              const chunk = await f.read(want);
+              if (!chunk) break;
+              const got = chunk.length; // read before the transfer empties chunk
+              sent += got;
+              credit--;
+              progressed = true;
+              a.port.postMessage({ kind: 'data', name: f.name, data: chunk } satisfies FollowMessage, [
+                chunk.buffer as ArrayBuffer,
+              ]);
+              if (got < want) break; // at the end of what the file holds now
+            }
+            if (stoppedForCredit) break;
           }
+          if (stoppedForCredit) dirty.output = true;
         }
         if (credit === 0 && !cancelled) {
           await sleep();
           continue;
         }
-      } else if (sink) {
-        // Forward to syslog everything up to the limit; the sizes tell the rest.
-        // Whole lines only while the job runs: a line cut at a restart would
-        // reach syslog as two messages.
-        let forwarded = false;
-        for (const f of files) {
-          for (let chunk; sent < a.limit && (chunk = await f.read(a.limit - sent)); ) {
-            if (status === undefined && chunk.length < CHUNK) {
-              const whole = chunk.lastIndexOf(0x0a) + 1;
-              f.offset -= chunk.length - whole;
-              if (whole === 0) break;
-              chunk = chunk.subarray(0, whole);
-            }
-            sent += chunk.length;
-            progressed = forwarded = true;
-            await sink.write(f.name, chunk);
-          }
+        if (progressed) continue;
+        if (status === undefined && (await readStatus()) !== undefined) {
+          dirty.output = true;
+          continue;
         }
-        // The next daemon's watcher goes on from here (each line once, across restarts).
-        if (forwarded) await saveSyslogOffsets(a.dir, files);
-        if (sent >= a.limit) sent += await pendingBytes(files);
       } else {
-        sent = (await files[0].size()) + (await files[1].size());
+        // Read the status before the data: output written before the exit is then surely read below.
+        status = await readStatus();
+        if (sink) {
+          // Forward to syslog everything up to the limit; the sizes tell the rest.
+          // Whole lines only while the job runs: a line cut at a restart would
+          // reach syslog as two messages.
+          let forwarded = false;
+          for (const f of files) {
+            for (let chunk; sent < a.limit && (chunk = await f.read(a.limit - sent)); ) {
+              if (status === undefined && chunk.length < CHUNK) {
+                const whole = chunk.lastIndexOf(0x0a) + 1;
+                f.offset -= chunk.length - whole;
+                if (whole === 0) break;
+                chunk = chunk.subarray(0, whole);
+              }
+              sent += chunk.length;
+              progressed = forwarded = true;
+              await sink.write(f.name, chunk);
+            }
+          }
+          // The next daemon's watcher goes on from here (each line once, across restarts).
+          if (forwarded) await saveSyslogOffsets(a.dir, files);
+          if (sent >= a.limit) sent += await pendingBytes(files);
+        } else if (dirty.output && status === undefined) {
+          // Sizes only while the job runs: after its exit no limit is enforced.
+          dirty.output = false;
+          sent = (await files[0].size()) + (await files[1].size());
+        }
       }
       const overLimit = a.sendData ? sent >= a.limit && (await pendingBytes(files)) > 0 : sent > a.limit;
       if (status !== undefined && !progressed) {
@@ -228,14 +285,16 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
       }
       if (overLimit && status === undefined && !a.sendData) return { outcome: 'limit' };
       if (progressed) continue;
-      if (Date.now() - lastLiveness > LIVENESS_MS) {
-        lastLiveness = Date.now();
+      if (checkLiveness) {
+        checkLiveness = false;
         await stat(a.dir); // ENOENT when the container was destroyed under us
-        if (!(await supervisorAlive(a.dir))) {
+        supervisor ??= await readJobPids(a.dir);
+        if (supervisor && !(await isSameProcess(supervisor.supervisorPid, supervisor.supervisorStartTime))) {
           const late = await readExitStatus(a.dir);
           if (late === undefined) {
-            await writeFile(join(a.dir, 'exit_status'), `${LOST_JOB_STATUS}\n`).catch(() => {});
+            await writeFile(join(a.dir, EXIT_STATUS), `${LOST_JOB_STATUS}\n`).catch(() => {});
           }
+          dirty.status = true;
           continue;
         }
       }
@@ -245,6 +304,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { outcome: 'gone' };
     throw err;
   } finally {
+    unsweep();
+    clearTimeout(hold);
     watcher?.close();
     for (const f of files) await f.close();
     await sink?.close();
@@ -252,37 +313,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   }
 }
 
-/** Bytes of stdout and stderr forwarded to syslog so far: `<stdout> <stderr>`. */
-const SYSLOG_OFFSETS = 'syslog_offsets';
-
-async function readSyslogOffsets(dir: string): Promise<number[]> {
-  try {
-    const nums = (await readFile(join(dir, SYSLOG_OFFSETS), 'utf8')).trim().split(' ').map(Number);
-    return nums.length === 2 && nums.every((n) => Number.isSafeInteger(n) && n >= 0) ? nums : [0, 0];
-  } catch {
-    return [0, 0];
-  }
-}
-
-async function saveSyslogOffsets(dir: string, files: OutputFile[]): Promise<void> {
-  // Write then rename: a reader never sees half a file. No fsync: the offsets only
-  // need to outlive the daemon, not the host.
-  const tmp = join(dir, `${SYSLOG_OFFSETS}.tmp`);
-  await writeFile(tmp, `${files[0].offset} ${files[1].offset}\n`);
-  await rename(tmp, join(dir, SYSLOG_OFFSETS));
-}
-
-async function pendingBytes(files: OutputFile[]): Promise<number> {
-  let n = 0;
-  for (const f of files) n += Math.max(0, (await f.size()) - f.offset);
-  return n;
-}
-
-async function supervisorAlive(dir: string): Promise<boolean> {
-  const pids = await readJobPids(dir);
-  if (!pids) return true; // not started yet
-  return isSameProcess(pids.supervisorPid, pids.supervisorStartTime);
-}
+const sweep = new LivenessSweep(LIVENESS_MS);
 
 /** How long signalJob waits for the pid file of a job that is just starting. */
 const PID_FILE_WAIT_MS = 1_000;

@@ -11,7 +11,9 @@ export class Job {
   forgotten = false;
   /** Killed for passing the output limit: it reports 255, as the original did. */
   outputExceeded = false;
-  /** The status Link/Stream report, once settled (see WardenService.settleExit). */
+  /** Its folder was gone before an exit was recorded (the guard reports 255). */
+  vanished = false;
+  /** The status Link/Stream report, once settled (see JobRequests.settleExit). */
   settled: Promise<number> | undefined;
   /** Settles when the job's guard (limit watch, syslog forwarding) is done with its folder. */
   guarded: Promise<unknown> = Promise.resolve();

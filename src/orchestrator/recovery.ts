@@ -15,9 +15,8 @@ import { Job } from '../jobs/job.ts';
 import type { Pools } from '../pools/pools.ts';
 import type { TaskRunner } from '../workers/pool.ts';
 import { takeRecorded } from './resources.ts';
+import { JOB_IDS_FILE } from './jobs.ts';
 
-/** The job id ceiling's file in the depot (ids are never reused across restarts). */
-export const JOB_IDS_FILE = '.job_ids';
 
 /** What recovery needs of the orchestrator, and nothing more. */
 export interface RecoveryTarget {

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { WardenError, codeOf, describeError } from '../model/errors.ts';
 import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, ProtocolError } from '../protocol/codec.ts';
 import { FrameDecoder, FramingError } from '../protocol/framing.ts';
+import { streamDataFrame } from '../protocol/stream-frame.ts';
 import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/types.ts';
 import type { Container } from '../model/container.ts';
 import type { RequestContext, RequestOutcome, WardenService } from '../orchestrator/warden-service.ts';
@@ -287,7 +288,7 @@ export class Connection {
       connectionId: this.id,
       references: this.references,
       signal: this.abort.signal,
-      send: (type: 'Stream', body: StreamResponse) => this.writeAndWait(encodeFrame(type, 'Response', body)),
+      send: (type: 'Stream', body: StreamResponse) => this.writeAndWait(streamFrame(body) ?? [encodeFrame(type, 'Response', body)]),
     };
   }
 
@@ -310,10 +311,17 @@ export class Connection {
     });
   }
 
-  /** Write, then resolve when the socket has room again (flow control for streams). */
-  private writeAndWait(frame: Buffer): Promise<void> {
+  /** Write the parts of one frame (one writev), then resolve when the socket has room again (flow control for streams). */
+  private writeAndWait(parts: Uint8Array[]): Promise<void> {
     if (this.closed) return Promise.reject(new WardenError('connection closed'));
-    if (this.socket.write(frame)) return Promise.resolve();
+    let room = true;
+    if (parts.length === 1) room = this.socket.write(parts[0]);
+    else {
+      this.socket.cork();
+      for (const p of parts) room = this.socket.write(p);
+      this.socket.uncork();
+    }
+    if (room) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onDrain = () => {
         this.socket.off('close', onClose);
@@ -327,6 +335,14 @@ export class Connection {
       this.socket.once('close', onClose);
     });
   }
+}
+
+/** A Stream chunk of output: its frame in parts around the chunk, which is not copied. */
+function streamFrame(body: StreamResponse): Uint8Array[] | undefined {
+  const { name, data } = body;
+  if (typeof name !== 'string' || !(data instanceof Uint8Array) || body.exit_status !== undefined || body.info !== undefined) return undefined;
+  const { head, tail } = streamDataFrame(name, data.length);
+  return [head, data, tail];
 }
 
 /**
