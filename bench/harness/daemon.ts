@@ -12,7 +12,7 @@ import { loadConfig } from '../../src/config/config.ts';
 import type { WardenConfig } from '../../src/config/types.ts';
 import { hostSettings, type LinuxHostSettings } from '../../src/backends/linux/settings.ts';
 import { cmdline, socketOwner } from './proc.ts';
-import { SERVER_BIN, freePort, yamlSection } from '../../test/support/daemon-process.ts';
+import { SERVER_BIN, freePort, waitUntilServing, yamlSection } from '../../test/support/daemon-process.ts';
 import { sleep } from './util.ts';
 
 export { ROOT, SERVER_BIN, freePort } from '../../test/support/daemon-process.ts';
@@ -142,19 +142,11 @@ export class OwnDaemon {
         res(signal ? null : code);
       }),
     );
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`warden-server exited with ${proc.exitCode}:\n${this.tail()}`);
-      try {
-        const c = await WardenClient.connect(this.socket);
-        await c.ping();
-        const servingAt = performance.now();
-        await c.close();
-        return { spawnedAt, servingAt };
-      } catch {
-        if (Date.now() > deadline) throw new Error(`warden-server did not come up in 60 s:\n${this.tail()}`);
-        await sleep(pollMs);
-      }
+    try {
+      const servingAt = await waitUntilServing(proc, this.socket, { timeoutMs: 60_000, pollMs });
+      return { spawnedAt, servingAt };
+    } catch (err) {
+      throw new Error(`${(err as Error).message}:\n${this.tail()}`, { cause: err });
     }
   }
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WardenClient } from '../../src/client/client.ts';
-import { SERVER_BIN, freePort, yamlSection } from './daemon-process.ts';
+import { SERVER_BIN, freePort, waitUntilServing, yamlSection, type NotServingError } from './daemon-process.ts';
 
 export { CLIENT_BIN, ROOT, SERVER_BIN, freePort } from './daemon-process.ts';
 
@@ -106,25 +106,13 @@ export class TestDaemon {
     this.proc = spawn(bin, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     const proc = this.proc;
     this.exited = new Promise((res) => proc.once('exit', (code, signal) => res(signal ? null : code)));
-    const deadline = Date.now() + this.startTimeoutMs;
-    for (;;) {
-      if (proc.exitCode !== null || proc.signalCode !== null) {
-        await this.killGroup();
-        throw new DaemonStartError(`warden-server in ${this.dir} exited with ${proc.exitCode ?? proc.signalCode}; log:\n${this.log()}`, this.dir);
-      }
-      try {
-        const c = await WardenClient.connect(this.socket);
-        await c.ping();
-        await c.close();
-        return;
-      } catch {
-        if (Date.now() > deadline) {
-          // Still running (hung, or listening elsewhere): never leave it behind.
-          await this.killGroup();
-          throw new DaemonStartError(`warden-server in ${this.dir} did not come up within ${this.startTimeoutMs} ms (killed); log:\n${this.log()}`, this.dir);
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    try {
+      await waitUntilServing(proc, this.socket, { timeoutMs: this.startTimeoutMs });
+    } catch (err) {
+      // Exited, or hung (or listening elsewhere): never leave it behind.
+      await this.killGroup();
+      const what = (err as NotServingError).reason === 'exited' ? (err as Error).message : `${(err as Error).message} (killed)`;
+      throw new DaemonStartError(`${what.replace('warden-server', `warden-server in ${this.dir}`)}; log:\n${this.log()}`, this.dir, { cause: err });
     }
   }
 
