@@ -26,26 +26,9 @@ import { cidrContains, parseCidr, parseIpv4 } from '../../../src/model/ipv4.ts';
 import { installEgressGuard, removeEgressGuard } from '../egress-guard.ts';
 import { ensureTestRootfs } from './linux-host.ts';
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls fn until it returns a truthy value; throws with the last value after timeoutMs. */
-export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last as NonNullable<T>;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last) ?? String(lastErr)})`);
-    }
-    await sleep(everyMs);
-  }
-}
+// The one waiting helper, shared with the insecure tests.
+export { sleep, waitFor } from '../wait.ts';
+import { sleep } from '../wait.ts';
 
 /** Whether pid is a live process (a zombie waiting for this VM's lazy pid 1 does not count). */
 export async function processAlive(pid: number): Promise<boolean> {
