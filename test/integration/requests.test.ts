@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { TestDaemon } from '../support/daemon.ts';
+import { sleep, waitFor } from '../support/wait.ts';
 
 let d: TestDaemon;
 let c: WardenClient;
@@ -236,24 +237,43 @@ describe('stop', () => {
     await c.destroy({ handle });
   });
 
+  // Jobs that answer TERM by leaving a mark and run on until released: what a Stop did
+  // to them shows in the marks and exit statuses, not in how long it took.
+  function stubborn(): { dir: string; ready: string; termed: string; release: string; script: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'warden-stop-'));
+    const [ready, termed, release] = ['ready', 'termed', 'release'].map((f) => join(dir, f)) as [string, string, string];
+    const script = `trap 'touch ${termed}' TERM; touch ${ready}; while [ ! -e ${release} ]; do sleep 0.05; done; exit 0`;
+    return { dir, ready, termed, release, script };
+  }
+
   it('kills at once with kill, and falls back to KILL for a job that ignores TERM', async () => {
     const { handle } = await c.create({});
-    const { job_id } = await c.spawn({ handle, script: "trap '' TERM; sleep 100" });
-    await new Promise((r) => setTimeout(r, 200));
-    const t0 = Date.now();
+    const job = stubborn();
+    const { job_id } = await c.spawn({ handle, script: job.script });
+    await waitFor('the job to set its TERM trap', () => existsSync(job.ready));
     await c.stop({ handle, kill: true });
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // KILL at once: the job never saw a TERM (a Stop that TERMed first and waited out
+    // its 10 s would have left the mark), and died of a signal.
+    expect(existsSync(job.termed)).toBe(false);
     expect((await c.link({ handle, job_id })).exit_status).toBe(255);
     await c.destroy({ handle });
+    rmSync(job.dir, { recursive: true, force: true });
   });
 
   it('returns at once with background', async () => {
     const { handle } = await c.create({});
-    await c.spawn({ handle, script: "trap '' TERM; sleep 100" });
-    const t0 = Date.now();
+    const job = stubborn();
+    const { job_id } = await c.spawn({ handle, script: job.script });
+    await waitFor('the job to set its TERM trap', () => existsSync(job.ready));
     await c.stop({ handle, background: true });
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // The Stop answered while the job still ran: TERMed (which it survives) and then
+    // released, it ends by itself (0); a Stop that waited would have answered only
+    // after KILLing it (255).
+    await waitFor('the background Stop to TERM the job', () => existsSync(job.termed));
+    writeFileSync(job.release, '');
+    expect((await c.link({ handle, job_id })).exit_status).toBe(0);
     await c.destroy({ handle });
+    rmSync(job.dir, { recursive: true, force: true });
   });
 });
 
@@ -347,10 +367,11 @@ describe('grace time', () => {
   it('destroys an unreferenced container after its grace time, not while referenced', async () => {
     const other = await d.client();
     const { handle } = await other.create({ grace_time: 1 });
-    await new Promise((r) => setTimeout(r, 1500));
+    // Something must NOT happen: only waiting past the grace time can show it (a slow
+    // machine makes this wait weaker, never wrong).
+    await sleep(1500);
     expect((await c.list()).handles).toContain(handle); // still referenced by `other`
     await other.close();
-    await new Promise((r) => setTimeout(r, 2000));
-    expect((await c.list()).handles ?? []).not.toContain(handle);
+    await waitFor('the container to go after its grace time', async () => !((await c.list()).handles ?? []).includes(handle), 30_000, 100);
   });
 });
