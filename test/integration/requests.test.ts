@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { TestDaemon } from '../support/daemon.ts';
 import { sleep, waitFor } from '../support/wait.ts';
+import { heldJob } from '../support/held-job.ts';
 
 let d: TestDaemon;
 let c: WardenClient;
@@ -237,43 +238,34 @@ describe('stop', () => {
     await c.destroy({ handle });
   });
 
-  // Jobs that answer TERM by leaving a mark and run on until released: what a Stop did
-  // to them shows in the marks and exit statuses, not in how long it took.
-  function stubborn(): { dir: string; ready: string; termed: string; release: string; script: string } {
-    const dir = mkdtempSync(join(tmpdir(), 'warden-stop-'));
-    const [ready, termed, release] = ['ready', 'termed', 'release'].map((f) => join(dir, f)) as [string, string, string];
-    const script = `trap 'touch ${termed}' TERM; touch ${ready}; while [ ! -e ${release} ]; do sleep 0.05; done; exit 0`;
-    return { dir, ready, termed, release, script };
-  }
-
   it('kills at once with kill, and falls back to KILL for a job that ignores TERM', async () => {
     const { handle } = await c.create({});
-    const job = stubborn();
+    const job = heldJob();
     const { job_id } = await c.spawn({ handle, script: job.script });
-    await waitFor('the job to set its TERM trap', () => existsSync(job.ready));
+    await job.ready();
     await c.stop({ handle, kill: true });
     // KILL at once: the job never saw a TERM (a Stop that TERMed first and waited out
     // its 10 s would have left the mark), and died of a signal.
-    expect(existsSync(job.termed)).toBe(false);
+    expect(job.termed()).toBe(false);
     expect((await c.link({ handle, job_id })).exit_status).toBe(255);
     await c.destroy({ handle });
-    rmSync(job.dir, { recursive: true, force: true });
+    job.cleanup();
   });
 
   it('returns at once with background', async () => {
     const { handle } = await c.create({});
-    const job = stubborn();
+    const job = heldJob();
     const { job_id } = await c.spawn({ handle, script: job.script });
-    await waitFor('the job to set its TERM trap', () => existsSync(job.ready));
+    await job.ready();
     await c.stop({ handle, background: true });
     // The Stop answered while the job still ran: TERMed (which it survives) and then
     // released, it ends by itself (0); a Stop that waited would have answered only
     // after KILLing it (255).
-    await waitFor('the background Stop to TERM the job', () => existsSync(job.termed));
-    writeFileSync(job.release, '');
+    await job.waitTermed();
+    job.release();
     expect((await c.link({ handle, job_id })).exit_status).toBe(0);
     await c.destroy({ handle });
-    rmSync(job.dir, { recursive: true, force: true });
+    job.cleanup();
   });
 });
 
