@@ -28,7 +28,7 @@ import { ensureTestRootfs } from './linux-host.ts';
 
 // The one waiting helper, shared with the insecure tests.
 export { sleep, waitFor } from '../wait.ts';
-import { sleep } from '../wait.ts';
+import { sleep, waitFor } from '../wait.ts';
 
 /** Whether pid is a live process (a zombie waiting for this VM's lazy pid 1 does not count). */
 export async function processAlive(pid: number): Promise<boolean> {
