@@ -43,6 +43,8 @@ export interface LinuxDaemonOptions {
   portStart: number;
   uidStart: number;
   uidPoolSize?: number;
+  /** Host ports in the pool (default 100). */
+  portPoolSize?: number;
   server?: Record<string, unknown>;
   network?: Record<string, unknown>;
   /** The daemon's folder, prepared by the caller (e.g. with a small depot image at <dir>/warden-depot.img). */
@@ -81,7 +83,7 @@ export class LinuxDaemon {
       backend: 'linux',
       server: { container_rootfs_path: rootfs, worker_threads: 2, ...o.server },
       network: { pool_network: o.pool, release_delay: 0, ...o.network },
-      port: { pool_start_port: o.portStart, pool_size: 100 },
+      port: { pool_start_port: o.portStart, pool_size: o.portPoolSize ?? 100 },
       user: { pool_start_uid: o.uidStart, pool_size: o.uidPoolSize ?? 64 },
       ...(o.dir === undefined ? {} : { dir: o.dir }),
       health: o.health,
