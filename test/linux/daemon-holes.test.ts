@@ -266,7 +266,13 @@ while True: f.write(s.recv(65536)+b'\\n')`,
       try {
         const { job_id } = await c.spawn({ handle: h, script: 'yes BLABLABLABLA' });
         const frames: StreamResponse[] = [];
-        for await (const f of c.stream({ handle: h, job_id })) frames.push(f);
+        const reading = (async () => {
+          for await (const f of c.stream({ handle: h, job_id })) frames.push(f);
+        })();
+        // Bounded (generously) so that a limit that failed to act ends here, with the
+        // Destroy below, instead of flooding the daemon for the tests after this one.
+        expect(await settlesWithin(reading, 30_000)).toBe(true);
+        await reading;
         expect(frames.at(-1)?.exit_status).toBe(255);
         const out = frames.map((f) => text(f.data)).join('');
         expect(out.length).toBeGreaterThan(0);
