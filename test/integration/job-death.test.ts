@@ -7,6 +7,7 @@ import type { WardenClient } from '../../src/client/client.ts';
 import type { StreamResponse } from '../../src/protocol/types.ts';
 import { TestDaemon } from '../support/daemon.ts';
 import { destroyLeftoversEachTest } from '../support/leftovers.ts';
+import { heldJob } from '../support/held-job.ts';
 
 let d: TestDaemon;
 let c: WardenClient;
@@ -51,18 +52,23 @@ describe('exit status of a job', () => {
   it('is 255 after stop with kill, and the job\'s own status after a TERM it handles', async () => {
     const { handle: h } = await c.create({});
     const killed = await c.spawn({ handle: h, script: 'sleep 100' });
-    const trapped = await c.spawn({ handle: h, script: "trap 'exit 37' TERM; sleep 100 & wait" });
-    await new Promise((r) => setTimeout(r, 300));
+    // Stopped only once its trap is set (the marks say so), else TERM would find none.
+    const ready = heldJob();
+    const trapped = await c.spawn({ handle: h, script: `trap 'exit 37' TERM; ${ready.script.replace(/^trap '[^']*' TERM; /, '')}` });
+    await ready.ready();
     await c.stop({ handle: h });
+    ready.cleanup();
     expect((await c.link({ handle: h, job_id: trapped.job_id })).exit_status).toBe(37);
     // sleep ignores nothing: TERM ended the plain job (a signal death too).
     expect((await c.link({ handle: h, job_id: killed.job_id })).exit_status).toBe(255);
     await c.destroy({ handle: h });
 
     const { handle: k } = await c.create({});
-    const stubborn = await c.spawn({ handle: k, script: "trap '' TERM; sleep 100" });
-    await new Promise((r) => setTimeout(r, 300));
+    const held = heldJob();
+    const stubborn = await c.spawn({ handle: k, script: held.script });
+    await held.ready();
     await c.stop({ handle: k, kill: true });
+    held.cleanup();
     expect((await c.link({ handle: k, job_id: stubborn.job_id })).exit_status).toBe(255);
     await c.destroy({ handle: k });
   });

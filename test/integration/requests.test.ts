@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenClient } from '../../src/client/client.ts';
 import { TestDaemon } from '../support/daemon.ts';
 import { destroyLeftoversEachTest } from '../support/leftovers.ts';
+import { sleep, waitFor } from '../support/wait.ts';
+import { heldJob } from '../support/held-job.ts';
 
 let d: TestDaemon;
 let c: WardenClient;
@@ -243,22 +245,32 @@ describe('stop', () => {
 
   it('kills at once with kill, and falls back to KILL for a job that ignores TERM', async () => {
     const { handle } = await c.create({});
-    const { job_id } = await c.spawn({ handle, script: "trap '' TERM; sleep 100" });
-    await new Promise((r) => setTimeout(r, 200));
-    const t0 = Date.now();
+    const job = heldJob();
+    const { job_id } = await c.spawn({ handle, script: job.script });
+    await job.ready();
     await c.stop({ handle, kill: true });
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // KILL at once: the job never saw a TERM (a Stop that TERMed first and waited out
+    // its 10 s would have left the mark), and died of a signal.
+    expect(job.termed()).toBe(false);
     expect((await c.link({ handle, job_id })).exit_status).toBe(255);
     await c.destroy({ handle });
+    job.cleanup();
   });
 
   it('returns at once with background', async () => {
     const { handle } = await c.create({});
-    await c.spawn({ handle, script: "trap '' TERM; sleep 100" });
-    const t0 = Date.now();
+    const job = heldJob();
+    const { job_id } = await c.spawn({ handle, script: job.script });
+    await job.ready();
     await c.stop({ handle, background: true });
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // The Stop answered while the job still ran: TERMed (which it survives) and then
+    // released, it ends by itself (0); a Stop that waited would have answered only
+    // after KILLing it (255).
+    await job.waitTermed();
+    job.release();
+    expect((await c.link({ handle, job_id })).exit_status).toBe(0);
     await c.destroy({ handle });
+    job.cleanup();
   });
 });
 
@@ -361,10 +373,11 @@ describe('grace time', () => {
   it('destroys an unreferenced container after its grace time, not while referenced', async () => {
     const other = await d.client();
     const { handle } = await other.create({ grace_time: 1 });
-    await new Promise((r) => setTimeout(r, 1500));
+    // Something must NOT happen: only waiting past the grace time can show it (a slow
+    // machine makes this wait weaker, never wrong).
+    await sleep(1500);
     expect((await c.list()).handles).toContain(handle); // still referenced by `other`
     await other.close();
-    await new Promise((r) => setTimeout(r, 2000));
-    expect((await c.list()).handles ?? []).not.toContain(handle);
+    await waitFor('the container to go after its grace time', async () => !((await c.list()).handles ?? []).includes(handle), 30_000, 100);
   });
 });

@@ -175,7 +175,9 @@ it('destroys completely and idempotently', async () => {
   const ms = performance.now() - t0;
   expect(await leftovers(d, facts)).toEqual([]);
   await linuxTasks['linux.destroy']({ host: t.host, c: d }); // again: nothing to do, no error
-  expect(ms).toBeLessThan(5_000);
+  // Destroy kills the job's background sleep instead of waiting for its 100 s: bounded
+  // far below those, far above a slow destroy.
+  expect(ms).toBeLessThan(30_000);
 });
 
 it('sweeps resources no container claims', async () => {

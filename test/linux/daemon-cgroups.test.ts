@@ -173,7 +173,7 @@ describe('default pids and cpu limits, and the daemon cgroup', () => {
     await client.destroy({ handle });
   });
 
-  it('a fork bomb in one container leaves Ping and a Create in another container answering within a second', async () => {
+  it('a fork bomb in one container leaves Ping and a Create in another container answering (loosely bounded)', async () => {
     const timed = async (fn: () => Promise<unknown>): Promise<number> => {
       const t0 = performance.now();
       await fn();
@@ -223,8 +223,12 @@ describe('default pids and cpu limits, and the daemon cgroup', () => {
           `max ${pings[19]!.toFixed(1)} ms (idle ${before.ping.toFixed(1)} ms); create ${create.toFixed(0)} ms ` +
           `(idle ${before.create.toFixed(0)} ms); run \`true\` in it ${run.toFixed(0)} ms; the bomb burnt ${burnt.toFixed(1)} CPU-s in those ${wall.toFixed(1)} s`,
       );
-      expect(pings[19]).toBeLessThan(1000);
-      expect(create).toBeLessThan(1000);
+      // A product promise (a bomb in one container does not take the daemon down with
+      // it), so bounded, but loosely: the figures above are typically tens of ms and a
+      // second or so on a busy 2-core machine; a bomb that is not contained starves the
+      // daemon for the bomb's whole minute.
+      expect(pings[19]).toBeLessThan(5_000);
+      expect(create).toBeLessThan(10_000);
     } finally {
       if (other) await client.destroy({ handle: other }).catch(() => undefined);
       await client.destroy({ handle }).catch(() => undefined);

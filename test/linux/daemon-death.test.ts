@@ -43,6 +43,12 @@ async function oomKills(id: string): Promise<number> {
   return Number(m?.[1] ?? 0);
 }
 
+/** What a job wrote so far, read from its folder on the host (a Link would forget the job). */
+async function jobOutput(handle: string, job: number): Promise<string> {
+  const info = await client.info({ handle });
+  return readFile(join(info.container_path!, 'jobs', String(job), 'stdout'), 'utf8').catch(() => '');
+}
+
 /** Run the hog under a 10 MiB limit: Run answers 255, and Info 10 ms later says stopped, out of memory. */
 async function expectOomStops(c: WardenClient, handle: string): Promise<void> {
   const r = await c.run({ handle, script: HOG });
@@ -70,15 +76,15 @@ describe('exit status of a job', () => {
 
   it('is 255 after stop with kill; a job that handles TERM reports its own status on a plain stop', async () => {
     const { handle } = await d.create(client);
-    const killed = await client.spawn({ handle, script: "trap '' TERM; sleep 100" });
-    await sleep(300);
+    const killed = await client.spawn({ handle, script: "trap '' TERM; echo ready; sleep 100" });
+    await waitFor('the job to set its trap', async () => (await jobOutput(handle, killed.job_id)).includes('ready'));
     await client.stop({ handle, kill: true });
     expect((await client.link({ handle, job_id: killed.job_id })).exit_status).toBe(255);
     await client.destroy({ handle });
 
     const { handle: h } = await d.create(client);
-    const trapped = await client.spawn({ handle: h, script: "trap 'exit 37' TERM; sleep 100 & wait" });
-    await sleep(300);
+    const trapped = await client.spawn({ handle: h, script: "trap 'exit 37' TERM; echo ready; sleep 100 & wait" });
+    await waitFor('the job to set its trap', async () => (await jobOutput(h, trapped.job_id)).includes('ready'));
     await client.stop({ handle: h });
     expect((await client.link({ handle: h, job_id: trapped.job_id })).exit_status).toBe(37);
     await client.destroy({ handle: h });

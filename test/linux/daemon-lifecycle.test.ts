@@ -87,7 +87,10 @@ describe('Stop', () => {
     await waitFor('the job to start', async () => (await readJobOutput(handle, job_id)).includes('ready'));
     const t0 = Date.now();
     await client.stop({ handle });
-    expect(Date.now() - t0).toBeLessThan(3_000);
+    // Answered once the job ended, not after the 10 s TERM timeout: bounded just below
+    // that timeout, the only figure that tells the two apart (a normal Stop takes well
+    // under a second, so a busy machine has 8 s of slack).
+    expect(Date.now() - t0).toBeLessThan(8_000);
     const r = await client.link({ handle, job_id });
     expect(r.exit_status).toBe(3);
     expect(String(r.stdout)).toBe('ready\ngot-term\n');
@@ -102,12 +105,13 @@ describe('Stop', () => {
 
   it('kill: true kills at once, even a job that ignores TERM', async () => {
     const { handle } = await d.create(client);
-    const { job_id } = await client.spawn({ handle, script: 'trap "" TERM; echo ready; while :; do sleep 0.05; done' });
+    // A TERM would leave its mark in the output: at once means KILL without a TERM first.
+    const { job_id } = await client.spawn({ handle, script: 'trap "echo termed" TERM; echo ready; while :; do sleep 0.05; done' });
     await waitFor('the job to start', async () => (await readJobOutput(handle, job_id)).includes('ready'));
-    const t0 = Date.now();
     await client.stop({ handle, kill: true });
-    expect(Date.now() - t0).toBeLessThan(2_000);
-    expect((await client.link({ handle, job_id })).exit_status).toBe(255);
+    const r = await client.link({ handle, job_id });
+    expect(r.exit_status).toBe(255);
+    expect(String(r.stdout)).toBe('ready\n');
     await client.destroy({ handle });
   });
 });
@@ -168,7 +172,9 @@ describe('latency through the daemon', () => {
     }
     const fmt = (xs: number[]) => `median ${median(xs).toFixed(0)} ms (min ${Math.min(...xs).toFixed(0)}, max ${Math.max(...xs).toFixed(0)})`;
     console.log(`latency: create ${fmt(create)}; run "true" ${fmt(run)}; destroy ${fmt(destroy)}`);
-    expect(median(create)).toBeLessThan(5_000);
+    // The figures are the bench's; this bound (several times a slow machine's median)
+    // only catches a create that hangs or stalls on something.
+    expect(median(create)).toBeLessThan(20_000);
   });
 });
 
@@ -177,12 +183,14 @@ describe('Stop waiting out the TERM timeout', () => {
     // When the job ended: its exit_status file is written then (this test may run much later).
     const path = (await client.info({ handle: slow.handle })).container_path!;
     const exitFile = join(path, 'jobs', String(slow.job), 'exit_status');
-    const ended = await waitFor('the job to be killed', () => stat(exitFile).then((s) => s.mtimeMs, () => undefined), 30_000);
+    const ended = await waitFor('the job to be killed', () => stat(exitFile).then((s) => s.mtimeMs, () => undefined), 60_000);
     const elapsed = ended - slow.stoppedAt;
     const r = await client.link({ handle: slow.handle, job_id: slow.job });
     expect(r.exit_status).toBe(255);
+    // Not before the 10 s timeout (a lower bound, never flaky); and it does come: the
+    // upper bound is loose, as timers and KILL on a busy machine run late.
     expect(elapsed).toBeGreaterThanOrEqual(9_500);
-    expect(elapsed).toBeLessThan(20_000);
+    expect(elapsed).toBeLessThan(40_000);
     expect((await client.info({ handle: slow.handle })).state).toBe('stopped');
     await client.destroy({ handle: slow.handle });
     expect(await d.hostLeaks()).toEqual([]);

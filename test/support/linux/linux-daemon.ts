@@ -26,26 +26,9 @@ import { cidrContains, parseCidr, parseIpv4 } from '../../../src/model/ipv4.ts';
 import { installEgressGuard, removeEgressGuard } from '../egress-guard.ts';
 import { ensureTestRootfs } from './linux-host.ts';
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls fn until it returns a truthy value; throws with the last value after timeoutMs. */
-export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last as NonNullable<T>;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last) ?? String(lastErr)})`);
-    }
-    await sleep(everyMs);
-  }
-}
+// The one waiting helper, shared with the insecure tests.
+export { sleep, waitFor } from '../wait.ts';
+import { sleep, waitFor } from '../wait.ts';
 
 /** Whether pid is a live process (a zombie waiting for this VM's lazy pid 1 does not count). */
 export async function processAlive(pid: number): Promise<boolean> {
@@ -60,6 +43,8 @@ export interface LinuxDaemonOptions {
   portStart: number;
   uidStart: number;
   uidPoolSize?: number;
+  /** Host ports in the pool (default 100). */
+  portPoolSize?: number;
   server?: Record<string, unknown>;
   network?: Record<string, unknown>;
   /** The daemon's folder, prepared by the caller (e.g. with a small depot image at <dir>/warden-depot.img). */
@@ -121,7 +106,7 @@ export class LinuxDaemon {
       backend: 'linux',
       server: { container_rootfs_path: rootfs, worker_threads: 2, ...o.server },
       network: { pool_network: o.pool, release_delay: 0, ...o.network },
-      port: { pool_start_port: o.portStart, pool_size: 100 },
+      port: { pool_start_port: o.portStart, pool_size: o.portPoolSize ?? 100 },
       user: { pool_start_uid: o.uidStart, pool_size: o.uidPoolSize ?? 64 },
       ...(o.dir === undefined ? {} : { dir: o.dir }),
       health: o.health,

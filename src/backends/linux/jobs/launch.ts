@@ -34,7 +34,11 @@ export function jobPidFile(dir: string): string {
  * original reported signal deaths as 255. Job control gives the job its own
  * process group without ignoring SIGINT/SIGQUIT; it is off again while waiting
  * so that a stopped job is waited for, not reported. TERM and friends sent to
- * every process of the container (stop) must not end the wrapper before its job.
+ * every process of the container (stop) must not end the wrapper before its job:
+ * caught until the job is forked (the job starts with them at their defaults), then
+ * ignored, so that they never interrupt the wait: a TERM arriving as the job ended
+ * made bash lose the job's status (`wait` gave -1, the wrapper exited 255 and wrote
+ * no job_end), and a job that handled TERM with `exit 37` was reported as 255.
  */
 export const JOB_WRAPPER = [
   'set -m',
@@ -42,6 +46,7 @@ export const JOB_WRAPPER = [
   "trap 'again=1' TERM INT HUP QUIT",
   '/bin/bash 3>&- <&0 &',
   'c=$!',
+  "trap '' TERM INT HUP QUIT",
   'set +m',
   'again=1',
   'while ((again)); do again=0; wait "$c"; s=$?; done',
