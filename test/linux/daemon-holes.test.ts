@@ -2,7 +2,8 @@
 // backend: the pools running out (Create without a network or a uid, NetIn without a
 // port) and nothing taken by the refused request; NetIn with a host port outside the
 // pool or already taken; LimitCpu's edges and its failure; every Limit* on a stopped
-// container; a Stream cut short by Destroy; and the per-job options so far tested
+// container; a Stream cut short by Destroy; a Stop's TERM to jobs that handle it (a
+// bug found here: the job wrapper lost their status); and the per-job options so far tested
 // only on the insecure backend: job_output_limit, discard_output, log_tag, grace_time
 // and Run rlimits.
 // Pools inside 10.248.32.0/20, host ports 41000-41999, uids 62000-63999 (this file's
@@ -249,6 +250,31 @@ while True: f.write(s.recv(65536)+b'\\n')`,
       expect(frames.filter((f) => f.data).map((f) => text(f.data)).join('')).toBe('started\n');
       expect(frames.at(-1)).toMatchObject({ exit_status: 255 });
       expect(frames.filter((f) => f.exit_status !== undefined && f.exit_status !== null)).toHaveLength(1);
+    });
+  });
+
+  describe('Stop and a job that handles TERM', () => {
+    // The job wrapper once lost the job's status about one time in four when the TERM
+    // reached it as the job ended (reported 255): ten such jobs at once make a
+    // regression all but certain to show.
+    it("reports each job's own status, every time", async () => {
+      const { handle } = await d.create(c);
+      try {
+        const jobs: number[] = [];
+        for (let i = 0; i < 10; i++) {
+          jobs.push((await c.spawn({ handle, script: "trap 'exit 37' TERM; echo ready; while :; do sleep 0.05; done" })).job_id);
+        }
+        const path = (await c.info({ handle })).container_path!;
+        for (const j of jobs) {
+          await waitFor(`job ${j} to set its trap`, async () => (await readFile(join(path, 'jobs', String(j), 'stdout'), 'utf8').catch(() => '')).includes('ready'));
+        }
+        await c.stop({ handle });
+        const statuses = [];
+        for (const job_id of jobs) statuses.push((await c.link({ handle, job_id })).exit_status);
+        expect(statuses).toEqual(jobs.map(() => 37));
+      } finally {
+        await c.destroy({ handle });
+      }
     });
   });
 
