@@ -8,6 +8,7 @@ import type { WardenClient } from '../../src/client/client.ts';
 import type { StreamResponse } from '../../src/protocol/types.ts';
 import { TestDaemon } from '../support/daemon.ts';
 import { settlesWithin } from '../support/wait.ts';
+import { expectStreamEndsOnDestroy } from '../support/stream-cut.ts';
 
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
 
@@ -109,30 +110,8 @@ describe('limits on a stopped or destroyed container', () => {
 describe('Stream', () => {
   it('cut short by Destroy: the stream ends with what was written and the exit status, it does not hang', async () => {
     const { handle } = await c.create({});
-    const { job_id } = await c.spawn({ handle, script: 'echo started; exec sleep 600' });
     const streamer = await d.client();
-    const frames: StreamResponse[] = [];
-    let failure: Error | undefined;
-    let firstData: () => void = () => {};
-    const gotData = new Promise<void>((r) => (firstData = r));
-    const reading = (async () => {
-      try {
-        for await (const f of streamer.stream({ handle, job_id })) {
-          frames.push(f);
-          if (f.data) firstData();
-        }
-      } catch (err) {
-        failure = err as Error;
-      }
-    })();
-    await gotData;
-    await c.destroy({ handle });
-    // A generous bound only: without an end the client would wait for ever.
-    expect(await settlesWithin(reading, 30_000)).toBe(true);
-    expect(failure).toBeUndefined();
-    expect(frames.filter((f) => f.data).map((f) => text(f.data)).join('')).toBe('started\n');
-    expect(frames.at(-1)).toMatchObject({ exit_status: 255 });
-    expect(frames.filter((f) => f.exit_status !== undefined && f.exit_status !== null)).toHaveLength(1);
+    await expectStreamEndsOnDestroy(c, streamer, handle);
     await streamer.close();
   });
 });

@@ -1,37 +1,20 @@
 // log_tag: job output lines reach the configured syslog socket, tagged.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TestDaemon } from '../support/daemon.ts';
+import { SyslogReceiver } from '../support/syslog-receiver.ts';
 
-let dir: string;
-let receiver: ChildProcess;
+let syslog: SyslogReceiver;
 let d: TestDaemon;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'warden-syslog-'));
-  const socket = join(dir, 'log.sock');
-  // A unix datagram syslog receiver (Node has no unix datagram sockets).
-  receiver = spawn('python3', [
-    '-c',
-    `import socket,sys
-s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
-f=open(sys.argv[2],'ab',buffering=0)
-while True: f.write(s.recv(65536)+b'\\n')`,
-    socket,
-    join(dir, 'received'),
-  ]);
-  for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(20);
-  d = await TestDaemon.start({ server: { syslog_socket: socket } });
+  syslog = await SyslogReceiver.start();
+  d = await TestDaemon.start({ server: { syslog_socket: syslog.socket } });
 });
 
 afterAll(async () => {
   await d?.cleanup();
-  receiver?.kill();
-  rmSync(dir, { recursive: true, force: true });
+  syslog?.stop();
 });
 
 it('sends stdout at info and stderr at err, tagged warden.<log_tag>', async () => {
@@ -42,7 +25,7 @@ it('sends stdout at info and stderr at err, tagged warden.<log_tag>', async () =
   let got = '';
   for (let i = 0; i < 100 && !(got.includes('out-line') && got.includes('err-line')); i++) {
     await sleep(50);
-    got = existsSync(join(dir, 'received')) ? readFileSync(join(dir, 'received'), 'utf8') : '';
+    got = syslog.received();
   }
   const lines = got.split('\n');
   const out = lines.find((l) => l.includes('out-line'))!;
@@ -53,13 +36,13 @@ it('sends stdout at info and stderr at err, tagged warden.<log_tag>', async () =
   // Without a log_tag nothing is sent.
   await c.run({ handle, script: 'echo untagged' });
   await sleep(300);
-  expect(readFileSync(join(dir, 'received'), 'utf8')).not.toContain('untagged');
+  expect(syslog.received()).not.toContain('untagged');
   await c.destroy({ handle });
   await c.close();
 });
 
 it('a job that outlives a restart: each line reaches syslog exactly once, before and after the restart', async () => {
-  const d1 = await TestDaemon.start({ server: { syslog_socket: join(dir, 'log.sock') } });
+  const d1 = await TestDaemon.start({ server: { syslog_socket: syslog.socket } });
   let d2: TestDaemon | undefined;
   try {
     const c1 = await d1.client();
@@ -70,7 +53,7 @@ it('a job that outlives a restart: each line reaches syslog exactly once, before
       script: `for i in $(seq 1 ${N}); do echo "across-$i"; echo "across-err-$i" >&2; sleep 0.05; done`,
       log_tag: 'restart7',
     });
-    const received = () => (existsSync(join(dir, 'received')) ? readFileSync(join(dir, 'received'), 'utf8') : '');
+    const received = () => syslog.received();
     for (let i = 0; i < 200 && !received().includes('across-5\n'); i++) await sleep(25);
     expect(received()).toContain('across-5\n');
     expect(await d1.drain()).toBe(0);

@@ -19,6 +19,8 @@ import { LinuxDaemon, tcpExchange, waitFor, waitListening } from '../support/lin
 import { settlesWithin, sleep } from '../support/wait.ts';
 import type { WardenClient } from '../../src/client/client.ts';
 import type { StreamResponse } from '../../src/protocol/types.ts';
+import { SyslogReceiver } from '../support/syslog-receiver.ts';
+import { expectStreamEndsOnDestroy } from '../support/stream-cut.ts';
 
 const OUTPUT_LIMIT = 4096;
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
@@ -89,36 +91,22 @@ describe('pools running out', () => {
 describe('one daemon', () => {
   let d: LinuxDaemon;
   let c: WardenClient;
-  let syslogDir: string;
-  let receiver: ChildProcess | undefined;
+  let syslog: SyslogReceiver | undefined;
 
   beforeAll(async () => {
-    syslogDir = mkdtempSync(join(tmpdir(), 'warden-holes-syslog-'));
-    const socket = join(syslogDir, 'log.sock');
-    // A unix datagram syslog receiver (Node has none), writing what it gets to a file.
-    receiver = spawn('python3', [
-      '-c',
-      `import socket,sys
-s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
-f=open(sys.argv[2],'ab',buffering=0)
-while True: f.write(s.recv(65536)+b'\\n')`,
-      socket,
-      join(syslogDir, 'received'),
-    ]);
-    await waitFor('the syslog receiver', () => existsSync(socket));
+    syslog = await SyslogReceiver.start();
     d = await LinuxDaemon.start({
       pool: '10.248.32.0/24',
       portStart: 41000,
       uidStart: 62000,
-      server: { job_output_limit: OUTPUT_LIMIT, syslog_socket: socket },
+      server: { job_output_limit: OUTPUT_LIMIT, syslog_socket: syslog.socket },
     });
     c = await d.client();
   });
 
   afterAll(async () => {
     const problems = d ? await d.cleanup() : [];
-    receiver?.kill();
-    rmSync(syslogDir, { recursive: true, force: true });
+    syslog?.stop();
     expect(problems).toEqual([]);
   });
 
@@ -226,30 +214,8 @@ while True: f.write(s.recv(65536)+b'\\n')`,
   describe('Stream', () => {
     it('cut short by Destroy: the stream ends with the exit status, it does not hang', async () => {
       const { handle } = await d.create(c);
-      const { job_id } = await c.spawn({ handle, script: 'echo started; exec sleep 600' });
       const streamer = await d.client();
-      const frames: StreamResponse[] = [];
-      let failure: Error | undefined;
-      let firstData: () => void = () => {};
-      const gotData = new Promise<void>((r) => (firstData = r));
-      const reading = (async () => {
-        try {
-          for await (const f of streamer.stream({ handle, job_id })) {
-            frames.push(f);
-            if (f.data) firstData();
-          }
-        } catch (err) {
-          failure = err as Error;
-        }
-      })();
-      await gotData;
-      await c.destroy({ handle });
-      // A generous bound only: without an end the client would wait for ever.
-      expect(await settlesWithin(reading, 30_000)).toBe(true);
-      expect(failure).toBeUndefined();
-      expect(frames.filter((f) => f.data).map((f) => text(f.data)).join('')).toBe('started\n');
-      expect(frames.at(-1)).toMatchObject({ exit_status: 255 });
-      expect(frames.filter((f) => f.exit_status !== undefined && f.exit_status !== null)).toHaveLength(1);
+      await expectStreamEndsOnDestroy(c, streamer, handle);
     });
   });
 
@@ -319,7 +285,7 @@ while True: f.write(s.recv(65536)+b'\\n')`,
     });
 
     it('log_tag: stdout at info and stderr at err reach syslog as warden.<log_tag>; without one nothing goes', async () => {
-      const received = () => (existsSync(join(syslogDir, 'received')) ? readFileSync(join(syslogDir, 'received'), 'utf8') : '');
+      const received = () => syslog!.received();
       await c.run({ handle, script: 'echo untagged-line' });
       const r = await c.run({ handle, script: 'echo out-line; echo err-line >&2', log_tag: 'holes9' });
       expect(r.exit_status).toBe(0);
