@@ -1,7 +1,7 @@
 // Linux backend, real containers (root): create, isolation seen from inside,
 // jobs, bind mounts, failure undo, recover, sweep and a destroy that leaves nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { makeTestHost, randomId, type TestHost } from '../support/linux/linux-host.ts';
@@ -9,6 +9,7 @@ import { leftovers } from '../support/linux/leaks.ts';
 import { linuxTasks } from '../../src/backends/linux/tasks.ts';
 import type { ContainerRecord } from '../../src/model/records.ts';
 import type { LinuxFacts } from '../../src/backends/linux/container/facts.ts';
+import { describeError } from '../../src/model/errors.ts';
 
 let t: TestHost;
 let c: ContainerRecord;
@@ -151,8 +152,12 @@ describe('bind mounts', () => {
 
   it('fails clearly on a missing source and undoes everything', async () => {
     const rec = t.record({ bind_mounts: [{ src_path: '/nonexistent/warden', dst_path: '/x', mode: 0 }] });
-    await expect(linuxTasks['linux.create']({ host: t.host, c: rec })).rejects.toThrow(/bind mount source \/nonexistent\/warden does not exist/);
-    expect(await stat(rec.path).catch(() => undefined)).toBeUndefined();
+    // As the daemon does: the folder is made (and removed) by the daemon, its contents by the backend.
+    await mkdir(rec.path, { recursive: true });
+    const err = await linuxTasks['linux.create']({ host: t.host, c: rec }).catch((e: unknown) => e);
+    expect(describeError(err)).toMatch(/bind mount source \/nonexistent\/warden does not exist/);
+    expect(await readdir(rec.path)).toEqual([]);
+    await rm(rec.path, { recursive: true, force: true });
   });
 });
 
@@ -161,8 +166,11 @@ it('undoes every step when a late step fails', async () => {
   const empty = join(t.base, 'empty-rootfs');
   await mkdir(join(empty, 'etc'), { recursive: true });
   const rec = t.record({ rootfs: empty });
+  await mkdir(rec.path, { recursive: true });
   await expect(linuxTasks['linux.create']({ host: t.host, c: rec })).rejects.toThrow(new RegExp(`create ${rec.id}`));
-  expect(await stat(rec.path).catch(() => undefined)).toBeUndefined();
+  // Nothing of the backend's is left in the folder the daemon made.
+  expect(await readdir(rec.path)).toEqual([]);
+  await rm(rec.path, { recursive: true, force: true });
   expect(await leftovers(rec)).toEqual([]);
 });
 

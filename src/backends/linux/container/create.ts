@@ -32,8 +32,14 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
   try {
     await checkBindMounts(c);
     await refuseHostRoot(c, lower, s.allowHostRoot ?? false);
-    // The daemon made the folder (and removes it when a create fails).
-    await Promise.all([p.run, p.etc, p.bundle].map((d) => mkdir(d, { recursive: true })));
+    // The daemon made the container's folder (and removes it when a create fails);
+    // what the backend makes in it, it undoes itself.
+    const own = [p.run, p.etc, p.bundle, p.mnt];
+    await undo.step(
+      'folders',
+      () => Promise.all(own.map((d) => mkdir(d, { recursive: true }))),
+      () => Promise.all(own.map((d) => rm(d, { recursive: true, force: true }))),
+    );
 
     const subvolume = await undo.step(
       'subvolume',
