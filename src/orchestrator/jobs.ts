@@ -71,6 +71,10 @@ export class JobRequests {
   async spawn(req: M.SpawnRequest, ctx: RequestContext): Promise<M.SpawnResponse> {
     const c = this.host.lookup(req.handle, ctx);
     const job = await this.startJob(c, req);
+    // As the original's around_spawn did: the job (its log_tag, privilege, output
+    // mode) is in the snapshot before the client hears of it, so a daemon that dies
+    // next recovers it whole. The job runs either way: a failed write is logged.
+    await this.host.snapshot(c).catch((err) => this.host.log.warn({ handle: c.handle, job: job.id, err: describeError(err) }, 'snapshot after spawn failed'));
     return { job_id: job.id };
   }
 

@@ -182,10 +182,12 @@ describe('snapshot.json', () => {
     const running = await c1.spawn({ handle, script: 'sleep 600', log_tag: 'tagged' });
     const info = await c1.info({ handle });
     const path = join(info.container_path!, 'snapshot.json');
+    // Spawn answers once the job is in the snapshot, as the original's did.
+    expect(JSON.parse(readFileSync(path, 'utf8')).jobs?.[String(running.job_id)]).toMatchObject({ log_tag: 'tagged' });
     // The finished job's exit is recorded once its watcher sees it.
-    const snap: Record<string, any> = await waitFor('the finished job in the snapshot', () => {
+    const snap: Record<string, any> = await waitFor('both jobs in the snapshot, the finished one with its status', () => {
       const s = JSON.parse(readFileSync(path, 'utf8'));
-      return s.jobs?.[String(done.job_id)]?.status ? s : undefined;
+      return s.jobs?.[String(done.job_id)]?.status && s.jobs?.[String(running.job_id)] ? s : undefined;
     }, 30_000, 25);
     expect(snap.state).toBe('active');
     expect(snap.grace_time).toBe(7);
