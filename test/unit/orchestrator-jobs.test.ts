@@ -3,7 +3,8 @@
 // in the test's thread. The job watch records a job's exit without any Link;
 // Link, Stream and Run answer it; the output limit, the job limit and container
 // deaths reported by the backend end up in the container's events.
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { INIT_EXITED_EVENT, JOB_IDS_FILE, OUTPUT_EXCEEDED_EVENT } from '../../src/orchestrator/warden-service.ts';
@@ -32,8 +33,11 @@ describe('job watch', () => {
     const conn = h.connect();
     const { handle } = await h.service.create({}, conn.ctx);
     const c = h.service.registry.get(handle);
-    const { job_id } = await h.service.spawn({ handle, script: 'echo out; echo err >&2; exit 7' }, conn.ctx);
+    // The job waits for the test's go, so that it is seen running first.
+    const go = join(await mkdtemp(join(tmpdir(), 'warden-go-')), 'go');
+    const { job_id } = await h.service.spawn({ handle, script: `while [ ! -e ${go} ]; do sleep 0.01; done; echo out; echo err >&2; exit 7` }, conn.ctx);
     expect((await h.service.infoRequest({ handle }, conn.ctx)).job_ids).toEqual([job_id]);
+    await writeFile(go, '');
     await vi.waitFor(async () => {
       const job = (await readSnapshot(c))!.jobs.find((j) => j.id === job_id);
       expect(job).toMatchObject({ state: 'exited', exit_status: 7 });
@@ -183,8 +187,9 @@ describe('container deaths the backend reports', () => {
     const conn = h.connect();
     const { handle } = await h.service.create({}, conn.ctx);
     const c = h.service.registry.get(handle);
-    const { job_id } = await h.service.spawn({ handle, script: 'kill -KILL $$' }, conn.ctx);
+    // The kernel's counter says OOM before the job dies (Spawn may answer after its end).
     h.backend.oomKilledIds.add(c.id);
+    const { job_id } = await h.service.spawn({ handle, script: 'kill -KILL $$' }, conn.ctx);
     const r = await h.service.link({ handle, job_id }, conn.ctx);
     expect(r.exit_status).toBe(255);
     expect(c.state).toBe('stopped');
