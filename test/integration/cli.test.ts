@@ -1,42 +1,22 @@
 // bin/warden, the command-line client, against the real daemon (insecure backend):
 // one-shot commands with their output format and exit status, and a prompt
 // session driven through a pipe.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WardenClient } from '../../src/client/client.ts';
+import { describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../src/client/commands.ts';
-import { TestDaemon } from '../support/daemon.ts';
-import { runCli, type CliResult } from '../support/cli.ts';
-import { destroyLeftoversEachTest } from '../support/leftovers.ts';
+import type { CliResult } from '../support/cli.ts';
+import { cliDaemonPerFile } from '../support/cli-daemon.ts';
 
-let d: TestDaemon;
-let c: WardenClient;
-let scratch: string;
-
-beforeAll(async () => {
-  d = await TestDaemon.start();
-  c = await d.client();
-  scratch = mkdtempSync(join(tmpdir(), 'warden-cli-'));
-});
-
-afterAll(async () => {
-  await c?.close().catch(() => {});
-  await d?.cleanup();
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-});
-
-destroyLeftoversEachTest(() => c);
+const file = cliDaemonPerFile('warden-cli-');
 
 /** A container of the test's own (destroyed after the test). */
 async function box(): Promise<string> {
-  return (await c.create({})).handle;
+  return (await file.client.create({})).handle;
 }
 
 /** Run bin/warden with these arguments (after --socket), optionally feeding stdin. */
-function warden(args: string[], input?: string, socket = d.socket): Promise<CliResult> {
-  return runCli(args, { socket, scratch, input });
+function warden(args: string[], input?: string, socket?: string): Promise<CliResult> {
+  return file.cli(args, input, socket);
 }
 
 /** `a : b` lines into [key, value] pairs, in order. */
@@ -60,8 +40,8 @@ describe('one-shot commands', () => {
     expect(generated.stderr).toBe('');
     expect(generated.stdout).toMatch(/^handle : [0-9a-v]{11}\n$/);
     const handle = generated.stdout.trim().split(' : ')[1];
-    expect((await c.list()).handles).toEqual(expect.arrayContaining(['cli-a', handle]));
-    await c.destroy({ handle });
+    expect((await file.client.list()).handles).toEqual(expect.arrayContaining(['cli-a', handle]));
+    await file.client.destroy({ handle });
   });
 
   it('runs a script: stdout and stderr apart, the job exit status as its own', async () => {
@@ -81,7 +61,7 @@ describe('one-shot commands', () => {
     const streamed = await warden(['--', 'stream', '--handle', handle, '--job_id', id]);
     expect(streamed).toEqual({ code: 5, stdout: 's1\n', stderr: 's2\n' });
 
-    const linkedJob = (await c.spawn({ handle, script: 'echo out; echo err >&2; exit 4' })).job_id;
+    const linkedJob = (await file.client.spawn({ handle, script: 'echo out; echo err >&2; exit 4' })).job_id;
     const linked = await warden(['--', 'link', '--handle', handle, '--job_id', String(linkedJob)]);
     // Link prints its reply (it is not run/stream): the exit status is a field, the command succeeded.
     expect(linked.code).toBe(0);
@@ -91,30 +71,30 @@ describe('one-shot commands', () => {
     expect(f.get('stderr')).toBe('err');
     // The nested InfoResponse, flattened with dots.
     expect(f.get('info.state')).toBe('active');
-    expect(f.get('info.container_path')).toBe((await c.info({ handle })).container_path);
+    expect(f.get('info.container_path')).toBe((await file.client.info({ handle })).container_path);
 
     const gone = await warden(['--', 'link', '--handle', handle, '--job_id', String(linkedJob)]);
     expect(gone).toEqual({ code: 1, stdout: '', stderr: 'error: no such job\n' });
   });
 
   it('lists handles as handles[i] : handle', async () => {
-    await c.create({ handle: 'cli-b' });
+    await file.client.create({ handle: 'cli-b' });
     const r = await warden(['--', 'list']);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
     const lines = fields(r.stdout);
     lines.forEach(([key], i) => expect(key).toBe(`handles[${i}]`));
-    expect(lines.map(([, v]) => v).sort()).toEqual([...((await c.list()).handles ?? [])].sort());
+    expect(lines.map(([, v]) => v).sort()).toEqual([...((await file.client.list()).handles ?? [])].sort());
     expect(lines.map(([, v]) => v)).toContain('cli-b');
   });
 
   it('prints info as flattened fields, repeated ones indexed', async () => {
     const handle = await box();
-    const { job_id } = await c.spawn({ handle, script: 'sleep 5' });
+    const { job_id } = await file.client.spawn({ handle, script: 'sleep 5' });
     try {
       const r = await warden(['--', 'info', '--handle', handle]);
       expect(r.code).toBe(0);
-      const info = await c.info({ handle });
+      const info = await file.client.info({ handle });
       const f = fields(r.stdout);
       const byKey = new Map(f);
       expect(byKey.get('state')).toBe('active');
@@ -127,8 +107,8 @@ describe('one-shot commands', () => {
       expect(keys.indexOf('state')).toBeLessThan(keys.indexOf('host_ip'));
       expect(keys.indexOf('host_ip')).toBeLessThan(keys.indexOf('job_ids[0]'));
     } finally {
-      await c.stop({ handle, kill: true });
-      await c.link({ handle, job_id }).catch(() => {});
+      await file.client.stop({ handle, kill: true });
+      await file.client.link({ handle, job_id }).catch(() => {});
     }
   });
 
@@ -141,7 +121,7 @@ describe('one-shot commands', () => {
 
   it('takes nested and repeated fields', async () => {
     // A bind mount whose source is missing: the daemon refuses, the CLI says so on stderr.
-    const before = (await c.list()).handles ?? [];
+    const before = (await file.client.list()).handles ?? [];
     const missing = await warden([
       '--', 'create',
       '--bind_mounts[0].src_path', '/nonexistent/cli-src',
@@ -151,16 +131,16 @@ describe('one-shot commands', () => {
     expect(missing.code).toBe(1);
     expect(missing.stdout).toBe('');
     expect(missing.stderr).toBe('error: Source path for bind mount does not exist: /nonexistent/cli-src\n');
-    expect((await c.list()).handles ?? []).toEqual(before);
+    expect((await file.client.list()).handles ?? []).toEqual(before);
 
     // Two of them, enums by name in any case and by number, one existing source each.
     const ok = await warden([
       '--', 'create', '--handle', 'cli-bm',
-      '--bind_mounts[0].src_path', scratch, '--bind_mounts[0].dst_path', '/a', '--bind_mounts[0].mode', 'rw',
+      '--bind_mounts[0].src_path', file.scratch, '--bind_mounts[0].dst_path', '/a', '--bind_mounts[0].mode', 'rw',
       '--bind_mounts[1].src_path', '/tmp', '--bind_mounts[1].dst_path', '/b', '--bind_mounts[1].mode', '0',
     ]);
     expect(ok).toEqual({ code: 0, stdout: 'handle : cli-bm\n', stderr: '' });
-    await c.destroy({ handle: 'cli-bm' });
+    await file.client.destroy({ handle: 'cli-bm' });
 
     // A nested message field.
     const limited = await warden(['--', 'run', '--handle', await box(), '--rlimits.nofile', '77', '--script', 'ulimit -n']);
@@ -180,7 +160,7 @@ describe('one-shot commands', () => {
       [['run', '--handle', 'h', '--script'], /--script needs a value/],
       [['bogus'], /unknown command 'bogus'/],
     ];
-    const before = ((await c.list()).handles ?? []).sort();
+    const before = ((await file.client.list()).handles ?? []).sort();
     // One at a time: ten CLI processes starting at once on a busy 2-core host took over 20 s.
     const results: CliResult[] = [];
     for (const [words] of cases) results.push(await warden(['--', ...words]));
@@ -191,23 +171,23 @@ describe('one-shot commands', () => {
       expect(r.stderr).toMatch(message);
     });
     // Nothing reached the daemon: no container named by a bad create exists.
-    expect(((await c.list()).handles ?? []).sort()).toEqual(before);
+    expect(((await file.client.list()).handles ?? []).sort()).toEqual(before);
   });
 
   it('answers daemon errors on stderr with exit status 1', async () => {
     expect(await warden(['--', 'info', '--handle', 'nope'])).toEqual({ code: 1, stdout: '', stderr: 'error: unknown handle\n' });
-    await c.create({ handle: 'cli-stopped' });
-    await c.stop({ handle: 'cli-stopped' });
+    await file.client.create({ handle: 'cli-stopped' });
+    await file.client.stop({ handle: 'cli-stopped' });
     expect(await warden(['--', 'run', '--handle', 'cli-stopped', '--script', 'true'])).toEqual({
       code: 1,
       stdout: '',
       stderr: "error: Container state must be one of 'active', current state is 'stopped'\n",
     });
-    await c.destroy({ handle: 'cli-stopped' });
+    await file.client.destroy({ handle: 'cli-stopped' });
   });
 
   it('says so when it cannot reach the daemon', async () => {
-    const r = await warden(['--', 'ping'], undefined, join(scratch, 'no.sock'));
+    const r = await warden(['--', 'ping'], undefined, join(file.scratch, 'no.sock'));
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/cannot connect to warden at .*no\.sock/);
@@ -271,8 +251,8 @@ describe('the prompt, driven through a pipe', () => {
     expect(r.stdout).toMatch(/^state : stopped$/m);
     expect(r.stderr).toBe("to-err\nerror: unknown command 'bogus'; 'help' lists the commands\nerror: unknown handle\n");
     // `destroy` came after `exit`: it did not run.
-    expect((await c.info({ handle: 'repl' })).state).toBe('stopped');
-    await c.destroy({ handle: 'repl' });
+    expect((await file.client.info({ handle: 'repl' })).state).toBe('stopped');
+    await file.client.destroy({ handle: 'repl' });
   });
 
   it('ends at the end of input, and quit works too', async () => {

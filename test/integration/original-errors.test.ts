@@ -3,82 +3,58 @@
 // the real daemon (insecure backend) through the client library, raw frames and
 // bin/warden.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WardenClient } from '../../src/client/client.ts';
+import { describe, expect, it } from 'vitest';
 import { SERVER_BIN, TestDaemon } from '../support/daemon.ts';
-import { runCli, type CliResult } from '../support/cli.ts';
-import { destroyLeftoversEachTest } from '../support/leftovers.ts';
+import { cliDaemonPerFile } from '../support/cli-daemon.ts';
 
 const STOPPED = "Container state must be one of 'active', current state is 'stopped'";
 
-let d: TestDaemon;
-let c: WardenClient;
-let scratch: string;
-
-beforeAll(async () => {
-  d = await TestDaemon.start();
-  c = await d.client();
-  scratch = mkdtempSync(join(tmpdir(), 'warden-errors-'));
-});
-
-afterAll(async () => {
-  await c?.close().catch(() => {});
-  await d?.cleanup();
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-});
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { socket: d.socket, scratch });
-}
-
-// What a test made goes after it, also when it failed: later tests never see it.
-destroyLeftoversEachTest(() => c);
+const file = cliDaemonPerFile('warden-errors-');
+const cli = (args: string[]) => file.cli(args);
 
 describe('lifecycle errors', () => {
   it('refuses to create a handle twice, and a destroyed handle is unknown', async () => {
-    await c.create({ handle: 'twice' });
-    await expect(c.create({ handle: 'twice' })).rejects.toThrow(/^container with handle: twice already exists\.$/);
-    await c.destroy({ handle: 'twice' });
-    await expect(c.destroy({ handle: 'twice' })).rejects.toThrow(/^unknown handle$/);
-    await expect(c.info({ handle: 'twice' })).rejects.toThrow(/^unknown handle$/);
-    await expect(c.run({ handle: 'never-made', script: 'true' })).rejects.toThrow(/^unknown handle$/);
+    await file.client.create({ handle: 'twice' });
+    await expect(file.client.create({ handle: 'twice' })).rejects.toThrow(/^container with handle: twice already exists\.$/);
+    await file.client.destroy({ handle: 'twice' });
+    await expect(file.client.destroy({ handle: 'twice' })).rejects.toThrow(/^unknown handle$/);
+    await expect(file.client.info({ handle: 'twice' })).rejects.toThrow(/^unknown handle$/);
+    await expect(file.client.run({ handle: 'never-made', script: 'true' })).rejects.toThrow(/^unknown handle$/);
   });
 
   it('answers "no such job" for a job id it does not know or has forgotten', async () => {
-    const { handle } = await c.create({});
-    await expect(c.link({ handle, job_id: 4242 })).rejects.toThrow(/^no such job$/);
-    await expect(c.stream({ handle, job_id: 4242 })[Symbol.asyncIterator]().next()).rejects.toThrow(/^no such job$/);
-    const { job_id } = await c.spawn({ handle, script: 'true' });
-    await c.link({ handle, job_id });
-    await expect(c.link({ handle, job_id })).rejects.toThrow(/^no such job$/);
-    await c.destroy({ handle });
+    const { handle } = await file.client.create({});
+    await expect(file.client.link({ handle, job_id: 4242 })).rejects.toThrow(/^no such job$/);
+    await expect(file.client.stream({ handle, job_id: 4242 })[Symbol.asyncIterator]().next()).rejects.toThrow(/^no such job$/);
+    const { job_id } = await file.client.spawn({ handle, script: 'true' });
+    await file.client.link({ handle, job_id });
+    await expect(file.client.link({ handle, job_id })).rejects.toThrow(/^no such job$/);
+    await file.client.destroy({ handle });
   });
 
   it("names the allowed states and the current one in the original's words", async () => {
-    const { handle } = await c.create({});
-    await c.stop({ handle });
-    await expect(c.spawn({ handle, script: 'true' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
-    await expect(c.run({ handle, script: 'true' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
-    await expect(c.netIn({ handle })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
-    await expect(c.netOut({ handle, network: '10.0.0.1' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
-    await expect(c.copyIn({ handle, src_path: scratch, dst_path: '/tmp' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
+    const { handle } = await file.client.create({});
+    await file.client.stop({ handle });
+    await expect(file.client.spawn({ handle, script: 'true' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
+    await expect(file.client.run({ handle, script: 'true' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
+    await expect(file.client.netIn({ handle })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
+    await expect(file.client.netOut({ handle, network: '10.0.0.1' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
+    await expect(file.client.copyIn({ handle, src_path: file.scratch, dst_path: '/tmp' })).rejects.toThrow(new RegExp(`^${STOPPED}$`));
     // Allowed when stopped: stop again, info, destroy.
-    await c.stop({ handle });
-    expect((await c.info({ handle })).state).toBe('stopped');
-    await c.destroy({ handle });
+    await file.client.stop({ handle });
+    expect((await file.client.info({ handle })).state).toBe('stopped');
+    await file.client.destroy({ handle });
   });
 
   it('checks the rootfs and bind mount sources of a create and leaves nothing behind', async () => {
-    const before = (await c.list()).handles ?? [];
-    await expect(c.create({ rootfs: join(scratch, 'no-rootfs') })).rejects.toThrow(new RegExp(`^rootfs ${join(scratch, 'no-rootfs')} not found$`));
-    const missing = join(scratch, 'no-source');
-    await expect(c.create({ bind_mounts: [{ src_path: missing, dst_path: '/mnt/x', mode: 0 }] })).rejects.toThrow(
+    const before = (await file.client.list()).handles ?? [];
+    await expect(file.client.create({ rootfs: join(file.scratch, 'no-rootfs') })).rejects.toThrow(new RegExp(`^rootfs ${join(file.scratch, 'no-rootfs')} not found$`));
+    const missing = join(file.scratch, 'no-source');
+    await expect(file.client.create({ bind_mounts: [{ src_path: missing, dst_path: '/mnt/x', mode: 0 }] })).rejects.toThrow(
       new RegExp(`^Source path for bind mount does not exist: ${missing}$`),
     );
-    expect((await c.list()).handles ?? []).toEqual(before);
+    expect((await file.client.list()).handles ?? []).toEqual(before);
   });
 });
 
@@ -129,14 +105,14 @@ describe('uint64 values', () => {
   const big = 9007199254740993n;
 
   it('reach a job exactly from the client library', async () => {
-    const { handle } = await c.create({});
-    const r = await c.run({ handle, script: "grep 'Max address space' /proc/self/limits", rlimits: { as: big } });
+    const { handle } = await file.client.create({});
+    const r = await file.client.run({ handle, script: "grep 'Max address space' /proc/self/limits", rlimits: { as: big } });
     expect(r.exit_status).toBe(0);
     expect(Buffer.from(r.stdout as Uint8Array).toString()).toMatch(/^Max address space\s+9007199254740993\s+9007199254740993\s+bytes/);
     // 2^64 - 1 is RLIM_INFINITY.
-    const inf = await c.run({ handle, script: 'ulimit -v', rlimits: { as: 2n ** 64n - 1n } });
+    const inf = await file.client.run({ handle, script: 'ulimit -v', rlimits: { as: 2n ** 64n - 1n } });
     expect(Buffer.from(inf.stdout as Uint8Array).toString()).toBe('unlimited\n');
-    await c.destroy({ handle });
+    await file.client.destroy({ handle });
   });
 
   it('reach a job exactly from the config (container_rlimits) and show in --check-config', async () => {
@@ -164,10 +140,10 @@ describe('uint64 values', () => {
   });
 
   it('reach a job exactly from bin/warden', async () => {
-    const { handle } = await c.create({});
+    const { handle } = await file.client.create({});
     const r = await cli(['--', 'run', '--handle', handle, '--rlimits.as', String(big), '--script', "grep -o 'Max address space *[0-9]*' /proc/self/limits"]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout).toMatch(/Max address space +9007199254740993\n/);
-    await c.destroy({ handle });
+    await file.client.destroy({ handle });
   });
 });
