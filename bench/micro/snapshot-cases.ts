@@ -1,5 +1,5 @@
 // Snapshot cases: serializing a container record the way state.writeJson does,
-// and the atomic write (temp file, fsync, rename, fsync of the folder).
+// and the atomic write (temp file, rename).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -45,7 +45,7 @@ export function snapshotCases(options: { parentDir?: string } = {}): SnapshotCas
         bytes,
         async: true,
         fn: () => writeFileAtomic(atomicPath, text),
-        baseline: { name: 'fs.writeFile, no fsync', async: true, fn: () => writeFile(plainPath, text) },
+        baseline: { name: 'fs.writeFile in place', async: true, fn: () => writeFile(plainPath, text) },
       },
     ],
   };

@@ -2,7 +2,7 @@
 // file operations only, so the raw sequence is done here, in-process, with the
 // same calls the daemon's workers make (src/orchestrator/warden-service.ts create and
 // destroy, src/backends/insecure/tasks.ts, src/depot/depot-tasks.ts):
-// mkdir, an atomic snapshot write (temp file, fsync, rename, fsync of the folder)
+// mkdir, an atomic snapshot write (temp file, rename)
 // in state born, the root/jobs/run folders, the snapshot again in state active;
 // destroy removes the tree. Run and staging go through raw-insecure.sh.
 import type { ChildProcess } from 'node:child_process';
