@@ -1,6 +1,7 @@
 // The Linux backend: real containers with runc, overlayfs, btrfs and the network
 // module. Every method is one worker task (src/backends/linux/tasks.ts); the only
-// main-thread work is jobLaunch, which builds an argv without I/O.
+// main-thread work is jobLaunch, which builds an argv without I/O, and Info's
+// async file reads.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec, RecoverOutcome } from '../backend.ts';
 import type { WardenConfig } from '../../config/types.ts';
@@ -11,6 +12,7 @@ import { hostSettings, type LinuxBackendOptions, type LinuxHostSettings } from '
 import { jobLaunch, type HardLimits } from './jobs/launch.ts';
 import { liveFacts, runtimeOf } from './container/facts.ts';
 import { diskLimitsInForce } from './limits.ts';
+import { containerInfo } from './info.ts';
 import type { ContainerEvent, ContainerEventsRequest } from './container-events.ts';
 
 /** Most records one linux.recoverMany task takes (bounds the task's size and its iptables batch). */
@@ -134,6 +136,12 @@ export class LinuxBackend implements Backend {
   }
 
   info(c: ContainerRecord): Promise<InfoResponse> {
+    // Without a bandwidth limit Info is a few small file reads (cgroups, btrfs
+    // sysfs), done from here with async fs on libuv's threads, which never blocks
+    // this one: no worker round trip, no copy of the record, no wait behind a
+    // worker busy unpacking a CopyIn. A bandwidth limit's figures need `tc`, and
+    // host commands run in workers only.
+    if (!c.limits?.bandwidth) return containerInfo(c);
     return this.pool.run('linux.info', { c });
   }
 
