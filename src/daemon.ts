@@ -119,11 +119,13 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
     version: VERSION,
   });
   service.observer = metrics;
+  // Recovery's destroys and sweep, which run on while the daemon serves.
+  let recoveryCleanup: Promise<void> = Promise.resolve();
   try {
     lapStart('init');
     await backend.setupHost();
     lapStart('host');
-    await recover(service, backend, pool, log);
+    recoveryCleanup = (await recover(service, backend, pool, log)).cleanup;
     lapStart('recovery');
     await listener.listen();
     lapStart('listen');
@@ -140,6 +142,7 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
     if (hc.unix_domain_path) healthSocket = await startHealthSocket(hc.unix_domain_path, routes);
     if (config.server.pidfile) await writeFile(config.server.pidfile, `${process.pid}\n`);
   } catch (err) {
+    await recoveryCleanup;
     await backend.close?.().catch(() => {});
     await pool.close().catch(() => {});
     log.flush?.();
@@ -170,6 +173,9 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
       };
       await listener.drain();
       lap('connections');
+      // A sweep cut short by the workers' end would only be redone next start,
+      // but releasing the host under it would not be safe.
+      await recoveryCleanup;
       await service.snapshotAll();
       lap('snapshots');
       // Nothing left for the next daemon to adopt: leave no pool-level state behind.

@@ -53,6 +53,8 @@ export interface Core {
   readonly snapshots: SnapshotWriter;
   readonly grace: GraceTimers;
   readonly observer: ServiceObserver;
+  /** Recovery's cleanup while it runs: Creates wait for it. */
+  readonly createsHeld: Promise<void> | undefined;
   /** The container a request names; the request's connection now references it. */
   lookup(handle: string, ctx: RequestContext): Container;
 }

@@ -16,6 +16,7 @@ import { releaseRecorded, reserveForCreate } from './resources.ts';
 
 export async function create(core: Core, req: M.CreateRequest, ctx: RequestContext): Promise<M.CreateResponse> {
   const { config, registry, pools, log } = core;
+  if (core.createsHeld) await core.createsHeld;
   // Reserve everything synchronously, before the first await.
   const max = config.server.max_containers;
   if (registry.size >= max) {

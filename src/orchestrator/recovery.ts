@@ -2,6 +2,10 @@
 // says it was active or stopped and whose backend state is still there, and
 // destroy the rest (folders without a snapshot, half-created containers,
 // containers whose processes are gone). Nothing is left unclaimed.
+// The daemon serves once every live container is listed again; destroying the
+// rest and sweeping the host's leftovers follow while it serves, with Creates
+// held until they are done (a new container must never meet a leftover's
+// interface, chain or cgroup, nor be taken for one by the sweep).
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.ts';
@@ -29,6 +33,8 @@ export interface RecoveryTarget {
   adopt(c: Container): Promise<void>;
   /** Job ids continue above this. */
   startJobIdsAt(next: number): void;
+  /** Creates wait until done has settled. */
+  holdCreatesUntil(done: Promise<void>): void;
 }
 
 /** Containers destroyed at once during recovery (each is several host commands). */
@@ -36,7 +42,10 @@ const DISCARD_CONCURRENCY = 4;
 
 export interface RecoveryReport {
   recovered: string[];
+  /** Filled in by the time cleanup settles. */
   destroyed: string[];
+  /** Destroying what was not adopted, then the host sweep; never rejects. */
+  cleanup: Promise<void>;
 }
 
 /** A minimal record for a folder without a usable snapshot: enough for the backend to tear down by id. */
@@ -50,7 +59,7 @@ export async function recover(
   pool: TaskRunner,
   log: Logger,
 ): Promise<RecoveryReport> {
-  const report: RecoveryReport = { recovered: [], destroyed: [] };
+  const report: RecoveryReport = { recovered: [], destroyed: [], cleanup: Promise.resolve() };
   // How long each phase took, in the 'recovery done' line: the daemon is down meanwhile.
   const ms: Record<string, number> = {};
   let t = performance.now();
@@ -136,21 +145,32 @@ export async function recover(
     snapshots.push(service.adopt(c));
     report.recovered.push(snap.handle);
   }
-  const queue = [...discards];
-  await Promise.all(
-    Array.from({ length: Math.min(DISCARD_CONCURRENCY, queue.length) }, async () => {
-      for (let d = queue.shift(); d !== undefined; d = queue.shift()) await discard(d.record, d.why);
-    }),
-  );
-  lap('destroy');
   // The snapshots (jobs that ended meanwhile, the current shape) are written while
   // the daemon already serves: a write queued after them by a request coalesces
   // with them, and a drain waits for them.
   void Promise.all(snapshots);
-
   service.startJobIdsAt(highestJob + 1);
-  await backend.sweep(new Set(service.registry.all().map((c) => c.id)));
-  lap('sweep');
-  log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
+  lap('adopt');
+
+  // Creates are held meanwhile, so no id appears; one a client destroys meanwhile
+  // is its Destroy's to tear down, not the sweep's.
+  const adopted = service.registry.all().map((c) => c.id);
+  report.cleanup = (async () => {
+    const queue = [...discards];
+    await Promise.all(
+      Array.from({ length: Math.min(DISCARD_CONCURRENCY, queue.length) }, async () => {
+        for (let d = queue.shift(); d !== undefined; d = queue.shift()) await discard(d.record, d.why);
+      }),
+    );
+    lap('destroy');
+    try {
+      await backend.sweep(new Set([...adopted, ...service.registry.all().map((c) => c.id)]));
+    } catch (err) {
+      log.error({ err: describeError(err) }, 'recovery: the sweep of leftovers failed; the next start sweeps again');
+    }
+    lap('sweep');
+    log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
+  })();
+  service.holdCreatesUntil(report.cleanup);
   return report;
 }

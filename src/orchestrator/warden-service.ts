@@ -60,6 +60,8 @@ export class WardenService implements Core, RecoveryTarget {
    * with them (the next daemon starts them again), which is no failure to report.
    */
   stopping = false;
+  /** Set while recovery still destroys and sweeps leftovers: Creates wait for it. */
+  createsHeld: Promise<void> | undefined;
   private readonly deaths: ContainerDeaths;
   /** Spawn, Link, Stream, Run and the jobs' guards. */
   private readonly jobs: JobRequests;
@@ -100,6 +102,17 @@ export class WardenService implements Core, RecoveryTarget {
   /** Continue job ids above every id seen or reserved before (recovery). */
   startJobIdsAt(next: number): void {
     this.jobs.startJobIdsAt(next);
+  }
+
+  /** Creates wait until done settles (recovery's cleanup; see recovery.ts). */
+  holdCreatesUntil(done: Promise<void>): void {
+    const held: Promise<void> = done.then(
+      () => {},
+      () => {},
+    ).then(() => {
+      if (this.createsHeld === held) this.createsHeld = undefined;
+    });
+    this.createsHeld = held;
   }
 
   /** The container named by a request; the connection now references it. */

@@ -103,11 +103,22 @@ export class TestDaemon {
   /** Start the daemon (again); `bin` runs another build's warden-server on this config and depot (an upgrade). */
   async launch(bin: string = SERVER_BIN): Promise<void> {
     // A process group of its own, as under a supervisor: tests may signal the whole group.
+    const recoveriesBefore = this.recoveriesLogged();
+    const startedAt = Date.now();
     this.proc = spawn(bin, ['--config', this.configPath], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     const proc = this.proc;
     this.exited = new Promise((res) => proc.once('exit', (code, signal) => res(signal ? null : code)));
     try {
       await waitUntilServing(proc, this.socket, { timeoutMs: this.startTimeoutMs });
+      // The daemon serves before recovery has destroyed what it did not adopt and
+      // swept the host; tests look at the host after a start, so wait for that too.
+      if (recoveriesBefore !== undefined) {
+        while (this.recoveriesLogged()! <= recoveriesBefore) {
+          if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`warden-server exited with ${proc.exitCode ?? proc.signalCode} before its recovery was done`);
+          if (Date.now() - startedAt > this.startTimeoutMs) throw new Error(`warden-server logged no 'recovery done' within ${this.startTimeoutMs} ms`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
     } catch (err) {
       // Exited, or hung (or listening elsewhere): never leave it behind.
       await this.killGroup();
@@ -137,6 +148,24 @@ export class TestDaemon {
 
   get pid(): number {
     return this.proc!.pid!;
+  }
+
+  /**
+   * How many 'recovery done' lines the log holds; undefined when the config does
+   * not log info lines to logPath (then starts do not wait for the line).
+   */
+  private recoveriesLogged(): number | undefined {
+    let config: string;
+    try {
+      config = readFileSync(this.configPath, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const logging = /^logging:\n((?: {2}.*\n?)*)/m.exec(config)?.[1] ?? '';
+    const toFile = logging.includes(`file: ${JSON.stringify(this.logPath)}`);
+    const level = /^ {2}level: "?([a-z0-9]+)"?$/m.exec(logging)?.[1];
+    if (!toFile || !level || !/^(debug\d?|info)$/.test(level)) return undefined;
+    return this.log().split('"msg":"recovery done"').length - 1;
   }
 
   log(): string {

@@ -26,7 +26,8 @@ export type FakeStep =
   | 'limitCpu'
   | 'limitBandwidth'
   | 'limitDisk'
-  | 'killJob';
+  | 'killJob'
+  | 'sweep';
 
 export interface FakeCall {
   step: FakeStep;
@@ -141,6 +142,7 @@ export class FakeBackend implements Backend {
   async setupHost(): Promise<void> {}
 
   async sweep(claimedIds: Set<string>): Promise<void> {
+    await this.enter('sweep', '');
     this.sweptWith = new Set(claimedIds);
     for (const id of [...this.host.keys()]) if (!claimedIds.has(id)) this.host.delete(id);
   }

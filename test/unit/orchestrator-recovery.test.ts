@@ -37,6 +37,7 @@ async function restart(h: Harness, server?: string): Promise<{ next: Harness; re
   const next = await makeHarness({ depot: h.depot, backend: h.backend, server });
   after = next;
   const report = await recover(next.service, next.backend, next.pool, silent);
+  await report.cleanup;
   return { next, report };
 }
 
@@ -67,6 +68,41 @@ describe('recovery', () => {
     expect(new Set(nets).size).toBe(3);
   });
 
+  it('serves adopted containers while it destroys and sweeps the rest; a Create waits until the sweep is done', async () => {
+    before = await makeHarness();
+    const conn = before.connect();
+    await before.service.create({ handle: 'kept' }, conn.ctx);
+    await before.service.create({ handle: 'lost' }, conn.ctx);
+    const lost = before.service.registry.get('lost').id;
+    before.backend.lostIds.add(lost);
+    await stopWithoutDestroying(before);
+    const next = await makeHarness({ depot: before.depot, backend: before.backend });
+    after = next;
+    const sweep = next.backend.hold('sweep');
+    const report = await recover(next.service, next.backend, next.pool, silent);
+    expect(report.recovered).toEqual(['kept']);
+    await sweep.reached;
+    // Recovery has returned (the daemon listens): the adopted container answers.
+    const c2 = next.connect();
+    expect(next.service.list().handles).toEqual(['kept']);
+    expect((await next.service.infoRequest({ handle: 'kept' }, c2.ctx)).state).toBe('active');
+    const order: string[] = [];
+    const callsBefore = next.backend.calls.length;
+    const creating = next.service.create({ handle: 'new' }, c2.ctx).then(() => order.push('created'));
+    // A Create is held: a later turn of the loop still finds no 'new', nor any host step for it.
+    await new Promise((r) => setImmediate(r));
+    expect(next.service.registry.find('new')).toBeUndefined();
+    expect(next.backend.calls.slice(callsBefore).filter((c) => c.step === 'create')).toEqual([]);
+    expect(report.destroyed).toEqual([lost]);
+    order.push('sweep released');
+    sweep.release();
+    await report.cleanup;
+    await creating;
+    expect(order).toEqual(['sweep released', 'created']);
+    expect([...next.backend.sweptWith!]).toEqual([next.service.registry.get('kept').id]);
+    expect(next.service.createsHeld).toBeUndefined();
+  });
+
   it('destroys a container whose processes are gone: host state, folder and resources', async () => {
     before = await makeHarness();
     const conn = before.connect();
@@ -74,7 +110,7 @@ describe('recovery', () => {
     const id = before.service.registry.get('lost').id;
     before.backend.lostIds.add(id);
     const { next, report } = await restart(before);
-    expect(report).toEqual({ recovered: [], destroyed: [id] });
+    expect({ recovered: report.recovered, destroyed: report.destroyed }).toEqual({ recovered: [], destroyed: [id] });
     expect(next.backend.stepsOf(id).slice(-2)).toEqual(['recover', 'destroy']);
     expect(next.backend.host.has(id)).toBe(false);
     expect(await next.depotEntries()).toEqual([]);
@@ -140,7 +176,7 @@ describe('recovery', () => {
     await writeFile(join(stale, 'snapshot.json'), JSON.stringify(snap));
 
     const { next, report } = await restart(before);
-    expect(report).toEqual({ recovered: ['live'], destroyed: ['00000000001'] });
+    expect({ recovered: report.recovered, destroyed: report.destroyed }).toEqual({ recovered: ['live'], destroyed: ['00000000001'] });
     expect(next.backend.host.has(c.id)).toBe(true);
     expect(poolState(next.pools)).toEqual({ networks: 1, uids: 1, ports: 0 });
   });
@@ -184,7 +220,7 @@ describe('recovery', () => {
     await gate.reached;
     next.backend.emit({ kind: 'init-exited', id: died });
     gate.release();
-    await recovering;
+    await (await recovering).cleanup;
     await vi.waitFor(() => {
       expect(next.service.registry.get('died').state).toBe('stopped');
       expect(next.service.registry.get('oom').state).toBe('stopped');

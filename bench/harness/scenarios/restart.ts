@@ -248,7 +248,12 @@ async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: num
   for (const [k, v] of Object.entries(phasesOf(startedLine))) {
     phases.add(`next daemon: ${k === 'boot' ? 'boot (Node start, modules, config, worker pool)' : k}`, v);
     startLogged += v;
-    if (k === 'recovery') for (const [rk, rv] of Object.entries(recovery)) phases.add(`next daemon:   recovery: ${rk}`, rv);
+    if (k === 'recovery') {
+      for (const [rk, rv] of Object.entries(recovery)) {
+        // Destroying what was not adopted and the host sweep run while the daemon serves (Creates wait).
+        phases.add(rk === 'destroy' || rk === 'sweep' ? `next daemon: after serving: ${rk} (Creates held)` : `next daemon:   recovery: ${rk}`, rv);
+      }
+    }
   }
   phases.add('next daemon: the rest (bin/warden-server wrapper, first Ping answered)', row[6]! - startLogged);
   phases.add('harness: serving → every job\'s Stream gave its first output', row[4]! - row[3]!);
