@@ -11,6 +11,8 @@
 #   raw-linux.sh create N          N creates, ids printed, containers kept
 #   raw-linux.sh destroy ID...     destroy the given containers
 #   raw-linux.sh exec-true N RUNC_ROOT ID UID    N x `runc exec --user UID:UID ID /bin/true`
+#   raw-linux.sh exec-out RUNC_ROOT ID UID BYTES  one job writing BYTES of zeros into a file in
+#                                  the depot (as a Spawn's output goes), then reading it back
 #   raw-linux.sh stage N           N x (create with bind mount, limits, net_in, copy_in,
 #                                  run script with its stdout read back, copy_out, destroy)
 #
@@ -226,6 +228,18 @@ exec_true() {
   done
 }
 
+exec_out() {
+  local root=$1 id=$2 uid=$3 bytes=$4 out
+  local file=$RAW_DIR/exec-out-$$-$RANDOM
+  lap_start
+  out=$(runc --root "$root" exec --user "$uid:$uid" "$id" "$SHELL_PATH" -c "head -c $bytes /dev/zero" 2>&1 >"$file") || { rm -f "$file"; fail exec_out "$out"; exit 1; }
+  lap exec
+  cat "$file" >/dev/null
+  lap read
+  rm -f "$file"
+  emit exec_out
+}
+
 stage() {
   local n=$1 i out port
   for ((i = 0; i < n; i++)); do
@@ -270,8 +284,9 @@ case $cmd in
   create) create_many "${1:-1}" ;;
   destroy) for id in "$@"; do destroy "$id"; done ;;
   exec-true) exec_true "$@" ;;
+  exec-out) exec_out "$@" ;;
   stage) stage "${1:-1}" ;;
-  *) echo "usage: raw-linux.sh cycle|create|destroy|exec-true|stage ..." >&2; exit 2 ;;
+  *) echo "usage: raw-linux.sh cycle|create|destroy|exec-true|exec-out|stage ..." >&2; exit 2 ;;
 esac
 # CPU of every process this script ran (the second line of `times`: children user, sys).
 echo times

@@ -138,6 +138,19 @@ export class RawLinux {
     return this.runScript(['exec-true', String(n), runtimeRoot, id, String(uid)], {}, 0, onOp, signal);
   }
 
+  /**
+   * `k` jobs at once, each `runc exec` of a shell writing `bytes` into a file in the
+   * depot and the file read back: what a Spawn and Stream of that job cost the host
+   * at least. Resolves with the wall time of all of them.
+   */
+  async execOut(k: number, runtimeRoot: string, id: string, uid: number, bytes: number, signal?: AbortSignal): Promise<RawRun & { wallMs: number }> {
+    const t0 = performance.now();
+    const runs = await Promise.all(
+      Array.from({ length: k }, (_, w) => this.runScript(['exec-out', runtimeRoot, id, String(uid), String(bytes)], {}, w, undefined, signal)),
+    );
+    return { ...mergeRuns(runs), wallMs: performance.now() - t0 };
+  }
+
   /** `workers` scripts at once, each running `count` raw stagings. */
   async stagings(
     workers: number,

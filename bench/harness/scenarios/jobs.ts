@@ -140,6 +140,15 @@ export async function jobsScenario(ctx: BenchContext): Promise<void> {
       note: `first byte after ${s.firstByteMs.toFixed(1)} ms`,
     });
     results.addSeries('jobs', 'large stream', ['bytes', 'spawn_ms', 'stream_ms', 'first_byte_ms', 'file_MBps'], [[s.bytes, round3(s.spawnMs), round3(s.streamMs), round3(s.firstByteMs), fileMBps ?? NaN]]);
+    // The same figure against what the host needs at least for a live job's
+    // output: the job started by a raw `runc exec` writing into the depot, then read.
+    const floorOne = await rawJobFloor(ctx, facts, 1, big);
+    if (floorOne !== undefined) {
+      results.add({
+        scenario: 'jobs', metric: 'Stream throughput, one job, against the host floor', params: formatBytes(big), unit: 'MB/s', value: bigMBps, better: 'higher',
+        baseline: { label: 'raw `runc exec` of the same job into a file in the depot, then reading it', value: big / 1e6 / (floorOne / 1000) },
+      });
+    }
 
     // ---- concurrent streams --------------------------------------------------------------
     checkAbort(ctx.signal);
@@ -191,6 +200,14 @@ export async function jobsScenario(ctx: BenchContext): Promise<void> {
       note: 'wall time from the first Spawn to the last exit status',
     });
     results.addSeries('jobs', 'concurrent streams', ['bytes', 'spawn_ms', 'stream_ms', 'first_byte_ms'], each.map((r) => [r.bytes, round3(r.spawnMs), round3(r.streamMs), round3(r.firstByteMs)]));
+    const floorMany = await rawJobFloor(ctx, facts, k, opts.jobBytes);
+    if (floorMany !== undefined) {
+      results.add({
+        scenario: 'jobs', metric: `Stream throughput, ${k} concurrent jobs, against the host floor`, params: `${k} x ${formatBytes(opts.jobBytes)}`, unit: 'MB/s',
+        value: total / 1e6 / (wall / 1000), better: 'higher',
+        baseline: { label: `${k} raw \`runc exec\` of the same job at once, each into a file in the depot, then read`, value: (k * opts.jobBytes) / 1e6 / (floorMany / 1000) },
+      });
+    }
 
     // ---- Link of finished jobs -----------------------------------------------------------
     checkAbort(ctx.signal);
@@ -294,4 +311,15 @@ async function linkFinished(ctx: BenchContext, main: WardenClient, targets: stri
   } finally {
     await closeAll(conns);
   }
+}
+
+/**
+ * Wall ms of k raw jobs (Linux) writing `bytes` each into files in the depot and
+ * read back, in the bench container; undefined without baselines or off Linux.
+ */
+async function rawJobFloor(ctx: BenchContext, facts: ContainerFacts, k: number, bytes: number): Promise<number | undefined> {
+  if (!ctx.opts.baselines || ctx.target.backend !== 'linux' || !ctx.rawLinux || !facts.runtimeRoot || facts.uid === undefined) return undefined;
+  const r = await ctx.rawLinux.execOut(k, facts.runtimeRoot, facts.id, facts.uid, bytes, ctx.signal);
+  for (const e of r.errors.slice(0, 3)) ctx.results.errors.push({ scenario: 'jobs', message: `raw exec-out: ${e}` });
+  return r.errors.length ? undefined : r.wallMs;
 }
