@@ -1,7 +1,7 @@
 // The Linux backend: real containers with runc, overlayfs, btrfs and the network
 // module. Every method is one worker task (src/backends/linux/tasks.ts); the only
-// main-thread work is jobLaunch, which builds an argv without I/O, and Info's
-// async file reads.
+// main-thread work is jobLaunch, which builds an argv without I/O, and the
+// async cgroup file reads and writes of Info, LimitMemory and LimitCpu.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec, RecoverOutcome } from '../backend.ts';
 import type { WardenConfig } from '../../config/types.ts';
@@ -11,7 +11,7 @@ import type { WorkerPool } from '../../workers/pool.ts';
 import { hostSettings, type LinuxBackendOptions, type LinuxHostSettings } from './settings.ts';
 import { jobLaunch, type HardLimits } from './jobs/launch.ts';
 import { liveFacts, runtimeOf } from './container/facts.ts';
-import { diskLimitsInForce } from './limits.ts';
+import { diskLimitsInForce, limitCpu, limitMemory } from './limits.ts';
 import { containerInfo } from './info.ts';
 import type { ContainerEvent, ContainerEventsRequest } from './container-events.ts';
 
@@ -161,12 +161,14 @@ export class LinuxBackend implements Backend {
     return this.pool.run('linux.copyOut', { c, src: req.src_path, dst: req.dst_path, owner: req.owner });
   }
 
+  // Memory and cpu limits are cgroup file writes and reads: async fs from here,
+  // as Info's reads (no worker round trip; a staging sets both right after create).
   limitMemory(c: ContainerRecord, bytes: U64 | undefined): Promise<U64> {
-    return this.pool.run('linux.limitMemory', { c, bytes });
+    return limitMemory(liveFacts(c).cgroups, bytes);
   }
 
   limitCpu(c: ContainerRecord, shares: U64 | undefined): Promise<U64> {
-    return this.pool.run('linux.limitCpu', { c, shares });
+    return limitCpu(liveFacts(c).cgroups, shares);
   }
 
   limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void> {
