@@ -265,6 +265,9 @@ export class JobRequests {
   ): Promise<{ status: number; info: M.InfoResponse }> {
     const { pool } = this.host;
     job.readers++;
+    let readDone!: () => void;
+    const reading = new Promise<void>((r) => (readDone = r));
+    c.reads.add(reading);
     try {
       const status = await this.settleExit(c, job, await read());
       job.markExited(status);
@@ -273,6 +276,8 @@ export class JobRequests {
       return { status, info };
     } finally {
       job.readers--;
+      c.reads.delete(reading);
+      readDone();
       if (job.forgotten && job.readers === 0 && c.state !== 'destroyed') {
         // The guard may still be forwarding the tail to syslog: remove the folder after it.
         job.guarded

@@ -125,6 +125,16 @@ export async function stop(core: Core, req: M.StopRequest, ctx: RequestContext):
 }
 
 /** Stop and release everything; on failure the container stays listed with the error in its events. */
+/** How long a Destroy waits for reads of its killed jobs' output. */
+const READS_GRACE_MS = 2000;
+
+/** Resolves when every promise has settled, or after ms, whichever comes first. */
+async function settledWithin(ps: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.allSettled(ps), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
 export async function destroyContainer(core: Core, c: Container): Promise<void> {
   if (c.state === 'destroyed') return;
   // A daemon that dies from here on finishes this destroy at its next start: recovery
@@ -140,6 +150,9 @@ export async function destroyContainer(core: Core, c: Container): Promise<void> 
   if (c.state === 'active' || c.state === 'stopped') {
     await core.backend.stop(c.record, true).catch(() => {});
   }
+  // Links and Streams of the jobs just killed see their exit and read the output
+  // before the folder goes (a slow client does not hold the destroy for long).
+  if (c.reads.size > 0) await settledWithin([...c.reads], READS_GRACE_MS);
   await c.lock.run(async () => {
     if (c.state === 'destroyed') return;
     core.grace.cancel(c);
