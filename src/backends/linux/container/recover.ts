@@ -17,6 +17,10 @@ function relink(s: LinuxHostSettings, c: ContainerRecord): Promise<void> {
   return linkContainerCgroups(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT, c.id, factsOf(c).cgroups ?? {});
 }
 import { joinMissing } from '../disk/containers-qgroup.ts';
+import { mapBounded } from '../bounded.ts';
+
+/** Containers whose /proc and cgroup checks run at once. */
+const AT_ONCE = 32;
 
 /** Whether the runtime's view and /proc agree that c's init is the process we started. */
 async function initAlive(c: ContainerRecord, state: RuntimeState | undefined): Promise<boolean> {
@@ -40,25 +44,25 @@ export async function recoverContainersOnHost(s: LinuxHostSettings, cs: Containe
     const rt = runtimeOf(c, s);
     if (!states.has(rt.root)) states.set(rt.root, await listContainerStates(rt).catch((err: Error) => err));
   }
-  const alive: number[] = [];
-  for (const [i, c] of cs.entries()) {
+  const isAlive = await mapBounded(cs, AT_ONCE, async (c, i) => {
     const list = states.get(runtimeOf(c, s).root)!;
     if (list instanceof Error) {
       out[i] = { error: describeError(list) };
-      continue;
+      return false;
     }
-    if (await initAlive(c, list.get(c.id))) alive.push(i);
-  }
+    return initAlive(c, list.get(c.id));
+  });
+  const alive = cs.flatMap((_, i) => (isAlive[i] ? [i] : []));
   const restored = await restoreContainerNetworks(
     alive.map((i) => {
       const c = cs[i]!;
       return { spec: netSpec(c, s), netIn: c.net_in ?? [], netOut: c.net_out ?? [], bandwidth: c.limits?.bandwidth };
     }),
   );
-  for (const [k, i] of alive.entries()) {
+  await mapBounded(alive, AT_ONCE, async (i, k) => {
     const err = restored[k] ?? (await relink(s, cs[i]!).then(() => undefined, (e: unknown) => e));
     out[i] = err ? { error: describeError(err) } : { alive: true };
-  }
+  });
   if (s.diskQuota) {
     const ids = alive.map((i) => factsOf(cs[i]!).subvolume).filter((v) => v?.btrfs && v.subvolId !== undefined).map((v) => v!.subvolId!);
     // Not a reason to lose the containers: they would only stay outside the depot's share.

@@ -1,6 +1,7 @@
 // A container's network: create, net_in, net_out, restore after a daemon
 // restart, destroy, and the boot-time sweep of leftovers nobody claims.
 import { readdir } from 'node:fs/promises';
+import { mapBounded } from '../bounded.ts';
 import { CHAINS, checkId, hostIface, idFromChain, idFromIface, ifbIface, instanceChain, instanceLogChain } from './names.ts';
 import { HostCommandError } from './exec.ts';
 import {
@@ -234,8 +235,8 @@ export interface RestoreItem {
 export async function restoreContainerNetworks(items: RestoreItem[]): Promise<Array<Error | undefined>> {
   const ctx = 'restore network';
   const results: Array<Error | undefined> = items.map(() => undefined);
-  const ok: number[] = [];
-  for (const [i, it] of items.entries()) {
+  // Each host end's sysctls are a few file writes: many containers' at once.
+  const restoredEnd = await mapBounded(items, 32, async (it, i) => {
     try {
       checkId(it.spec.id);
       checkSpec(it.spec, ctx);
@@ -244,11 +245,13 @@ export async function restoreContainerNetworks(items: RestoreItem[]): Promise<Ar
       if (!(await restoreHostEnd(it.spec.id, ctx))) {
         throw new Error(`${ctx}: interface ${hostIface(it.spec.id)} is gone; the container's network cannot be restored`);
       }
-      ok.push(i);
+      return true;
     } catch (err) {
       results[i] = err as Error;
+      return false;
     }
-  }
+  });
+  const ok = items.flatMap((_, i) => (restoredEnd[i] ? [i] : []));
   if (ok.length === 0) return results;
   try {
     await applyFresh(async () => {
