@@ -1,10 +1,10 @@
 // info: memory, cpu, disk and bandwidth figures from files (cgroups, btrfs sysfs);
 // the only fork is tc's, and only when a bandwidth limit is set.
 import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
 import type { ContainerRecord } from '../../model/records.ts';
 import { MEMORY_STAT_FIELDS, type InfoResponse, type MemoryStat } from '../../protocol/types.ts';
 import { readKeyValues } from './cgroups/cgroups.ts';
+import { readKernelFile } from '../../host/kernel-file.ts';
 import { parseU64 } from '../../protocol/u64.ts';
 import { bytesUsed } from './disk/subvolume.ts';
 import { bandwidthStat } from './network/index.ts';
@@ -16,7 +16,7 @@ export async function containerInfo(c: ContainerRecord): Promise<InfoResponse> {
   const acct = f.cgroups.cpuacct;
   const [memStat, usage, cpuStat, bytes, bw] = await Promise.all([
     mem ? readKeyValues(join(mem, 'memory.stat')).catch(() => undefined) : undefined,
-    acct ? readFile(join(acct, 'cpuacct.usage'), 'utf8').then(parseU64, () => undefined) : undefined,
+    acct ? readKernelFile(join(acct, 'cpuacct.usage')).then(parseU64, () => undefined) : undefined,
     acct ? readKeyValues(join(acct, 'cpuacct.stat')).catch(() => undefined) : undefined,
     bytesUsed(f.subvolume),
     c.limits?.bandwidth ? bandwidthStat(c.id).catch(() => undefined) : undefined,

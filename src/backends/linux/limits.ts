@@ -4,8 +4,8 @@ import { parseU64, toBigInt, u64 } from '../../protocol/u64.ts';
 import type { CgroupPaths } from './cgroups/cgroups.ts';
 import { setCpuShares, setMemoryLimit } from './cgroups/cgroups.ts';
 import { setByteLimit, type SubvolumeInfo } from './disk/subvolume.ts';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readKernelFile } from '../../host/kernel-file.ts';
 import { WardenError } from '../../model/errors.ts';
 
 /** Quota blocks are 1 KiB, as in the original (setquota units). */
@@ -48,7 +48,7 @@ export function diskLimitsInForce(bytes: U64): DiskLimits {
 export async function currentByteLimit(info: SubvolumeInfo): Promise<U64> {
   if (!info.btrfs || !info.fsid || info.subvolId === undefined) return 0;
   try {
-    const n = parseU64(await readFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/max_referenced`, 'utf8'));
+    const n = parseU64(await readKernelFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/max_referenced`));
     // No limit reads as 2^64-1 (or "none"): report 0, as setquota's "no limit".
     return n !== undefined && n > 0 && n < 2n ** 63n ? n : 0;
   } catch {
@@ -79,7 +79,7 @@ export async function limitCpu(paths: CgroupPaths, shares: U64 | undefined): Pro
 }
 
 async function readU64(file: string): Promise<U64> {
-  const text = await readFile(file, 'utf8');
+  const text = await readKernelFile(file);
   const v = parseU64(text);
   if (v === undefined) throw new Error(`unexpected content of ${file}: ${JSON.stringify(text.slice(0, 40))}`);
   return v;

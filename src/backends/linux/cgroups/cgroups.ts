@@ -8,6 +8,7 @@
 import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { instanceName } from '../paths.ts';
+import { readKernelFile } from '../../../host/kernel-file.ts';
 import type { U64 } from '../../../protocol/types.ts';
 import { parseU64 } from '../../../protocol/u64.ts';
 import { wrapError, WardenError } from '../../../model/errors.ts';
@@ -138,7 +139,7 @@ export async function readPids(paths: CgroupPaths): Promise<number[]> {
 /** "key value" lines (memory.stat, cpuacct.stat); values exact (hierarchical_memory_limit is 2^63 - 4096 when unlimited). */
 export async function readKeyValues(file: string): Promise<Map<string, U64>> {
   const out = new Map<string, U64>();
-  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+  for (const line of (await readKernelFile(file)).split('\n')) {
     const [k, v] = line.split(' ');
     const n = v === undefined ? undefined : parseU64(v);
     if (k && n !== undefined) out.set(k, n);

@@ -1,12 +1,13 @@
 // One btrfs subvolume per container (<path>/tmp: overlay upper + work dirs); its
 // level-0 qgroup carries the disk limit. Usage is read from sysfs
 // (/sys/fs/btrfs/<fsid>/qgroups/0_<subvolid>/referenced), so Info does not fork.
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { run, HostCommandError } from '../exec.ts';
 import { isBtrfs } from './depot.ts';
 import type { U64 } from '../../../protocol/types.ts';
 import { reapQgroupLater, tryDestroyQgroup } from './qgroup-reaper.ts';
+import { readKernelFile } from '../../../host/kernel-file.ts';
 
 export interface SubvolumeInfo {
   /** false: a plain directory (depot not on btrfs and disk quotas off). */
@@ -93,7 +94,7 @@ export async function setByteLimit(path: string, bytes: U64, info?: SubvolumeInf
 async function readSysfs(info: SubvolumeInfo, name: string): Promise<number | undefined> {
   if (!info.btrfs || !info.fsid || info.subvolId === undefined) return undefined;
   try {
-    const text = await readFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/${name}`, 'utf8');
+    const text = await readKernelFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/${name}`);
     return Number(text.trim());
   } catch {
     return undefined;
