@@ -1,9 +1,9 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ContainerRecord } from '../../src/model/records.ts';
-import { depotTasks, writeFileAtomic } from '../../src/depot/depot-tasks.ts';
+import { depotTasks, removeTree, writeFileAtomic } from '../../src/depot/depot-tasks.ts';
 
 const depot = mkdtempSync(join(tmpdir(), 'warden-depot-'));
 afterAll(() => rmSync(depot, { recursive: true, force: true }));
@@ -42,5 +42,33 @@ describe('snapshots', () => {
     await writeFileAtomic(p, 'old');
     await writeFileAtomic(p, 'new');
     expect(readdirSync(depot).filter((f) => f.startsWith('file.json'))).toEqual(['file.json']);
+  });
+});
+
+describe('removeTree', () => {
+  it('removes a folder of files, a tree with subfolders, a lone file, and nothing', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'remove-tree-'));
+    try {
+      const flat = join(root, 'job');
+      mkdirSync(flat);
+      for (const f of ['stdout', 'stderr', 'exit_status']) writeFileSync(join(flat, f), f);
+      symlinkSync('/etc/passwd', join(flat, 'link'));
+      await removeTree(flat);
+      expect(existsSync(flat)).toBe(false);
+      expect(existsSync('/etc/passwd')).toBe(true);
+
+      const deep = join(root, 'container');
+      mkdirSync(join(deep, 'jobs', '1'), { recursive: true });
+      writeFileSync(join(deep, 'jobs', '1', 'stdout'), 'x');
+      writeFileSync(join(deep, 'snapshot.json'), '{}');
+      await removeTree(join(deep, 'snapshot.json'));
+      expect(existsSync(join(deep, 'snapshot.json'))).toBe(false);
+      await removeTree(deep);
+      expect(existsSync(deep)).toBe(false);
+
+      await removeTree(join(root, 'never-was'));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
