@@ -22,6 +22,8 @@ export class Container {
   snapshotQueued: Promise<void> | undefined;
   /** A Destroy is under way: its snapshot is removed and not written again (recovery then finishes the destroy). */
   destroying = false;
+  /** The backend's Info figures being read: concurrent Infos share the read (orchestrator/info.ts). */
+  hostFiguresReading: Promise<InfoResponse> | undefined;
   /** Link, Stream and Run reads of job output in flight: a Destroy lets them finish before the folder goes. */
   readonly reads = new Set<Promise<void>>();
 

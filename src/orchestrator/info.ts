@@ -29,8 +29,23 @@ export function baseInfo(c: Container): M.InfoResponse {
 /** Full Info; a destroyed container answers what it was just before its destroy. */
 export async function containerInfo(core: Core, c: Container): Promise<M.InfoResponse> {
   if (c.state === 'destroyed') return c.obituary ?? baseInfo(c);
-  const extra = await core.backend.info(c.record);
+  const extra = await hostFigures(core, c);
   return { ...baseInfo(c), ...extra };
+}
+
+/**
+ * The backend's figures (memory, cpu, disk, bandwidth). Infos of one container
+ * that come while a read is under way share it: they are at most one read old,
+ * which no client can tell from network delay, and a burst of Links on one
+ * container then reads its cgroup files once, not once each.
+ */
+function hostFigures(core: Core, c: Container): Promise<M.InfoResponse> {
+  if (c.hostFiguresReading) return c.hostFiguresReading;
+  const reading = core.backend.info(c.record).finally(() => {
+    if (c.hostFiguresReading === reading) c.hostFiguresReading = undefined;
+  });
+  c.hostFiguresReading = reading;
+  return reading;
 }
 
 export async function infoRequest(core: Core, req: M.InfoRequest, ctx: RequestContext): Promise<M.InfoResponse> {

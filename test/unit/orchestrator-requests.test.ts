@@ -199,3 +199,24 @@ describe('limits', () => {
     expect(h.backend.calls.map((c) => c.step)).toEqual(['create']);
   });
 });
+
+describe('info', () => {
+  it('Infos that come while the host figures are being read share that read; a later one reads again', async () => {
+    h = await makeHarness();
+    const conn = h.connect();
+    const { handle } = await h.service.create({}, conn.ctx);
+    const id = h.service.registry.get(handle).id;
+    const gate = h.backend.hold('info');
+    const first = h.service.infoRequest({ handle }, conn.ctx);
+    await gate.reached;
+    const second = h.service.infoRequest({ handle }, conn.ctx);
+    gate.release();
+    const [a, b] = await Promise.all([first, second]);
+    expect([a.state, b.state]).toEqual(['active', 'active']);
+    expect(h.backend.stepsOf(id).filter((s) => s === 'info')).toHaveLength(1);
+    // Each answer is its own object: the daemon's part (state, jobs) is never shared.
+    expect(a).not.toBe(b);
+    await h.service.infoRequest({ handle }, conn.ctx);
+    expect(h.backend.stepsOf(id).filter((s) => s === 'info')).toHaveLength(2);
+  });
+});
