@@ -45,6 +45,9 @@ export interface JobHost {
   readonly stopping: boolean;
 }
 
+/** How long a job killed for its output may take to end before it is killed again. */
+const KILL_CHECK_MS = 3_000;
+
 export class JobRequests {
   private readonly host: JobHost;
   private jobIds: JobIdAllocator;
@@ -202,8 +205,16 @@ export class JobRequests {
         // The original's words; the job then reports 255.
         if (!c.record.events.includes(OUTPUT_EXCEEDED_EVENT)) c.record.events.push(OUTPUT_EXCEEDED_EVENT);
         job.outputExceeded = true;
-        await backend.killJob(c.record, { id: job.id, dir: job.dir, pid: job.record.pid }).catch(() => {});
-        r = await followJobFromMain(pool, { dir: job.dir, limit: Infinity });
+        // Kill until it is gone: a kill that missed (the job was just starting)
+        // must not leave it writing on, unbounded, into the depot.
+        for (let kills = 1; ; kills++) {
+          await backend.killJob(c.record, { id: job.id, dir: job.dir, pid: job.record.pid }).catch(() => {});
+          const waited = AbortSignal.any([this.guardsStop.signal, AbortSignal.timeout(KILL_CHECK_MS)]);
+          r = await followJobFromMain(pool, { dir: job.dir, limit: Infinity, signal: waited });
+          if (r.outcome !== 'cancelled' || this.guardsStop.signal.aborted) break;
+          log.warn({ handle: c.handle, job: job.id, kills }, 'job still running after its kill, killing it again');
+        }
+        if (r.outcome === 'cancelled') return;
       }
       if (r.outcome === 'gone') job.vanished = true;
       job.markExited(await this.settleExit(c, job, r.status ?? 255));

@@ -1,6 +1,6 @@
 // stop (TERM, then KILL after the timeout; kill: KILL at once) and killJob (root).
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestHost, type TestHost } from '../support/linux/linux-host.ts';
 import { waitFor } from '../support/wait.ts';
@@ -73,5 +73,23 @@ it('kills one job and all its processes, leaving the others', async () => {
   expect((await other).stdout).toBe('survived');
   const r = await t.job(c, 'ps -o comm= | grep -c "^sleep" || true');
   expect(Number(r.stdout)).toBe(1); // only the init's own sleep
+  await t.destroy(c);
+});
+
+it('kills a job whose pid file is written only after the kill began (a job killed as it starts)', async () => {
+  const c = await t.create();
+  const dir = join(c.path, 'jobs', 'early');
+  const victim = t.job(c, 'sleep 30 & wait', { dir });
+  const pidFile = join(dir, 'container.pid');
+  await until(async () => (await readFile(pidFile, 'utf8').catch(() => '')) !== '');
+  await until(async () => (await processCount(c)) >= 4);
+  // As when the output limit is hit before runc has written the file: it is not
+  // there when the kill starts, and comes a moment later.
+  await rename(pidFile, `${pidFile}.later`);
+  const killing = linuxTasks['linux.killJob']({ c, job: { id: 1, dir } });
+  await new Promise((r) => setTimeout(r, 300));
+  await rename(`${pidFile}.later`, pidFile);
+  await killing;
+  expect((await victim).exitCode).toBe(137);
   await t.destroy(c);
 });

@@ -84,6 +84,19 @@ describe('job watch', () => {
     expect(r.stdout!.toString()).toBe('42');
   });
 
+  it('a job past job_output_limit whose kill missed is killed again: it never writes on unbounded', async () => {
+    h = await makeHarness({ server: 'job_output_limit: 1000' });
+    const conn = h.connect();
+    const { handle } = await h.service.create({}, conn.ctx);
+    const c = h.service.registry.get(handle);
+    // The first kill reaches nothing, as a kill of a job still starting did on Linux.
+    h.backend.fail('killJob', { times: 1 });
+    const { job_id } = await h.service.spawn({ handle, script: 'head -c 5000 /dev/zero; sleep 60' }, conn.ctx);
+    await vi.waitFor(() => expect(c.jobs.get(job_id)!.record.state).toBe('exited'), { timeout: 15_000, interval: 50 });
+    expect(h.backend.calls.filter((x) => x.step === 'killJob')).toHaveLength(2);
+    expect((await h.service.link({ handle, job_id }, conn.ctx)).exit_status).toBe(255);
+  });
+
   it('a job past job_output_limit is killed: the original\'s event, status 255', async () => {
     h = await makeHarness({ server: 'job_output_limit: 1000' });
     const conn = h.connect();
