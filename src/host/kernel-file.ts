@@ -3,6 +3,7 @@
 // until a read returns nothing: five threadpool trips for one Info figure. A
 // kernel file answers a read at offset 0 with all it has, so open, one read into
 // a buffer big enough and close do (a read that fills the buffer goes on).
+// Async only: the main thread uses it too (Linux Info and limits).
 import { open } from 'node:fs/promises';
 
 const FIRST_READ = 16 * 1024;
