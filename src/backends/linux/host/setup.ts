@@ -1,9 +1,9 @@
 // Host preparation at daemon start (idempotent): the tools we drive, the cgroup
 // parents, the btrfs depot with quotas, the network's base chains.
-import { access, constants, mkdir, readFile, rmdir } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LinuxHostSettings } from '../settings.ts';
-import { parentCgroups } from '../cgroups/cgroups.ts';
+import { hierarchies, parentCgroups } from '../cgroups/cgroups.ts';
 import { enterDaemonCgroup, leaveDaemonCgroup } from '../cgroups/daemon-cgroup.ts';
 import { CGROUP_LINK_ROOT, prepareLinkRoot } from '../cgroups/links.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
@@ -77,9 +77,13 @@ async function hostResolver(s: LinuxHostSettings): Promise<string | undefined> {
 export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await checkTools(s);
   await mkdir(s.runtimeRoot, { recursive: true, mode: 0o700 });
+  const tag = tagOf(s);
+  // The record before the cgroup parents: another daemon starting meanwhile
+  // then never takes ours for a dead daemon's (removeStaleCgroupParents).
+  await writeDaemonRecord(s);
+  await removeStaleCgroupParents(tag);
   for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
   await prepareLinkRoot(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT);
-  const tag = tagOf(s);
   // The depot and the network are independent: prepared at once (each is host
   // commands that keep a restarting daemon down).
   const [, , limits] = await Promise.all([
@@ -87,7 +91,7 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
       // Qgroups a previous daemon left for btrfs's cleaner: reaped in the background.
       if (s.diskQuota) await adoptStaleQgroups(s.depot).catch(() => 0);
     }),
-    Promise.all([hostResolver(s), writeDaemonRecord(s)]).then(([hostResolver]) => setupNetworkHost({ ...s.network, hostResolver, tag })),
+    hostResolver(s).then((hostResolver) => setupNetworkHost({ ...s.network, hostResolver, tag })),
     hardLimits(),
   ]);
   // Pool rules of configs nobody uses any more (see daemon-records.ts).
@@ -95,6 +99,31 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   // Last: a failed start leaves the daemon where it was.
   const supervisorCgroupProcs = s.daemonCpuShares ? await enterDaemonCgroup(s.cgroupParent, s.daemonCpuShares) : undefined;
   return { hardLimits: limits, ...(supervisorCgroupProcs ? { supervisorCgroupProcs } : {}) };
+}
+
+/** A dead daemon's cgroup parent (`warden-<tag>`, `warden-<tag>-daemon`). */
+const TAG_PARENT = /^warden-([0-9a-f]{8})(?:-daemon)?$/;
+
+/**
+ * Empty cgroup parents of tags nobody uses any more (no live daemon, no
+ * containers in their depot), as stale pool rules go: a daemon killed with its
+ * host state left them, and --cleanup needs a config that may be gone.
+ * Only empty folders go (rmdir): a parent with container groups stays.
+ */
+export async function removeStaleCgroupParents(ownTag: string): Promise<string[]> {
+  const removed: string[] = [];
+  const verdicts = new Map<string, boolean>();
+  for (const h of await hierarchies()) {
+    for (const name of await readdir(h.own).catch(() => [] as string[])) {
+      const tag = TAG_PARENT.exec(name)?.[1];
+      if (!tag || tag === ownTag) continue;
+      if (!verdicts.has(tag)) verdicts.set(tag, await tagIsStale(tag, ownTag));
+      if (!verdicts.get(tag)) continue;
+      const dir = join(h.own, name);
+      if (await rmdir(dir).then(() => true, () => false)) removed.push(dir);
+    }
+  }
+  return removed;
 }
 
 /** Undoes setupHost where nothing uses it any more (a drain with no containers left; tests; --cleanup). */
