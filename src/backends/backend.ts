@@ -71,7 +71,7 @@ export interface Backend {
   /** The command line a job supervisor runs for this container and job. */
   jobLaunch(c: ContainerRecord, job: JobSpec): JobLaunch;
   /** Kill a job's processes at once (output limit exceeded). pid is the supervisor's child (argv[0] of jobLaunch). */
-  killJob(c: ContainerRecord, job: { id: number; dir: string; pid?: number }): Promise<void>;
+  killJob(c: ContainerRecord, job: { id: number; dir: string }): Promise<void>;
   info(c: ContainerRecord): Promise<InfoResponse>;
   netIn(c: ContainerRecord, hostPort: number, containerPort: number): Promise<void>;
   netOut(c: ContainerRecord, rule: NetOutRule): Promise<void>;

@@ -18,6 +18,7 @@ import { effectiveRlimits } from '../jobs/rlimits.ts';
 import type * as M from '../protocol/types.ts';
 import type { TaskRunner } from '../workers/pool.ts';
 import { OUTPUT_EXCEEDED_EVENT, type RequestContext } from './core.ts';
+import { settledWithin } from '../model/settled-within.ts';
 
 /** The job id ceiling's file in the depot (ids are never reused across restarts). */
 export const JOB_IDS_FILE = '.job_ids';
@@ -208,7 +209,7 @@ export class JobRequests {
         // Kill until it is gone: a kill that missed (the job was just starting)
         // must not leave it writing on, unbounded, into the depot.
         for (let kills = 1; ; kills++) {
-          await backend.killJob(c.record, { id: job.id, dir: job.dir, pid: job.record.pid }).catch(() => {});
+          await backend.killJob(c.record, { id: job.id, dir: job.dir }).catch(() => {});
           const waited = AbortSignal.any([this.guardsStop.signal, AbortSignal.timeout(KILL_CHECK_MS)]);
           r = await followJobFromMain(pool, { dir: job.dir, limit: Infinity, signal: waited });
           if (r.outcome !== 'cancelled' || this.guardsStop.signal.aborted) break;
@@ -307,14 +308,12 @@ export class JobRequests {
    */
   async stopGuards(timeoutMs = 3000): Promise<void> {
     this.guardsStop.abort();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.guards]), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
+    await settledWithin([...this.guards], timeoutMs);
   }
 
   /** Wait for job watchers to settle (shutdown). */
   async settle(): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.guards]), new Promise((r) => setTimeout(r, 100))]);
+    await settledWithin([...this.guards], 100);
   }
 }
 

@@ -13,6 +13,7 @@ import type { Core, RequestContext } from './core.ts';
 import { baseInfo, containerInfo } from './info.ts';
 import { maxContainersError } from './pool-answers.ts';
 import { releaseRecorded, reserveForCreate } from './resources.ts';
+import { settledWithin } from '../model/settled-within.ts';
 
 export async function create(core: Core, req: M.CreateRequest, ctx: RequestContext): Promise<M.CreateResponse> {
   const { config, registry, pools, log } = core;
@@ -127,13 +128,6 @@ export async function stop(core: Core, req: M.StopRequest, ctx: RequestContext):
 /** Stop and release everything; on failure the container stays listed with the error in its events. */
 /** How long a Destroy waits for reads of its killed jobs' output. */
 const READS_GRACE_MS = 2000;
-
-/** Resolves when every promise has settled, or after ms, whichever comes first. */
-async function settledWithin(ps: Promise<unknown>[], ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.allSettled(ps), new Promise((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
-}
 
 export async function destroyContainer(core: Core, c: Container): Promise<void> {
   if (c.state === 'destroyed') return;

@@ -131,7 +131,7 @@ export class LinuxBackend implements Backend {
     return jobLaunch(runtimeOf(c, this.settings), c, job, this.hardLimits, this.supervisorCgroupProcs);
   }
 
-  killJob(c: ContainerRecord, job: { id: number; dir: string; pid?: number }): Promise<void> {
+  killJob(c: ContainerRecord, job: { id: number; dir: string }): Promise<void> {
     return this.pool.run('linux.killJob', { c, job });
   }
 

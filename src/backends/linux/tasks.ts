@@ -43,7 +43,7 @@ export const linuxTasks = {
     stopContainerProcesses(a.c, a.kill, a.timeoutMs),
   'linux.destroy': (a: HostArg & ContainerArg): Promise<void> => destroyContainerOnHost(a.host, a.c),
 
-  'linux.killJob': (a: ContainerArg & { job: { id: number; dir: string; pid?: number } }): Promise<void> =>
+  'linux.killJob': (a: ContainerArg & { job: { id: number; dir: string } }): Promise<void> =>
     killJobProcesses(a.c, a.job),
   'linux.info': (a: ContainerArg): Promise<InfoResponse> => containerInfo(a.c),
 

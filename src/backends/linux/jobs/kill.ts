@@ -28,7 +28,7 @@ async function readPidFile(dir: string, waitMs: number): Promise<number | undefi
   }
 }
 
-export async function killJobProcesses(c: ContainerRecord, job: { id: number; dir: string; pid?: number }): Promise<void> {
+export async function killJobProcesses(c: ContainerRecord, job: { id: number; dir: string }): Promise<void> {
   const f = liveFacts(c);
   // A job killed as it starts (its output passed the limit within milliseconds)
   // may have no pid file yet: wait for it, always. Not waiting when the daemon
@@ -49,5 +49,4 @@ export async function killJobProcesses(c: ContainerRecord, job: { id: number; di
       await new Promise((r) => setTimeout(r, 20));
     }
   }
-  if (job.pid) signal(job.pid, 'SIGKILL');
 }
