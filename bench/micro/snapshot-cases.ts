@@ -1,10 +1,9 @@
 // Snapshot cases: serializing a container record the way state.writeJson does,
 // and the atomic write (temp file, rename).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../src/depot/depot-tasks.ts';
+import { writeFileAtomicSync } from '../../src/depot/depot-tasks.ts';
 import type { Case } from './measure.ts';
 import { containerRecord } from './fixtures.ts';
 
@@ -41,11 +40,10 @@ export function snapshotCases(options: { parentDir?: string } = {}): SnapshotCas
       },
       {
         group: 'snapshot',
-        name: 'writeFileAtomic snapshot.json',
+        name: 'writeFileAtomicSync snapshot.json',
         bytes,
-        async: true,
-        fn: () => writeFileAtomic(atomicPath, text),
-        baseline: { name: 'fs.writeFile in place', async: true, fn: () => writeFile(plainPath, text) },
+        fn: () => writeFileAtomicSync(atomicPath, text),
+        baseline: { name: 'fs.writeFileSync in place', fn: () => writeFileSync(plainPath, text) },
       },
     ],
   };

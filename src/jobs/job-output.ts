@@ -29,6 +29,8 @@ export interface FollowResult {
   status?: number;
   /** Output went past the limit and was cut. */
   truncated: boolean;
+  /** A watched job's whole output at its exit, when it was small. */
+  output?: FinishedOutput;
 }
 
 export async function followJobFromMain(pool: TaskRunner, opts: FollowOptions): Promise<FollowResult> {
@@ -66,7 +68,8 @@ export async function followJobFromMain(pool: TaskRunner, opts: FollowOptions): 
   try {
     const r = await pool.run('job.follow', { dir: opts.dir, limit: opts.limit, sendData: !!opts.onData, port: port2, syslog: opts.syslog }, [port2]);
     if (r.outcome === 'exit') await portEnded;
-    return { outcome: r.outcome, status: r.status, truncated };
+    const output = r.output && { stdout: asBuffer(r.output.stdout), stderr: asBuffer(r.output.stderr) };
+    return { outcome: r.outcome, status: r.status, truncated, ...(output ? { output } : {}) };
   } finally {
     opts.signal?.removeEventListener('abort', close);
     close();
@@ -85,10 +88,20 @@ export interface FinishedOutput {
  * left behind may still write: what is there now is what the job answered.
  */
 export async function readFinishedOutput(dir: string, limit: number): Promise<FinishedOutput> {
-  // Both at once (each waits its turn in the threadpool); stderr gets what stdout leaves of the limit.
-  const [stdout, stderrUpTo] = await Promise.all([readUpTo(join(dir, 'stdout'), limit), readUpTo(join(dir, 'stderr'), limit)]);
+  // Both at once (each waits its turn in the threadpool).
+  const [stdout, stderr] = await Promise.all([readUpTo(join(dir, 'stdout'), limit), readUpTo(join(dir, 'stderr'), limit)]);
+  return withinLimit({ stdout, stderr }, limit);
+}
+
+/** At most `limit` bytes of output, stdout first: stderr gets what stdout leaves. */
+export function withinLimit(out: FinishedOutput, limit: number): FinishedOutput {
+  const stdout = out.stdout.length > limit ? out.stdout.subarray(0, Math.max(0, limit)) : out.stdout;
   const room = Math.max(0, limit - stdout.length);
-  return { stdout, stderr: stderrUpTo.length > room ? stderrUpTo.subarray(0, room) : stderrUpTo };
+  return { stdout, stderr: out.stderr.length > room ? out.stderr.subarray(0, room) : out.stderr };
+}
+
+function asBuffer(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
 /** Most job output is small: one read of this size tells the whole of it (a short read is the end of a file). */

@@ -2,7 +2,7 @@
 // spawner process), follow a job's output files, kill a job.
 // Layer: src/jobs/ (worker side) owns a job's folder and its supervisor; which
 // container a job belongs to and what its exit means is the orchestrator's.
-import { watch, type FSWatcher } from 'node:fs';
+import { closeSync, openSync, readSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
@@ -13,6 +13,7 @@ import { CHUNK, OutputFile, pendingBytes, readSyslogOffsets, saveSyslogOffsets }
 import { spawnHost } from '../host/spawner.ts';
 import type { SpawnReport } from '../host/spawner-wire.js';
 import { isSameProcess } from '../host/procfs.ts';
+import { SMALL_OUTPUT_BYTES } from './kept-output.ts';
 
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
 const EXIT_STATUS = 'exit_status';
@@ -85,6 +86,8 @@ export interface FollowJobResult {
   /** 'exit' when the job ended, 'limit' when its output passed the limit, 'cancelled' when the port closed. */
   outcome: 'exit' | 'limit' | 'cancelled' | 'gone';
   status?: number;
+  /** A watched job's whole output at its exit, when it is small (SMALL_OUTPUT_BYTES together): a Link answers from it. */
+  output?: { stdout: Uint8Array; stderr: Uint8Array };
 }
 
 /** What changed in a job's folder since the follower last looked (from its watcher's events). */
@@ -281,7 +284,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
       if (status !== undefined && !progressed) {
         // Nothing new after the exit: everything there is was read.
         a.port.postMessage({ kind: 'exit', status, truncated: overLimit } satisfies FollowMessage);
-        return { outcome: 'exit', status };
+        const output = a.sendData || sink ? undefined : readSmallOutput(a.dir);
+        return output ? { outcome: 'exit', status, output } : { outcome: 'exit', status };
       }
       if (overLimit && status === undefined && !a.sendData) return { outcome: 'limit' };
       if (progressed) continue;
@@ -314,6 +318,38 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
 }
 
 const sweep = new LivenessSweep(LIVENESS_MS);
+
+/**
+ * A finished job's stdout and stderr when together they hold at most
+ * SMALL_OUTPUT_BYTES, else undefined. Synchronous: two small reads block this
+ * worker for microseconds, where async ones would wait their turn on the
+ * threadpool the main thread's reads share.
+ */
+function readSmallOutput(dir: string): { stdout: Uint8Array; stderr: Uint8Array } | undefined {
+  const buf = Buffer.allocUnsafe(SMALL_OUTPUT_BYTES + 1);
+  let used = 0;
+  const parts: Uint8Array[] = [];
+  for (const name of ['stdout', 'stderr']) {
+    let fd: number;
+    try {
+      fd = openSync(join(dir, name), 'r');
+    } catch {
+      parts.push(new Uint8Array(0)); // discarded or never written
+      continue;
+    }
+    try {
+      const start = used;
+      for (let n = 1; n > 0 && used < buf.length; used += n) n = readSync(fd, buf, used, buf.length - used, used - start);
+      if (used > SMALL_OUTPUT_BYTES) return undefined;
+      parts.push(new Uint8Array(buf.subarray(start, used))); // a copy of its own size, not a view of buf
+    } catch {
+      return undefined;
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { stdout: parts[0]!, stderr: parts[1]! };
+}
 
 /** How long signalJob waits for the pid file of a job that is just starting. */
 const PID_FILE_WAIT_MS = 1_000;

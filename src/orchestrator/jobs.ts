@@ -13,12 +13,14 @@ import { NoSuchJobError, WardenError, describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
 import { readExitStatus } from '../jobs/job-files.ts';
 import { JobIdAllocator } from '../jobs/job-ids.ts';
-import { followJobFromMain, readFinishedOutput } from '../jobs/job-output.ts';
+import { followJobFromMain, readFinishedOutput, withinLimit } from '../jobs/job-output.ts';
+import { KeptOutputs } from '../jobs/kept-output.ts';
 import { effectiveRlimits } from '../jobs/rlimits.ts';
 import type * as M from '../protocol/types.ts';
 import type { TaskRunner } from '../workers/pool.ts';
 import { OUTPUT_EXCEEDED_EVENT, type RequestContext } from './core.ts';
 import { settledWithin } from '../model/settled-within.ts';
+import { FolderRemover } from '../depot/folder-remover.ts';
 
 /** The job id ceiling's file in the depot (ids are never reused across restarts). */
 export const JOB_IDS_FILE = '.job_ids';
@@ -56,9 +58,14 @@ export class JobRequests {
   private readonly guards = new Set<Promise<void>>();
   /** Aborted when the daemon drains: the job watchers stop. */
   private readonly guardsStop = new AbortController();
+  /** Finished jobs' folders go in batches. */
+  private readonly folders: FolderRemover;
+  /** Small outputs of finished jobs, as their watchers read them at the exit. */
+  private readonly kept = new KeptOutputs();
 
   constructor(host: JobHost) {
     this.host = host;
+    this.folders = new FolderRemover(host.pool);
     this.jobIds = new JobIdAllocator(1, (ceiling) => this.persistJobCeiling(ceiling));
   }
 
@@ -160,7 +167,7 @@ export class JobRequests {
       });
     } catch (err) {
       c.forgetJob(job);
-      pool.run('state.removeTree', { path: dir }).catch(() => {});
+      void this.folders.remove(dir);
       throw new WardenError('cannot spawn job', { cause: err });
     }
     this.guard(c, job);
@@ -218,6 +225,7 @@ export class JobRequests {
         if (r.outcome === 'cancelled') return;
       }
       if (r.outcome === 'gone') job.vanished = true;
+      if (r.output && !job.forgotten) this.kept.keep(job.dir, r.output);
       job.markExited(await this.settleExit(c, job, r.status ?? 255));
       if (this.host.listed(c)) await this.host.snapshot(c).catch(() => {});
     };
@@ -257,7 +265,9 @@ export class JobRequests {
         return recorded;
       },
       async () => {
-        ({ stdout, stderr } = await readFinishedOutput(job.dir, this.host.config.server.job_output_limit));
+        const limit = this.host.config.server.job_output_limit;
+        const kept = this.kept.get(job.dir);
+        ({ stdout, stderr } = kept ? withinLimit(kept, limit) : await readFinishedOutput(job.dir, limit));
       },
     );
     return { exit_status: status, stdout, stderr, info };
@@ -275,7 +285,6 @@ export class JobRequests {
     read: () => Promise<number>,
     alongside?: () => Promise<void>,
   ): Promise<{ status: number; info: M.InfoResponse }> {
-    const { pool } = this.host;
     job.readers++;
     let readDone!: () => void;
     const reading = new Promise<void>((r) => (readDone = r));
@@ -290,12 +299,15 @@ export class JobRequests {
       job.readers--;
       c.reads.delete(reading);
       readDone();
+      if (job.forgotten && job.readers === 0) this.kept.drop(job.dir);
       if (job.forgotten && job.readers === 0 && c.state !== 'destroyed') {
         // The guard may still be forwarding the tail to syslog: remove the folder after it.
+        // No snapshot for this: recovery takes a container's jobs from their folders
+        // (a folder exists until its job is forgotten), and the next snapshot, or the
+        // drain's, leaves the job out. A Link burst would otherwise write one each.
         job.guarded
-          .then(() => (c.state === 'destroyed' ? undefined : pool.run('state.removeTree', { path: job.dir })))
+          .then(() => (c.state === 'destroyed' ? undefined : this.folders.remove(job.dir)))
           .catch(() => {});
-        this.host.snapshot(c).catch(() => {});
       }
     }
   }
@@ -309,6 +321,8 @@ export class JobRequests {
   async stopGuards(timeoutMs = 3000): Promise<void> {
     this.guardsStop.abort();
     await settledWithin([...this.guards], timeoutMs);
+    // Folders of jobs linked just now: the next daemon would list them again.
+    await settledWithin([this.folders.idle()], timeoutMs);
   }
 
   /** Wait for job watchers to settle (shutdown). */

@@ -56,7 +56,7 @@ describe('benchmarks (BENCH_QUICK)', () => {
         expected.push([group, name]);
       }
     }
-    expected.push(['snapshot', 'JSON.stringify record, 10 jobs'], ['snapshot', 'writeFileAtomic snapshot.json']);
+    expected.push(['snapshot', 'JSON.stringify record, 10 jobs'], ['snapshot', 'writeFileAtomicSync snapshot.json']);
     for (const pool of ['NetworkPool', 'UidPool', 'PortPool']) expected.push(['pool', `${pool} acquire+release`]);
     for (const [group, name] of expected) {
       const at = lines.findIndex((l) => l.startsWith(group) && l.split(/\s{2,}/)[1]?.startsWith(name));

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { jobTasks, type FollowMessage } from '../../src/jobs/job-tasks.ts';
 import { procStat } from '../../src/host/procfs.ts';
+import { SMALL_OUTPUT_BYTES } from '../../src/jobs/kept-output.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -85,5 +86,21 @@ describe('job followers', () => {
     expect(chunks.reduce((n, c) => n + c.length, 0)).toBe(4 * 1024 * 1024 + 4);
     expect(Math.max(...chunks.map((c) => c.length))).toBeGreaterThan(64 * 1024);
     f.port.close();
+  });
+
+  it('that only watch hand back a small output whole at the exit, and no large one', async () => {
+    const small = await runningJob('done\n');
+    await writeFile(join(small, 'stderr'), 'warn\n');
+    const large = await runningJob(Buffer.alloc(SMALL_OUTPUT_BYTES + 1, 'x'));
+    const watched = [follow(small, false), follow(large, false)];
+    await writeFile(join(small, 'exit_status'), '0\n');
+    await writeFile(join(large, 'exit_status'), '0\n');
+    const [s, l] = await Promise.all(watched.map((f) => f.done));
+    expect(s.outcome).toBe('exit');
+    expect(Buffer.from(s.output!.stdout).toString()).toBe('done\n');
+    expect(Buffer.from(s.output!.stderr).toString()).toBe('warn\n');
+    expect(l.outcome).toBe('exit');
+    expect(l.output).toBeUndefined();
+    for (const f of watched) f.port.close();
   });
 });

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ContainerRecord } from '../../src/model/records.ts';
-import { depotTasks, removeTree, writeFileAtomic } from '../../src/depot/depot-tasks.ts';
+import { depotTasks, removeTree, writeFileAtomicSync } from '../../src/depot/depot-tasks.ts';
+import { FolderRemover } from '../../src/depot/folder-remover.ts';
+import { InThreadPool } from '../support/in-thread-pool.ts';
 
 const depot = mkdtempSync(join(tmpdir(), 'warden-depot-'));
 afterAll(() => rmSync(depot, { recursive: true, force: true }));
@@ -39,8 +41,8 @@ describe('snapshots', () => {
 
   it('replaces the old content whole', async () => {
     const p = join(depot, 'file.json');
-    await writeFileAtomic(p, 'old');
-    await writeFileAtomic(p, 'new');
+    writeFileAtomicSync(p, 'old');
+    writeFileAtomicSync(p, 'new');
     expect(readdirSync(depot).filter((f) => f.startsWith('file.json'))).toEqual(['file.json']);
   });
 });
@@ -67,6 +69,32 @@ describe('removeTree', () => {
       expect(existsSync(deep)).toBe(false);
 
       await removeTree(join(root, 'never-was'));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('FolderRemover', () => {
+  it('removes the folders asked for in one turn with one worker task', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'folder-remover-'));
+    try {
+      const pool = new InThreadPool();
+      const remover = new FolderRemover(pool);
+      const dirs = Array.from({ length: 300 }, (_, i) => join(root, String(i)));
+      for (const d of dirs) {
+        mkdirSync(d);
+        for (const f of ['stdout', 'stderr', 'exit_status']) writeFileSync(join(d, f), f);
+      }
+      await Promise.all(dirs.map((d) => remover.remove(d)));
+      expect(dirs.filter((d) => existsSync(d))).toEqual([]);
+      // 300 folders: a batch of 256, then the rest.
+      expect(pool.calls.map((c) => [c.name, (c.args as { paths: string[] }).paths.length])).toEqual([
+        ['state.removeTrees', 256],
+        ['state.removeTrees', 44],
+      ]);
+      // A folder that is not there, or cannot go, still settles.
+      await remover.remove(join(root, 'never-was'));
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

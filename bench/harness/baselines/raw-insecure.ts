@@ -8,7 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../../src/depot/depot-tasks.ts';
+import { writeFileAtomicSync } from '../../../src/depot/depot-tasks.ts';
 import type { RawScope } from '../host-state.ts';
 import { runRawScript, mergeRuns, type RawOp, type RawRun } from './script.ts';
 
@@ -51,13 +51,13 @@ export class RawInsecure {
     const t0 = performance.now();
     await mkdir(path, { recursive: true, mode: 0o755 });
     const t1 = performance.now();
-    await writeFileAtomic(join(path, 'snapshot.json'), `${JSON.stringify(record(id, path, 'born'), null, 1)}\n`);
+    writeFileAtomicSync(join(path, 'snapshot.json'), `${JSON.stringify(record(id, path, 'born'), null, 1)}\n`);
     const t2 = performance.now();
     await mkdir(join(path, 'root'), { recursive: true });
     await mkdir(join(path, 'jobs'), { recursive: true });
     await mkdir(join(path, 'run'), { recursive: true });
     const t3 = performance.now();
-    await writeFileAtomic(join(path, 'snapshot.json'), `${JSON.stringify(record(id, path, 'active'), null, 1)}\n`);
+    writeFileAtomicSync(join(path, 'snapshot.json'), `${JSON.stringify(record(id, path, 'active'), null, 1)}\n`);
     const t4 = performance.now();
     return { id, op: { op: 'create', totalMs: t4 - t0, steps: { folder: t1 - t0, snapshot_born: t2 - t1, folders: t3 - t2, snapshot_active: t4 - t3 }, worker: 0 } };
   }
