@@ -276,11 +276,13 @@ describe('NetOut as the DEA uses it', () => {
     ]);
   });
 
-  it('the ifb w-<id>-2 exists from the create, up, with the container MTU, and stays through a bandwidth limit', async () => {
+  it('the ifb w-<id>-2 exists from the create, up, with the container MTU, and stays through a restart and a bandwidth limit', async () => {
     const fresh = await box(d1, c1);
     const ifb = (await execa('ip', ['-o', 'link', 'show', `w-${fresh.id}-2`])).stdout;
     expect(ifb).toMatch(/ mtu 1400 /);
     expect(ifb).toMatch(/<[^>]*\bUP\b[^>]*>/);
+    // a was made before the restart above: recovery clears shaping, not the ifb.
+    expect((await execa('ip', ['-o', 'link', 'show', `w-${a.id}-2`])).stdout).toMatch(/ mtu 1400 /);
     await c1.limitBandwidth({ handle: a.handle, rate: 1_000_000, burst: 100_000 });
     for (const dev of [`w-${a.id}-0`, `w-${a.id}-2`]) {
       expect((await execa('ip', ['-o', 'link', 'show', dev])).stdout).toMatch(/ mtu 1400 /);
