@@ -1,5 +1,6 @@
 // The files a job supervisor leaves in a job's folder (see job-supervisor.sh),
 // read from worker threads.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -25,12 +26,25 @@ export async function readJobPids(dir: string): Promise<JobPids | undefined> {
 
 export async function readExitStatus(dir: string): Promise<number | undefined> {
   try {
-    const text = (await readFile(join(dir, 'exit_status'), 'utf8')).trim();
-    const n = Number(text);
-    return text !== '' && Number.isInteger(n) ? n : undefined;
+    return parseExitStatus(await readFile(join(dir, 'exit_status'), 'utf8'));
   } catch {
     return undefined;
   }
+}
+
+/** readExitStatus, blocking (a worker's start-up scan of the depot). */
+export function readExitStatusSync(dir: string): number | undefined {
+  try {
+    return parseExitStatus(readFileSync(join(dir, 'exit_status'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function parseExitStatus(raw: string): number | undefined {
+  const text = raw.trim();
+  const n = Number(text);
+  return text !== '' && Number.isInteger(n) ? n : undefined;
 }
 
 /** Exit status reported for a job whose supervisor vanished without recording one (e.g. a host reboot). */

@@ -10,6 +10,7 @@ import { linuxTasks } from '../../src/backends/linux/tasks.ts';
 import type { ContainerRecord } from '../../src/model/records.ts';
 import type { LinuxFacts } from '../../src/backends/linux/container/facts.ts';
 import { describeError } from '../../src/model/errors.ts';
+import { readRuncState } from '../../src/backends/linux/runtime/runc.ts';
 
 let t: TestHost;
 let c: ContainerRecord;
@@ -127,6 +128,19 @@ describe('a created container', () => {
     expect(await linuxTasks['linux.recoverMany']({ host: t.host, cs: [c] })).toEqual([{ alive: true }]);
     const impostor = { ...c, backend: { ...c.backend, initStartTime: 1 } };
     expect(await linuxTasks['linux.recoverMany']({ host: t.host, cs: [impostor] })).toEqual([{ alive: false }]);
+    // The live init under an id runc holds no state for (its state.json read stands in for `runc list`).
+    const unknown = { ...c, id: randomId() };
+    expect(await linuxTasks['linux.recoverMany']({ host: t.host, cs: [unknown] })).toEqual([{ alive: false }]);
+  });
+
+  it("reads runc's state as `runc list` reports it", async () => {
+    const rt = { binary: t.host.runtime, root: t.host.runtimeRoot };
+    const listed = JSON.parse((await execa(rt.binary, ['--root', rt.root, 'list', '--format', 'json'])).stdout) as { id: string; pid: number }[];
+    const mine = listed.find((x) => x.id === c.id)!;
+    expect(mine.pid).toBe((c.backend as unknown as LinuxFacts).initPid);
+    expect(await readRuncState(rt, c.id)).toMatchObject({ id: c.id, pid: mine.pid });
+    expect(await readRuncState(rt, randomId())).toBeUndefined();
+    expect(await readRuncState(rt, '../etc')).toBeUndefined();
   });
 });
 

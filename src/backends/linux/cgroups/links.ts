@@ -8,7 +8,8 @@
 // boot sweep. Symlinks rather than bind mounts of the hierarchies: several daemons
 // (depots) on one host each keep their containers there without fighting over one
 // mount point, and a symlink left by a crash is a name in /tmp, not a mount.
-import { lstat, mkdir, readdir, readlink, symlink, unlink } from 'node:fs/promises';
+import { lstatSync, mkdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
+import { lstat, mkdir, readdir, readlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { instanceName } from '../paths.ts';
 import type { CgroupPaths } from './cgroups.ts';
@@ -43,19 +44,29 @@ export async function prepareLinkRoot(root: string): Promise<void> {
   }
 }
 
+/**
+ * Synchronous (a worker's): a handful of operations in /tmp per controller,
+ * which at a restart, for hundreds of containers, took longer queued on the
+ * threadpool than done in a row.
+ */
 export async function linkContainerCgroups(root: string, id: string, paths: CgroupPaths): Promise<void> {
   for (const [controller, dir] of linked(paths)) {
     const sub = join(root, controller);
-    await mkdir(sub, { recursive: true, mode: 0o755 });
+    mkdirSync(sub, { recursive: true, mode: 0o755 });
     const link = join(sub, instanceName(id));
-    const st = await lstat(link).catch(() => undefined);
+    let st;
+    try {
+      st = lstatSync(link);
+    } catch {
+      st = undefined;
+    }
     if (st?.isSymbolicLink()) {
-      if ((await readlink(link)) === dir) continue;
-      await unlink(link);
+      if (readlinkSync(link) === dir) continue;
+      unlinkSync(link);
     } else if (st) {
       throw new Error(`${link} exists and is not a symlink`);
     }
-    await symlink(dir, link);
+    symlinkSync(dir, link);
   }
 }
 

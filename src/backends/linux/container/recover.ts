@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import type { RecoverOutcome } from '../../backend.ts';
 import type { ContainerRecord } from '../../../model/records.ts';
 import type { LinuxHostSettings } from '../settings.ts';
-import { listContainerStates, type RuntimeState } from '../runtime/runc.ts';
+import { keepsRuncState, listContainerStates, readRuncState, type RuntimeState } from '../runtime/runc.ts';
 import { isSameProcess } from '../../../host/procfs.ts';
 import { restoreContainerNetworks } from '../network/index.ts';
 import { describeError } from '../../../model/errors.ts';
@@ -34,18 +34,21 @@ async function initAlive(c: ContainerRecord, state: RuntimeState | undefined): P
 
 /**
  * Re-adopts containers after a restart with a handful of host commands in all
- * (one `runc list` per runtime root, batched network restore) rather than ~6 each:
- * at daemon start every fork counts, and the daemon is down until recovery is done.
+ * (runc's state read from its files, or one `list` per runtime root for another
+ * runtime; batched network restore) rather than ~6 each: at daemon start every
+ * fork counts, and the daemon is down until recovery is done.
  */
 export async function recoverContainersOnHost(s: LinuxHostSettings, cs: ContainerRecord[]): Promise<RecoverOutcome[]> {
   const out: RecoverOutcome[] = cs.map(() => ({ alive: false }));
   const states = new Map<string, Map<string, RuntimeState> | Error>();
   for (const c of cs) {
     const rt = runtimeOf(c, s);
-    if (!states.has(rt.root)) states.set(rt.root, await listContainerStates(rt).catch((err: Error) => err));
+    if (!keepsRuncState(rt) && !states.has(rt.root)) states.set(rt.root, await listContainerStates(rt).catch((err: Error) => err));
   }
   const isAlive = await mapBounded(cs, AT_ONCE, async (c, i) => {
-    const list = states.get(runtimeOf(c, s).root)!;
+    const rt = runtimeOf(c, s);
+    if (keepsRuncState(rt)) return initAlive(c, await readRuncState(rt, c.id));
+    const list = states.get(rt.root)!;
     if (list instanceof Error) {
       out[i] = { error: describeError(list) };
       return false;

@@ -1,15 +1,18 @@
 // Kernel settings through /proc/sys (no fork). Paths resolve in the calling
 // thread's network namespace, which for the daemon is the host's.
-import { readFile, writeFile, access } from 'node:fs/promises';
+// Worker side only, and synchronous: /proc and /sys answer from memory, and a
+// restart sets three settings on each of hundreds of host ends, which queued on
+// libuv's threadpool one by one took longer than the rest of the restore.
+import { accessSync, readFileSync, writeFileSync } from 'node:fs';
 import { wrapError } from '../../../model/errors.ts';
 
 export async function readSysctl(key: string): Promise<string> {
-  return (await readFile(`/proc/sys/${key}`, 'utf8')).trim();
+  return readFileSync(`/proc/sys/${key}`, 'utf8').trim();
 }
 
 export async function writeSysctl(key: string, value: string | number, context: string): Promise<void> {
   try {
-    await writeFile(`/proc/sys/${key}`, `${value}\n`);
+    writeFileSync(`/proc/sys/${key}`, `${value}\n`);
   } catch (err) {
     throw wrapError(`${context}: setting ${key.replaceAll('/', '.')}=${value} failed`, err);
   }
@@ -24,7 +27,7 @@ export async function raiseSysctl(key: string, min: number, context: string): Pr
 /** Whether a setting exists in our network namespace (some exist only in the initial one). */
 export async function sysctlExists(key: string): Promise<boolean> {
   try {
-    await access(`/proc/sys/${key}`);
+    accessSync(`/proc/sys/${key}`);
     return true;
   } catch {
     return false;
@@ -34,7 +37,7 @@ export async function sysctlExists(key: string): Promise<boolean> {
 /** Whether a network interface exists in our namespace (no fork). */
 export async function ifaceExists(name: string): Promise<boolean> {
   try {
-    await access(`/sys/class/net/${name}`);
+    accessSync(`/sys/class/net/${name}`);
     return true;
   } catch {
     return false;
