@@ -10,23 +10,64 @@ export interface ProcessSample {
   rss: number;
   /** CPU seconds of the process itself (all threads: main thread and workers). */
   cpu: number;
-  /** CPU seconds of children it waited for (host tools it ran; not detached job supervisors). */
+  /**
+   * CPU seconds of its children: those it waited for, and its live descendants
+   * (the daemon's spawner processes, which run its host commands, with the
+   * commands they waited for). A long-lived child's children reach the
+   * process's own cutime only when that child exits, so without the live ones
+   * every host command the daemon ran would be missing. Detached job
+   * supervisors are no descendants.
+   */
   childCpu: number;
   threads: number;
+}
+
+interface StatFields {
+  ppid: number;
+  /** utime + stime, ticks. */
+  own: number;
+  /** cutime + cstime, ticks. */
+  reaped: number;
+}
+
+function parseStat(stat: string): StatFields {
+  // Fields after the command name start at field 3 (state): ppid is field 4,
+  // utime 14, stime 15, cutime 16, cstime 17.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(f[1]), own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) };
+}
+
+/** Ticks of pid's live descendants (each one's own time and what it reaped). */
+async function liveDescendantTicks(pid: number): Promise<number> {
+  const byParent = new Map<number, Array<{ pid: number; ticks: number }>>();
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => undefined);
+    if (!stat) continue;
+    const p = parseStat(stat);
+    const list = byParent.get(p.ppid) ?? [];
+    list.push({ pid: Number(name), ticks: p.own + p.reaped });
+    byParent.set(p.ppid, list);
+  }
+  let ticks = 0;
+  const walk = (parent: number) => {
+    for (const child of byParent.get(parent) ?? []) {
+      ticks += child.ticks;
+      walk(child.pid);
+    }
+  };
+  walk(pid);
+  return ticks;
 }
 
 export async function processSample(pid: number): Promise<ProcessSample | undefined> {
   try {
     const [stat, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')]);
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields after the command name start at field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
-    const utime = Number(f[11]);
-    const stime = Number(f[12]);
-    const cutime = Number(f[13]);
-    const cstime = Number(f[14]);
+    const p = parseStat(stat);
+    const live = await liveDescendantTicks(pid);
     const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
     const threads = Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
-    return { rss: rssKb * 1024, cpu: (utime + stime) / HZ, childCpu: (cutime + cstime) / HZ, threads };
+    return { rss: rssKb * 1024, cpu: p.own / HZ, childCpu: (p.reaped + live) / HZ, threads };
   } catch {
     return undefined;
   }

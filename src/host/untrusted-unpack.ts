@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { chmod, chown, copyFile, constants, lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
+import { loadExeca } from './lazy-execa.ts';
 import { runHost } from './run.ts';
 import { realDirs } from './real-path.ts';
 import { WardenError } from '../model/errors.ts';
@@ -94,6 +95,7 @@ async function extract(source: ResultPromise, stream: Readable, cwd: string, opt
     ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups', '--bounding-set=-all', '--inh-caps=-all', '--no-new-privs', '--']
     : [];
   const [file, ...args] = [...drop, ...tar];
+  const { execa } = await loadExeca();
   // cwd is entered as root before the uid changes: tar never needs to traverse the 0700 staging folder.
   const to = execa(file!, args, {
     cwd, stdin: 'pipe', reject: false, timeout: opts.timeoutMs, detached: true,

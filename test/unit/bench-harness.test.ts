@@ -173,3 +173,22 @@ describe('bench raw Linux baseline', () => {
     expect(destroy).toMatch(/ip -force -batch - .*<<< "\$batch"/);
   });
 });
+
+describe('bench CPU accounting', () => {
+  it("counts what a live child reaped from its own children (the daemon's spawners and their commands)", async () => {
+    const { processSample } = await import('../../bench/harness/proc.ts');
+    const before = (await processSample(process.pid))!;
+    // A long-lived child (as a spawner is) runs a command that burns ~0.3 s of CPU and
+    // waits for it; then it stays alive, so none of that is in our own cutime yet.
+    const burn = "const t = Date.now(); while (Date.now() - t < 300) {}";
+    const parent = `require('child_process').execFileSync(process.execPath, ['-e', ${JSON.stringify(burn)}]); console.log('done'); setTimeout(() => {}, 60000);`;
+    const child = spawnChild(process.execPath, ['-e', parent], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+    try {
+      const after = (await processSample(process.pid))!;
+      expect(after.childCpu - before.childCpu).toBeGreaterThan(0.1);
+    } finally {
+      await stopChildren();
+    }
+  });
+});

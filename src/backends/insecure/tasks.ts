@@ -2,7 +2,7 @@
 // plain processes of the daemon's user.
 import { lstat, mkdir, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { execa } from 'execa';
+import { loadExeca } from '../../host/lazy-execa.ts';
 import { runHost } from '../../host/run.ts';
 import { assertNoSymlinks } from '../../host/real-path.ts';
 import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
@@ -121,6 +121,7 @@ async function copyEntry(a: { src: string; contentsOnly: boolean; dst: string; d
     as = basename(a.dst);
   }
   const [dir, entry] = a.contentsOnly ? [a.src, '.'] : [dirname(a.src), basename(a.src)];
+  const { execa } = await loadExeca();
   const from = execa('tar', ['-c', '--hard-dereference', '-C', dir, '--', entry], {
     stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: COPY_TIMEOUT_MS, detached: true,
   });

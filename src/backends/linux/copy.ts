@@ -13,7 +13,8 @@
 // `src/` copies the folder's contents, `src` the folder itself; permissions and
 // symlinks are kept, hard links materialised (--hard-dereference).
 import { basename, dirname } from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
+import { loadExeca } from '../../host/lazy-execa.ts';
 import type { ContainerRecord } from '../../model/records.ts';
 import { liveFacts } from './container/facts.ts';
 import { PATH_ENV } from './bundle/spec.ts';
@@ -64,6 +65,7 @@ async function pipeline(context: string, from: ResultPromise, to: ResultPromise)
 export async function copyIn(c: ContainerRecord, src: string, dst: string): Promise<void> {
   const context = `copy_in ${src} -> ${c.id}:${dst}`;
   await assertNoSymlinks(src.replace(/\/+$/, '') || '/', src.endsWith('/'), context);
+  const { execa } = await loadExeca();
   const from = execa('tar', ['-c', '--hard-dereference', ...tarSource(src)], {
     stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
   });
@@ -78,6 +80,7 @@ export async function copyOut(c: ContainerRecord, src: string, dst: string, owne
     throw new WardenError(`${context}: invalid owner ${JSON.stringify(owner)}`, { code: 'invalid' });
   }
   const inside = execArgs(c, ['tar', '-c', '--hard-dereference', ...tarSource(src)]);
+  const { execa } = await loadExeca();
   const from = execa(inside.file, inside.args, {
     stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
   });
