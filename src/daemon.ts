@@ -15,7 +15,7 @@ import { DaemonMetrics } from './metrics/metrics.ts';
 import { createPools } from './pools/pools.ts';
 import { startHealthCheck, startHealthSocket, type HealthRoutes } from './server/health.ts';
 import { Listener } from './server/listener.ts';
-import { recover } from './orchestrator/recovery.ts';
+import { recover, scanDepot } from './orchestrator/recovery.ts';
 import { WardenService } from './orchestrator/warden-service.ts';
 import { WorkerPool } from './workers/pool.ts';
 import { stringify64 } from './protocol/json64.ts';
@@ -123,9 +123,13 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
   let recoveryCleanup: Promise<void> = Promise.resolve();
   try {
     lapStart('init');
+    // The depot is read while the host is prepared (recover scans again if the
+    // depot was mounted meanwhile).
+    const scanning = scanDepot(pool, service.depot);
+    scanning.catch(() => {});
     await backend.setupHost();
     lapStart('host');
-    recoveryCleanup = (await recover(service, backend, pool, log)).cleanup;
+    recoveryCleanup = (await recover(service, backend, pool, log, scanning)).cleanup;
     lapStart('recovery');
     await listener.listen();
     lapStart('listen');

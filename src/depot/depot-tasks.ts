@@ -3,7 +3,7 @@
 // Layer: src/depot/ owns the files of the depot the daemon itself writes
 // (snapshot.json, .job_ids); the host state a backend makes is not its business.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readExitStatusSync } from '../jobs/job-files.ts';
@@ -42,6 +42,16 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
   }
 }
 
+/**
+ * The depot's folders, and the device the depot was on while they were read (-1
+ * when it changed meanwhile): a daemon scans while it prepares the host and
+ * scans again when that mounted the depot meanwhile.
+ */
+export interface DepotScan {
+  dev: number;
+  entries: DepotEntry[];
+}
+
 export interface DepotEntry {
   id: string;
   path: string;
@@ -57,12 +67,18 @@ export interface DepotEntry {
  * small reads done in a row take a few ms, where queued on the threadpool one
  * by one they took 100 ms for 100 containers.
  */
-async function scanDepot(a: { depot: string }): Promise<DepotEntry[]> {
+async function scanDepot(a: { depot: string }): Promise<DepotScan> {
   mkdirSync(a.depot, { recursive: true });
+  const dev = statSync(a.depot).dev;
+  const entries = scanFolders(a.depot);
+  return { dev: statSync(a.depot).dev === dev ? dev : -1, entries };
+}
+
+function scanFolders(depot: string): DepotEntry[] {
   const out: DepotEntry[] = [];
-  for (const ent of readdirSync(a.depot, { withFileTypes: true })) {
+  for (const ent of readdirSync(depot, { withFileTypes: true })) {
     if (!ent.isDirectory() || ent.name.startsWith('.')) continue;
-    const path = join(a.depot, ent.name);
+    const path = join(depot, ent.name);
     const entry: DepotEntry = { id: ent.name, path, jobs: [] };
     // Temp files of snapshot writes a crash interrupted.
     for (const f of listOrNone(path)) {
@@ -178,6 +194,7 @@ export const depotTasks = {
   'state.writeText': async (a: { path: string; text: string }) => writeFileAtomicSync(a.path, a.text),
   'state.readText': readText,
   'state.scanDepot': scanDepot,
+  'state.deviceOf': async (a: { path: string }) => statSync(a.path).dev,
   'state.mkdir': async (a: { path: string; mode?: number }) => {
     await mkdir(a.path, { recursive: true, mode: a.mode });
   },

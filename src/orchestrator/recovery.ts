@@ -13,7 +13,7 @@ import { Container } from '../model/container.ts';
 import { newContainerRecord, type ContainerRecord, type JobRecord } from '../model/records.ts';
 import type { ContainerRegistry } from '../model/registry.ts';
 import { fromSnapshot } from '../depot/snapshot-format.ts';
-import type { DepotEntry } from '../depot/depot-tasks.ts';
+import type { DepotEntry, DepotScan } from '../depot/depot-tasks.ts';
 import { describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
 import type { Pools } from '../pools/pools.ts';
@@ -53,11 +53,21 @@ function orphanRecord(e: DepotEntry): ContainerRecord {
   return newContainerRecord({ id: e.id, handle: e.id, state: 'born', path: e.path });
 }
 
+/**
+ * Start a scan of the depot (recover() takes it). The daemon starts it while
+ * the backend prepares the host, which may mount the depot meanwhile: recover()
+ * then scans again.
+ */
+export function scanDepot(pool: TaskRunner, depot: string): Promise<DepotScan> {
+  return pool.run('state.scanDepot', { depot });
+}
+
 export async function recover(
   service: RecoveryTarget,
   backend: Backend,
   pool: TaskRunner,
   log: Logger,
+  early?: Promise<DepotScan>,
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { recovered: [], destroyed: [], cleanup: Promise.resolve() };
   // How long each phase took, in the 'recovery done' line: the daemon is down meanwhile.
@@ -69,7 +79,11 @@ export async function recover(
     t = now;
   };
   service.watchContainerEvents();
-  const entries = await pool.run('state.scanDepot', { depot: service.depot });
+  let scan = await (early ?? scanDepot(pool, service.depot)).catch(() => undefined);
+  if (!scan || scan.dev === -1 || scan.dev !== (await pool.run('state.deviceOf', { path: service.depot }))) {
+    scan = await scanDepot(pool, service.depot);
+  }
+  const { entries } = scan;
   const ceiling = Number((await pool.run('state.readText', { path: join(service.depot, JOB_IDS_FILE) }))?.trim() ?? 0) || 0;
   let highestJob = ceiling;
   lap('scan');

@@ -8,7 +8,7 @@ import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { recover } from '../../src/orchestrator/recovery.ts';
+import { recover, scanDepot } from '../../src/orchestrator/recovery.ts';
 import { INIT_EXITED_EVENT } from '../../src/orchestrator/warden-service.ts';
 import { makeHarness, poolState, type Harness } from '../support/orchestrator-harness.ts';
 
@@ -32,16 +32,40 @@ async function stopWithoutDestroying(h: Harness): Promise<void> {
 }
 
 /** A second daemon over the same depot and host, recovered. */
-async function restart(h: Harness, server?: string): Promise<{ next: Harness; report: Awaited<ReturnType<typeof recover>> }> {
+async function restart(
+  h: Harness,
+  server?: string,
+  early?: Parameters<typeof recover>[4],
+): Promise<{ next: Harness; report: Awaited<ReturnType<typeof recover>> }> {
   await stopWithoutDestroying(h);
   const next = await makeHarness({ depot: h.depot, backend: h.backend, server });
   after = next;
-  const report = await recover(next.service, next.backend, next.pool, silent);
+  const report = await recover(next.service, next.backend, next.pool, silent, early);
   await report.cleanup;
   return { next, report };
 }
 
 describe('recovery', () => {
+  it('takes the scan made while the host was prepared, and scans again when the depot was mounted meanwhile', async () => {
+    before = await makeHarness();
+    const conn = before.connect();
+    await before.service.create({ handle: 'kept' }, conn.ctx);
+    // Read before a mount: an empty folder on another device.
+    const stale = Promise.resolve({ dev: -2, entries: [] });
+    const { next, report } = await restart(before, undefined, stale);
+    expect(report.recovered).toEqual(['kept']);
+    expect(next.service.list().handles).toEqual(['kept']);
+    // The same device: the early scan is used as it is.
+    await next.service.create({ handle: 'second' }, next.connect().ctx);
+    const { dev, entries } = await scanDepot(next.pool, next.depot);
+    const id = next.service.registry.get('second').id;
+    const one = entries.filter((e) => e.id === id);
+    expect(one).toHaveLength(1);
+    before = next;
+    const again = await restart(next, undefined, Promise.resolve({ dev, entries: one }));
+    expect(again.report.recovered).toEqual(['second']);
+  });
+
   it('adopts active and stopped containers: listed, resources taken, host state kept, sweep told', async () => {
     before = await makeHarness();
     const conn = before.connect();

@@ -31,7 +31,7 @@ describe('snapshots', () => {
     await depotTasks['state.writeJson']({ path: join(r.path, 'snapshot.json'), value: r });
     mkdirSync(join(depot, 'bbbbbbbbbbb')); // a folder with no snapshot
     writeFileSync(join(r.path, 'snapshot.json.tmp-dead'), '{"half'); // an interrupted write
-    const entries = await depotTasks['state.scanDepot']({ depot });
+    const { entries } = await depotTasks['state.scanDepot']({ depot });
     const a = entries.find((e) => e.id === 'aaaaaaaaaaa')!;
     expect(a.snapshot).toEqual(r);
     expect(a.jobs.sort((x, y) => x.id - y.id)).toEqual([{ id: 3, exit_status: undefined }, { id: 4, exit_status: 9 }]);
