@@ -3,7 +3,8 @@
 // until a read returns nothing: five threadpool trips for one Info figure. A
 // kernel file answers a read at offset 0 with all it has, so open, one read into
 // a buffer big enough and close do (a read that fills the buffer goes on).
-// Async only: the main thread uses it too (Linux Info and limits).
+// Async for the main thread (Linux limits), synchronous for workers (Info).
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 const FIRST_READ = 16 * 1024;
@@ -25,5 +26,25 @@ export async function readKernelFile(path: string): Promise<string> {
     return buf.toString('utf8', 0, got);
   } finally {
     await fh.close();
+  }
+}
+
+/** readKernelFile, blocking: for a worker, where a few reads in a row cost less than a threadpool trip each. */
+export function readKernelFileSync(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    let buf = Buffer.allocUnsafe(FIRST_READ);
+    let got = readSync(fd, buf, 0, buf.length, 0);
+    while (got === buf.length) {
+      const bigger = Buffer.allocUnsafe(buf.length * 2);
+      buf.copy(bigger, 0, 0, got);
+      buf = bigger;
+      const n = readSync(fd, buf, got, buf.length - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.toString('utf8', 0, got);
+  } finally {
+    closeSync(fd);
   }
 }

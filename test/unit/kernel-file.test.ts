@@ -4,12 +4,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readKernelFile } from '../../src/host/kernel-file.ts';
+import { readKernelFile, readKernelFileSync } from '../../src/host/kernel-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kernel-file-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe('readKernelFile', () => {
+describe.each([
+  ['readKernelFile', readKernelFile],
+  ['readKernelFileSync', async (p: string) => readKernelFileSync(p)],
+])('%s', (_name, readKernelFile) => {
   it('reads a procfs file whose stat size is 0', async () => {
     const text = await readKernelFile('/proc/self/status');
     expect(text).toMatch(/^Name:/);

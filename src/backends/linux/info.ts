@@ -3,22 +3,22 @@
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../model/records.ts';
 import { MEMORY_STAT_FIELDS, type InfoResponse, type MemoryStat } from '../../protocol/types.ts';
-import { readKeyValues } from './cgroups/cgroups.ts';
+import { parseKeyValues } from './cgroups/cgroups.ts';
 import { readKernelFile } from '../../host/kernel-file.ts';
 import { parseU64 } from '../../protocol/u64.ts';
 import { bytesUsed } from './disk/subvolume.ts';
 import { bandwidthStat } from './network/index.ts';
 import { liveFacts } from './container/facts.ts';
 
-export async function containerInfo(c: ContainerRecord): Promise<InfoResponse> {
+export async function containerInfo(c: ContainerRecord, read: (path: string) => Promise<string> = readKernelFile): Promise<InfoResponse> {
   const f = liveFacts(c);
   const mem = f.cgroups.memory;
   const acct = f.cgroups.cpuacct;
   const [memStat, usage, cpuStat, bytes, bw] = await Promise.all([
-    mem ? readKeyValues(join(mem, 'memory.stat')).catch(() => undefined) : undefined,
-    acct ? readKernelFile(join(acct, 'cpuacct.usage')).then(parseU64, () => undefined) : undefined,
-    acct ? readKeyValues(join(acct, 'cpuacct.stat')).catch(() => undefined) : undefined,
-    bytesUsed(f.subvolume),
+    mem ? read(join(mem, 'memory.stat')).then(parseKeyValues, () => undefined) : undefined,
+    acct ? read(join(acct, 'cpuacct.usage')).then(parseU64, () => undefined) : undefined,
+    acct ? read(join(acct, 'cpuacct.stat')).then(parseKeyValues, () => undefined) : undefined,
+    bytesUsed(f.subvolume, read),
     c.limits?.bandwidth ? bandwidthStat(c.id).catch(() => undefined) : undefined,
   ]);
   const memory_stat: MemoryStat = {};

@@ -21,6 +21,7 @@ import { oomKillCount, type CgroupPaths } from './cgroups/cgroups.ts';
 import { watchContainerEvents } from './container-events.ts';
 import type { MessagePort } from 'node:worker_threads';
 import { limitBandwidth, netIn, netOut } from './network/index.ts';
+import { readKernelFileSync } from '../../host/kernel-file.ts';
 
 interface HostArg {
   host: LinuxHostSettings;
@@ -45,7 +46,9 @@ export const linuxTasks = {
 
   'linux.killJob': (a: ContainerArg & { job: { id: number; dir: string } }): Promise<void> =>
     killJobProcesses(a.c, a.job),
-  'linux.info': (a: ContainerArg): Promise<InfoResponse> => containerInfo(a.c),
+  // Blocking reads: a handful of small kernel files read in a row cost this worker
+  // less than a threadpool trip each would cost the caller.
+  'linux.info': (a: ContainerArg): Promise<InfoResponse> => containerInfo(a.c, async (path) => readKernelFileSync(path)),
 
   'linux.copyIn': (a: ContainerArg & { src: string; dst: string }): Promise<void> => copyIn(a.c, a.src, a.dst),
   'linux.copyOut': (a: ContainerArg & { src: string; dst: string; owner?: string }): Promise<void> =>

@@ -138,8 +138,13 @@ export async function readPids(paths: CgroupPaths): Promise<number[]> {
 
 /** "key value" lines (memory.stat, cpuacct.stat); values exact (hierarchical_memory_limit is 2^63 - 4096 when unlimited). */
 export async function readKeyValues(file: string): Promise<Map<string, U64>> {
+  return parseKeyValues(await readKernelFile(file));
+}
+
+/** `key value` lines (memory.stat, cpuacct.stat) as numbers by key. */
+export function parseKeyValues(text: string): Map<string, U64> {
   const out = new Map<string, U64>();
-  for (const line of (await readKernelFile(file)).split('\n')) {
+  for (const line of text.split('\n')) {
     const [k, v] = line.split(' ');
     const n = v === undefined ? undefined : parseU64(v);
     if (k && n !== undefined) out.set(k, n);

@@ -91,17 +91,19 @@ export async function setByteLimit(path: string, bytes: U64, info?: SubvolumeInf
   });
 }
 
-async function readSysfs(info: SubvolumeInfo, name: string): Promise<number | undefined> {
+/** The subvolume's qgroup file in sysfs (undefined: not a btrfs subvolume we know the id of). */
+export function qgroupFile(info: SubvolumeInfo, name: string): string | undefined {
   if (!info.btrfs || !info.fsid || info.subvolId === undefined) return undefined;
-  try {
-    const text = await readKernelFile(`/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/${name}`);
-    return Number(text.trim());
-  } catch {
-    return undefined;
-  }
+  return `/sys/fs/btrfs/${info.fsid}/qgroups/0_${info.subvolId}/${name}`;
 }
 
 /** Bytes referenced by the subvolume (btrfs accounts at transaction commit: lags by up to ~30 s). */
-export function bytesUsed(info: SubvolumeInfo): Promise<number | undefined> {
-  return readSysfs(info, 'referenced');
+export async function bytesUsed(info: SubvolumeInfo, read: (path: string) => Promise<string> = readKernelFile): Promise<number | undefined> {
+  const file = qgroupFile(info, 'referenced');
+  if (!file) return undefined;
+  try {
+    return Number((await read(file)).trim());
+  } catch {
+    return undefined;
+  }
 }
