@@ -3,7 +3,8 @@
 // until a read returns nothing: five threadpool trips for one Info figure. A
 // kernel file answers a read at offset 0 with all it has, so open, one read into
 // a buffer big enough and close do (a read that fills the buffer goes on).
-// Async for the main thread (Linux limits), synchronous for workers (Info).
+// Workers use both: the blocking one where a few reads in a row cost less than
+// a threadpool trip each (Info, limits).
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 

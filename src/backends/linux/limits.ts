@@ -5,7 +5,7 @@ import type { CgroupPaths } from './cgroups/cgroups.ts';
 import { setCpuShares, setMemoryLimit } from './cgroups/cgroups.ts';
 import { setByteLimit, type SubvolumeInfo } from './disk/subvolume.ts';
 import { join } from 'node:path';
-import { readKernelFile } from '../../host/kernel-file.ts';
+import { readKernelFile, readKernelFileSync } from '../../host/kernel-file.ts';
 import { WardenError } from '../../model/errors.ts';
 
 /** Quota blocks are 1 KiB, as in the original (setquota units). */
@@ -78,8 +78,9 @@ export async function limitCpu(paths: CgroupPaths, shares: U64 | undefined): Pro
   return readU64(join(paths.cpu ?? '', 'cpu.shares'));
 }
 
+/** Blocking, as the writes before it (limits run in a worker). */
 async function readU64(file: string): Promise<U64> {
-  const text = await readKernelFile(file);
+  const text = readKernelFileSync(file);
   const v = parseU64(text);
   if (v === undefined) throw new Error(`unexpected content of ${file}: ${JSON.stringify(text.slice(0, 40))}`);
   return v;

@@ -11,7 +11,7 @@ import type { WorkerPool } from '../../workers/pool.ts';
 import { hostSettings, type LinuxBackendOptions, type LinuxHostSettings } from './settings.ts';
 import { jobLaunch, type HardLimits } from './jobs/launch.ts';
 import { liveFacts, runtimeOf } from './container/facts.ts';
-import { diskLimitsInForce, limitCpu, limitMemory } from './limits.ts';
+import { diskLimitsInForce } from './limits.ts';
 import type { ContainerEvent, ContainerEventsRequest } from './container-events.ts';
 
 /** Most records one linux.recoverMany task takes (bounds the task's size and its iptables batch). */
@@ -161,12 +161,13 @@ export class LinuxBackend implements Backend {
 
   // Memory and cpu limits are cgroup file writes and reads: async fs from here,
   // as Info's reads (no worker round trip; a staging sets both right after create).
+  // Limits, like Info, are a few small cgroup files: blocking calls in a worker.
   limitMemory(c: ContainerRecord, bytes: U64 | undefined): Promise<U64> {
-    return limitMemory(liveFacts(c).cgroups, bytes);
+    return this.pool.run('linux.limitMemory', { c, ...(bytes === undefined ? {} : { bytes }) });
   }
 
   limitCpu(c: ContainerRecord, shares: U64 | undefined): Promise<U64> {
-    return limitCpu(liveFacts(c).cgroups, shares);
+    return this.pool.run('linux.limitCpu', { c, ...(shares === undefined ? {} : { shares }) });
   }
 
   limitBandwidth(c: ContainerRecord, rate: number, burst: number): Promise<void> {

@@ -5,6 +5,7 @@
 // same paths here, record them in c.backend at create, and read or write the
 // files directly (no fork per Info; `runc update` would also rewrite every other
 // resource from its stale copy of the config).
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { instanceName } from '../paths.ts';
@@ -156,23 +157,28 @@ export function parseKeyValues(text: string): Map<string, U64> {
  * Sets memory.limit_in_bytes and memory.memsw.limit_in_bytes to bytes, in the order
  * that keeps limit <= memsw true at every step (raise memsw first, lower limit first).
  */
+/**
+ * Sets the memory limit (and memsw). Blocking cgroupfs calls, for a worker: a
+ * handful of small kernel files in a row cost it microseconds, where async calls
+ * cost a threadpool trip each.
+ */
 export async function setMemoryLimit(paths: CgroupPaths, bytes: U64): Promise<void> {
   const dir = paths.memory;
   if (!dir) throw new Error('no memory cgroup');
   const limitFile = join(dir, 'memory.limit_in_bytes');
   const memswFile = join(dir, 'memory.memsw.limit_in_bytes');
-  const hasMemsw = await readFile(memswFile, 'utf8').then(() => true, () => false);
-  const current = BigInt((await readFile(limitFile, 'utf8')).trim());
+  const hasMemsw = existsSync(memswFile);
+  const current = BigInt(readFileSync(limitFile, 'utf8').trim());
   const value = String(bytes);
   try {
     if (!hasMemsw) {
-      await writeFile(limitFile, value);
+      writeFileSync(limitFile, value);
     } else if (bytes >= current) {
-      await writeFile(memswFile, value);
-      await writeFile(limitFile, value);
+      writeFileSync(memswFile, value);
+      writeFileSync(limitFile, value);
     } else {
-      await writeFile(limitFile, value);
-      await writeFile(memswFile, value);
+      writeFileSync(limitFile, value);
+      writeFileSync(memswFile, value);
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -181,9 +187,10 @@ export async function setMemoryLimit(paths: CgroupPaths, bytes: U64): Promise<vo
   }
 }
 
+/** Sets cpu.shares (blocking, for a worker, as setMemoryLimit). */
 export async function setCpuShares(paths: CgroupPaths, shares: U64): Promise<void> {
   if (!paths.cpu) throw new Error('no cpu cgroup');
-  await writeFile(join(paths.cpu, 'cpu.shares'), String(shares));
+  writeFileSync(join(paths.cpu, 'cpu.shares'), String(shares));
 }
 
 /** The kernel's count of OOM kills in the container's memory cgroup, or undefined when the group is gone. */
