@@ -160,7 +160,9 @@ export function parseKeyValues(text: string): Map<string, U64> {
 /**
  * Sets the memory limit (and memsw). Blocking cgroupfs calls, for a worker: a
  * handful of small kernel files in a row cost it microseconds, where async calls
- * cost a threadpool trip each.
+ * cost a threadpool trip each. A limit below what the group holds makes the
+ * kernel reclaim first, a bounded number of passes, then EBUSY (DEAs set limits
+ * right after a create, when there is nothing to reclaim).
  */
 export async function setMemoryLimit(paths: CgroupPaths, bytes: U64): Promise<void> {
   const dir = paths.memory;

@@ -1,9 +1,11 @@
 // Kernel settings through /proc/sys (no fork). Paths resolve in the calling
 // thread's network namespace, which for the daemon is the host's.
-// Worker side only, and synchronous: /proc and /sys answer from memory, and a
-// restart sets three settings on each of hundreds of host ends, which queued on
-// libuv's threadpool one by one took longer than the rest of the restore.
-import { accessSync, readFileSync, writeFileSync } from 'node:fs';
+// Worker side only. Lookups are synchronous: /proc and /sys answer them from
+// memory, and a restart checks hundreds of interfaces. Writes stay async: some
+// (disable_ipv6) wait for the kernel's network lock, which concurrent `ip`
+// commands hold, and a blocked worker would hold up every task it runs.
+import { accessSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { wrapError } from '../../../model/errors.ts';
 
 export async function readSysctl(key: string): Promise<string> {
@@ -12,7 +14,7 @@ export async function readSysctl(key: string): Promise<string> {
 
 export async function writeSysctl(key: string, value: string | number, context: string): Promise<void> {
   try {
-    writeFileSync(`/proc/sys/${key}`, `${value}\n`);
+    await writeFile(`/proc/sys/${key}`, `${value}\n`);
   } catch (err) {
     throw wrapError(`${context}: setting ${key.replaceAll('/', '.')}=${value} failed`, err);
   }
