@@ -4,8 +4,8 @@
 // more than the removal itself costs the worker.
 import type { TaskRunner } from '../workers/pool.ts';
 
-/** Folders one worker task removes at most. */
-const BATCH = 256;
+/** Folders one worker task removes at most: the removal blocks that worker (a few ms for this many). */
+const BATCH = 64;
 
 export class FolderRemover {
   private readonly pool: TaskRunner;
@@ -20,7 +20,7 @@ export class FolderRemover {
   remove(path: string): Promise<void> {
     return new Promise<void>((done) => {
       this.queued.push({ path, done });
-      // Everything removed in this turn of the event loop goes in one task.
+      // What is removed in this turn of the event loop goes together (BATCH a task).
       this.flushing ??= new Promise<void>((r) => setImmediate(r)).then(() => this.flush());
     });
   }

@@ -88,9 +88,12 @@ describe('FolderRemover', () => {
       }
       await Promise.all(dirs.map((d) => remover.remove(d)));
       expect(dirs.filter((d) => existsSync(d))).toEqual([]);
-      // 300 folders: a batch of 256, then the rest.
+      // 300 folders: batches of 64, then the rest.
       expect(pool.calls.map((c) => [c.name, (c.args as { paths: string[] }).paths.length])).toEqual([
-        ['state.removeTrees', 256],
+        ['state.removeTrees', 64],
+        ['state.removeTrees', 64],
+        ['state.removeTrees', 64],
+        ['state.removeTrees', 64],
         ['state.removeTrees', 44],
       ]);
       // A folder that is not there, or cannot go, still settles.
