@@ -53,11 +53,19 @@ async function main(): Promise<void> {
   }
 
   // SIGHUP (logrotate's postrotate, `systemctl reload`) must not kill a daemon that is
-  // still starting; it takes effect once it serves.
+  // still starting. One that comes during the start is applied once the daemon is
+  // up: the socket answers a little before startDaemon returns, and a supervisor
+  // (or logrotate) may signal as soon as it does.
   let daemon: Daemon | undefined;
-  process.on('SIGHUP', () => {
-    daemon?.reload().catch((err) => daemon?.log.error({ err: describeError(err) }, 'SIGHUP handling failed'));
-  });
+  let reloadPending = false;
+  const reload = () => {
+    if (!daemon) {
+      reloadPending = true;
+      return;
+    }
+    daemon.reload().catch((err) => daemon?.log.error({ err: describeError(err) }, 'SIGHUP handling failed'));
+  };
+  process.on('SIGHUP', reload);
   // The drain signals are handled from the very start: SIGUSR2's default action
   // kills the process, and a supervisor may send it as soon as the socket answers
   // (before startDaemon has returned). One that comes during the start drains
@@ -89,6 +97,7 @@ async function main(): Promise<void> {
   const { startDaemon } = await import('./daemon.ts');
   daemon = await startDaemon(values.config, { config, pool });
   if (drainSignal !== undefined) exit(drainSignal);
+  else if (reloadPending) reload();
   process.on('SIGPIPE', () => {});
 }
 
