@@ -79,7 +79,9 @@ export async function recover(
     t = now;
   };
   service.watchContainerEvents();
-  let scan = await (early ?? scanDepot(pool, service.depot)).catch(() => undefined);
+  // An early scan (made while the host was prepared) counts only if the depot is
+  // still on the device it read: setupHost may have mounted the depot meanwhile.
+  let scan = early && (await early.catch(() => undefined));
   if (!scan || scan.dev === -1 || scan.dev !== (await pool.run('state.deviceOf', { path: service.depot }))) {
     scan = await scanDepot(pool, service.depot);
   }
