@@ -21,6 +21,7 @@ import {
   type ContainerNetSpec,
   type NetOutRule,
 } from '../../src/backends/linux/network/index.ts';
+import { applyBatch, newBatch } from '../../src/backends/linux/network/iptables.ts';
 import { formatIpv4, parseIpv4 } from '../../src/model/ipv4.ts';
 import { ROOT } from '../support/daemon.ts';
 import { egressGuardRules, installEgressGuard, removeEgressGuard } from '../support/egress-guard.ts';
@@ -432,6 +433,26 @@ describe('linux network', () => {
     const destroyMs = performance.now() - t1;
     console.log(`8 concurrent: create ${createMs.toFixed(0)} ms, destroy ${destroyMs.toFixed(0)} ms`);
     for (const { spec } of made) expect(await ourTraces(spec.id)).toEqual([]);
+  });
+
+  it('batches queued together go in one restore; a bad one fails alone and nothing is applied twice', async () => {
+    const [A, B, C] = [nextSpec(), nextSpec(), nextSpec()];
+    for (const s of [A, B, C]) cleanups.push(() => destroyContainerNetwork(s.id));
+    await execa('iptables', ['-w', '-N', `warden-i-${A.id}`]);
+    // A's filter line is not idempotent: applied twice, the chain would hold it twice.
+    const a = { ...newBatch(), filter: [`-A warden-i-${A.id} -j ACCEPT`], nat: [`:warden-i-${A.id} - [0:0]`] };
+    // B's nat line deletes a rule that is not there: the merged restore fails in its nat part.
+    const b = { ...newBatch(), filter: [`:warden-i-${B.id} - [0:0]`], nat: [`-D warden-i-${B.id} -j ACCEPT`] };
+    const c = { ...newBatch(), nat: [`:warden-i-${C.id} - [0:0]`, `-A warden-i-${C.id} -p tcp -m tcp --dport 1 -j DNAT --to-destination ${C.containerIp}:80`] };
+    const results = await Promise.all([a, b, c].map((x) => applyBatch(x, 'group test').then(() => 'ok', (e: Error) => e.message)));
+    expect(results[0]).toBe('ok');
+    expect(results[1]).toMatch(/^group test: iptables-restore .* failed: .*\(rule: -D warden-i-\S+ -j ACCEPT\)$/);
+    expect(results[2]).toBe('ok');
+    const list = async (table: string, chain: string) => (await execa('iptables', ['-w', '-t', table, '-S', chain], { reject: false })).stdout;
+    expect((await list('filter', `warden-i-${A.id}`)).split('\n').filter((l) => l.includes('ACCEPT'))).toHaveLength(1);
+    expect(await list('nat', `warden-i-${A.id}`)).toBe(`-N warden-i-${A.id}`);
+    expect(await list('filter', `warden-i-${B.id}`)).toBe(`-N warden-i-${B.id}`);
+    expect((await list('nat', `warden-i-${C.id}`)).split('\n').filter((l) => l.includes('DNAT'))).toHaveLength(1);
   });
 
   // Last: takes this suite's pool rules away.

@@ -1,11 +1,17 @@
 // Every iptables call of this module goes through one queue per thread, so rule
-// edits of one worker never interleave. Multi-rule changes are single
-// iptables-restore --noflush batches: the nft backend commits a batch atomically,
-// which also keeps batches of different workers and processes from interleaving.
+// edits of one worker never interleave. Multi-rule changes are iptables-restore
+// --noflush batches: the nft backend commits each table's part of a batch
+// atomically, which also keeps batches of different workers and processes from
+// interleaving. Batches that wait in the queue one after the other go to the
+// kernel as one iptables-restore (see applyGroup): every invocation of
+// iptables-nft reads the whole ruleset first, so at 32 concurrent net_ins or
+// creates the reads, not the rules, were the cost.
 // Always the nft backend (`iptables`), always -w; never iptables-legacy.
 import { run, HostCommandError } from './exec.ts';
 
 export type Table = 'filter' | 'nat' | 'mangle';
+
+const TABLES = ['filter', 'nat', 'mangle'] as const;
 
 /** Seconds iptables waits for the xtables lock (only legacy callers hold it; harmless under nft). */
 const LOCK_WAIT = '10';
@@ -21,6 +27,8 @@ function enqueue<T>(fn: () => Promise<T>): Promise<T> {
 
 /** One iptables command, e.g. iptables(['-t', 'nat', '-A', chain, ...], 'net_in'). */
 export function iptables(args: readonly string[], context: string): Promise<string> {
+  // Batches queued after this command must not be merged with ones queued before it.
+  open = undefined;
   return enqueue(() => run('iptables', ['-w', LOCK_WAIT, ...args], { context }));
 }
 
@@ -48,26 +56,128 @@ export function renderBatch(b: Batch): string {
   return out;
 }
 
-/** Applies the batch atomically (iptables-restore --noflush); on failure names the offending line. */
+/** A batch waiting in the queue for its group's turn. */
+interface Waiting {
+  batch: Batch;
+  context: string;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/** The group later batches still join: the last thing queued on this thread, not yet started. */
+let open: Waiting[] | undefined;
+
+/**
+ * Applies the batch (iptables-restore --noflush); on failure the error names the offending
+ * line's rule. Each table's part is atomic; a failing table leaves the tables before it applied.
+ * Batches queued back to back run as one restore, with the same effect as one after the other.
+ */
 export function applyBatch(b: Batch, context: string): Promise<void> {
   if (batchIsEmpty(b)) return Promise.resolve();
-  const input = renderBatch(b);
-  return enqueue(async () => {
-    try {
-      await run('iptables-restore', ['-w', LOCK_WAIT, '--noflush'], { context, input });
-    } catch (err) {
-      if (!(err instanceof HostCommandError)) throw err;
-      const m = /line (\d+) failed/.exec(err.stderr);
-      const line = m ? input.split('\n')[Number(m[1]) - 1] : undefined;
-      throw new HostCommandError(
-        line === undefined ? err.message : `${err.message} (rule: ${line})`,
-        err.command,
-        err.exitCode,
-        err.stderr,
-        err,
-      );
+  return new Promise<void>((resolve, reject) => {
+    const w: Waiting = { batch: b, context, resolve, reject };
+    if (open) {
+      open.push(w);
+      return;
     }
+    const group = [w];
+    open = group;
+    void enqueue(() => {
+      if (open === group) open = undefined;
+      return applyGroup(group, restore);
+    });
   });
+}
+
+/** Runs iptables-restore on the input; rejects with a HostCommandError naming the failing line's rule. */
+export type Restore = (input: string, context: string) => Promise<void>;
+
+async function restore(input: string, context: string): Promise<void> {
+  try {
+    await run('iptables-restore', ['-w', LOCK_WAIT, '--noflush'], { context, input });
+  } catch (err) {
+    if (!(err instanceof HostCommandError)) throw err;
+    const n = failedLine(err);
+    const line = n === undefined ? undefined : input.split('\n')[n - 1];
+    throw new HostCommandError(
+      line === undefined ? err.message : `${err.message} (rule: ${line})`,
+      err.command,
+      err.exitCode,
+      err.stderr,
+      err,
+    );
+  }
+}
+
+/** The 1-based input line iptables-restore reports as failed. */
+function failedLine(err: HostCommandError): number | undefined {
+  const m = /line (\d+) failed/.exec(err.stderr);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The group's error as the batch's own: its message starts with the batch's context. */
+function asOwn(err: unknown, groupContext: string, context: string): unknown {
+  if (!(err instanceof HostCommandError) || !err.message.startsWith(`${groupContext}: `)) return err;
+  const message = `${context}: ${err.message.slice(groupContext.length + 2)}`;
+  return new HostCommandError(message, err.command, err.exitCode, err.stderr, err);
+}
+
+/** The batches' lines table by table, each batch's in its order: one restore applies them as the batches one after the other would. */
+export function mergeBatches(batches: readonly Batch[]): Batch {
+  const m = newBatch();
+  for (const b of batches) for (const t of TABLES) m[t].push(...b[t]);
+  return m;
+}
+
+/** The tables whose COMMIT came before input line n (1-based) of renderBatch(b): those were applied. */
+export function tablesBefore(b: Batch, n: number): Set<Table> {
+  const done = new Set<Table>();
+  let end = 0;
+  for (const t of TABLES) {
+    if (b[t].length === 0) continue;
+    end += b[t].length + 2; // "*table", the lines, "COMMIT"
+    if (end < n) done.add(t);
+  }
+  return done;
+}
+
+/**
+ * Applies a group of batches queued back to back. One batch: one restore. More: one restore of
+ * them merged; when it fails, the tables committed before the failing one stay, and each batch
+ * then applies the rest of its own lines alone, so only the batch at fault gets the error.
+ * When the error names no line, what was applied is unknown and every batch gets the error
+ * (callers treat it as their own failed batch: undo, or read what is there and retry).
+ */
+export async function applyGroup(group: readonly Waiting[], run: Restore): Promise<void> {
+  if (group.length === 1) {
+    const w = group[0]!;
+    await run(renderBatch(w.batch), w.context).then(w.resolve, w.reject);
+    return;
+  }
+  const merged = mergeBatches(group.map((w) => w.batch));
+  const contexts = [...new Set(group.map((w) => w.context))].join(', ');
+  let done: Set<Table>;
+  try {
+    await run(renderBatch(merged), contexts);
+    for (const w of group) w.resolve();
+    return;
+  } catch (err) {
+    const n = err instanceof HostCommandError ? failedLine(err) : undefined;
+    if (n === undefined) {
+      for (const w of group) w.reject(asOwn(err, contexts, w.context));
+      return;
+    }
+    done = tablesBefore(merged, n);
+  }
+  for (const w of group) {
+    const rest = newBatch();
+    for (const t of TABLES) if (!done.has(t)) rest[t] = w.batch[t];
+    if (batchIsEmpty(rest)) {
+      w.resolve();
+      continue;
+    }
+    await run(renderBatch(rest), w.context).then(w.resolve, w.reject);
+  }
 }
 
 /**
