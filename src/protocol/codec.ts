@@ -161,6 +161,21 @@ export function encodeFrame(type: MessageTypeName, kind: MessageKind, body: obje
   return frameEnvelope(MessageType[type], encodeBody(bodyTypeName(type, kind), body));
 }
 
+/** Frames of empty responses (Ping, Stop, the limits' echoes when unset...), encoded once per type. */
+const emptyResponseFrames = new Map<MessageTypeName, Buffer>();
+
+/**
+ * encodeFrame for a reply: an empty body's frame is the same bytes every time, so it
+ * is encoded once and reused (the socket only reads it). Ping and Echo probes come
+ * by the thousand.
+ */
+export function encodeResponseFrame(type: MessageTypeName, body: object): Buffer {
+  for (const _ in body) return encodeFrame(type, 'Response', body);
+  let frame = emptyResponseFrames.get(type);
+  if (!frame) emptyResponseFrames.set(type, (frame = encodeFrame(type, 'Response', body)));
+  return frame;
+}
+
 export function encodeRequest<K extends RequestName>(type: K, body: RequestMap[K]): Buffer {
   return encodeFrame(type, 'Request', body);
 }

@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WardenError, codeOf, describeError } from '../model/errors.ts';
-import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, ProtocolError } from '../protocol/codec.ts';
+import { bodyTypeName, decodeBody, decodeEnvelope, encodeError, encodeFrame, encodeResponseFrame, ProtocolError } from '../protocol/codec.ts';
 import { FrameDecoder, FramingError } from '../protocol/framing.ts';
 import { streamDataFrame } from '../protocol/stream-frame.ts';
 import type { MessageTypeName, RequestName, StreamResponse } from '../protocol/types.ts';
@@ -46,6 +46,8 @@ export class Connection {
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private readonly references = new Set<Container>();
+  /** What handlers get of this connection: the same object for every request. */
+  private readonly ctx: RequestContext;
   private current: RequestName | undefined;
   /** serve() is running (possibly waiting for the socket to drain between requests). */
   private serving = false;
@@ -65,6 +67,12 @@ export class Connection {
     this.log = log.child({ conn: id });
     this.framing = framing;
     this.decoder = new FrameDecoder(framing.maxFrameBytes, { ownsChunks: true });
+    this.ctx = {
+      connectionId: id,
+      references: this.references,
+      signal: this.abort.signal,
+      send: (type: 'Stream', body: StreamResponse) => this.writeAndWait(streamFrame(body) ?? [encodeFrame(type, 'Response', body)]),
+    };
     this.done = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
@@ -259,8 +267,8 @@ export class Connection {
       const req = decodeBody<Record<string, unknown>>(bodyTypeName(type, 'Request'), payload);
       handle = typeof req.handle === 'string' ? req.handle : undefined;
       const handler = handlers[type] as (s: WardenService, r: unknown, c: RequestContext) => unknown;
-      const response = await handler(this.service, req, this.context());
-      if (!this.closed) this.write(encodeFrame(type, 'Response', response as object));
+      const response = await handler(this.service, req, this.ctx);
+      if (!this.closed) this.write(encodeResponseFrame(type, response as object));
       // Create's handle is in its answer when the client let the daemon pick it.
       handle ??= typeof (response as { handle?: unknown })?.handle === 'string' ? (response as { handle: string }).handle : undefined;
       this.logRequest(type, handle, started, 'ok');
@@ -274,23 +282,18 @@ export class Connection {
   /** The one log line of every request (info; internal failures at error, with their stack), and its metrics. */
   private logRequest(type: RequestName, handle: string | undefined, started: number, outcome: RequestOutcome, err?: string, stack?: string): void {
     const ms = performance.now() - started;
+    this.service.observer.requestDone?.(type, outcome, ms / 1000);
+    // Probes change nothing and come by the thousand: their line is debug, as every
+    // request's was in the original (and not even built when debug is off).
+    const probe = outcome === 'ok' && (type === 'Ping' || type === 'Echo');
+    if (probe && !this.log.isLevelEnabled('debug')) return;
     const line = { type, handle, ms: round(ms), outcome, ...(err === undefined ? {} : { err }) };
     if (outcome === 'internal') this.log.error({ ...line, stack }, 'request failed unexpectedly');
     else if (outcome !== 'ok') this.log.info(line, 'request failed');
-    // Probes change nothing and come by the thousand: their line is debug, as every request's was in the original.
-    else if (type === 'Ping' || type === 'Echo') this.log.debug(line, 'request');
+    else if (probe) this.log.debug(line, 'request');
     else this.log.info(line, 'request');
-    this.service.observer.requestDone?.(type, outcome, ms / 1000);
   }
 
-  private context(): RequestContext {
-    return {
-      connectionId: this.id,
-      references: this.references,
-      signal: this.abort.signal,
-      send: (type: 'Stream', body: StreamResponse) => this.writeAndWait(streamFrame(body) ?? [encodeFrame(type, 'Response', body)]),
-    };
-  }
 
   private write(frame: Buffer): boolean {
     if (this.closed) return false;

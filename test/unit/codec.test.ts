@@ -6,6 +6,7 @@ import {
   decodeEnvelope,
   encodeBody,
   encodeFrame,
+  encodeResponseFrame,
   messageType,
 } from '../../src/protocol/codec.ts';
 import { FrameDecoder } from '../../src/protocol/framing.ts';
@@ -130,5 +131,22 @@ describe('message decoding', () => {
     const enc = encodeBody('StreamResponse', { name: 'stdout', data: bytes });
     const dec = decodeBody<{ data: Buffer }>('StreamResponse', enc);
     expect(Buffer.from(dec.data).equals(bytes)).toBe(true);
+  });
+});
+
+describe('reply frames', () => {
+  it('encodes an empty reply once per type and reuses its bytes', () => {
+    const first = encodeResponseFrame('Ping', {});
+    expect(first.equals(encodeFrame('Ping', 'Response', {}))).toBe(true);
+    expect(encodeResponseFrame('Ping', {})).toBe(first);
+    expect(encodeResponseFrame('Stop', {}).equals(encodeFrame('Stop', 'Response', {}))).toBe(true);
+    expect(encodeResponseFrame('Stop', {})).not.toBe(first);
+  });
+
+  it('encodes a reply with fields afresh every time', () => {
+    const a = encodeResponseFrame('Echo', { message: 'a' });
+    const b = encodeResponseFrame('Echo', { message: 'b' });
+    expect(a.equals(encodeFrame('Echo', 'Response', { message: 'a' }))).toBe(true);
+    expect(b.equals(encodeFrame('Echo', 'Response', { message: 'b' }))).toBe(true);
   });
 });
