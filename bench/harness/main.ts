@@ -6,7 +6,7 @@
 // plots/*.svg, and prints a summary table.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { cp, rm, stat } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -357,11 +357,13 @@ async function main(): Promise<number> {
       results.finding('cpu-prof', `${p.file}: ${(p.busyMs / 1000).toFixed(1)} s busy of ${(p.totalMs / 1000).toFixed(1)} s, self time`, ['by', 'where', 'self', 'share of busy'], rows);
     }
   }
+  const out = opts.out ?? join(ROOT, 'bench', 'results', `${stamp()}-${results.meta.backend}${opts.quick ? '-quick' : ''}`);
+  mkdirSync(join(out, 'plots'), { recursive: true });
+  // The profiles themselves, for DevTools or a closer look than the summary above.
+  if (cpuProfDir) await cp(cpuProfDir, join(out, 'cpu-prof'), { recursive: true }).catch(() => undefined);
   if (st.tmp) await rm(st.tmp, { recursive: true, force: true });
 
   // Output.
-  const out = opts.out ?? join(ROOT, 'bench', 'results', `${stamp()}-${results.meta.backend}${opts.quick ? '-quick' : ''}`);
-  mkdirSync(join(out, 'plots'), { recursive: true });
   const plots = buildPlots(results);
   for (const p of plots) writeFileSync(join(out, 'plots', `${p.name}.svg`), p.svg);
   writeFileSync(join(out, 'results.json'), JSON.stringify(results));
