@@ -3,10 +3,13 @@
 // from a worker), against the runner's spawner process (the new way), with the
 // baseline of a spawn from a small process measured in the same run. Reports the
 // latency per command and how long the calling thread was blocked (event-loop
-// stalls), which is what a request waiting behind it pays.
+// stalls), which is what a request waiting behind it pays. Then the CPU a
+// command costs: the spawner process's own and its children's, against bash
+// running the same command in a loop (its `times`), in the same run.
 //
 //   node bench/host-commands.ts [--heap-mib N] [--count N] [--concurrency N]
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
@@ -99,3 +102,36 @@ const fmt = (name: string, f: Figures, ratio: string) =>
 for (const [name, f] of rows) fmt(name, f, `${(f.p50 / baseline.p50).toFixed(2)}x`);
 fmt('baseline: spawn from a small process', baseline, '1.00x');
 ballast.length = 0;
+
+// CPU per command. The spawner is this process's child running spawner-process.js.
+function spawnerPid(): number | undefined {
+  for (const tid of readdirSync('/proc/self/task')) {
+    for (const pid of readFileSync(`/proc/self/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('spawner-process.js')) return Number(pid);
+    }
+  }
+  return undefined;
+}
+
+/** utime+stime and cutime+cstime of a process, in ms (clock ticks of 10 ms). */
+function cpuOf(pid: number): { own: number; children: number } {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { own: (Number(f[11]) + Number(f[12])) * 10, children: (Number(f[13]) + Number(f[14])) * 10 };
+}
+
+const pid = spawnerPid();
+if (pid === undefined) throw new Error('cannot find the spawner process of this thread');
+const before = cpuOf(pid);
+let left = count;
+await Promise.all(Array.from({ length: concurrency }, async () => {
+  while (left-- > 0) await runHost('/bin/true', [], { context: 'bench' });
+}));
+const after = cpuOf(pid);
+// bash's `times`: the shell's own user and system time, then its children's.
+const seconds = execFileSync('bash', ['-c', `for ((i = 0; i < ${count}; i++)); do /bin/true; done; times`], { encoding: 'utf8' })
+  .trim().split(/\s+/).map((t) => { const m = /^(\d+)m([\d.]+)s$/.exec(t); return m ? Number(m[1]) * 60 + Number(m[2]) : 0; });
+const bashMs = (seconds.reduce((a, b) => a + b, 0) * 1000) / count;
+const own = (after.own - before.own) / count;
+const kids = (after.children - before.children) / count;
+console.log(`\nCPU per command (/bin/true x${count}): the spawner ${own.toFixed(2)} ms + the command ${kids.toFixed(2)} ms = ${(own + kids).toFixed(2)} ms; ` +
+  `bash running the same loop ${bashMs.toFixed(2)} ms (its own and the command's): ${((own + kids) / bashMs).toFixed(2)}x`);
