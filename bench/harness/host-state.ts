@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { parentCgroups } from '../../src/backends/linux/cgroups/cgroups.ts';
 import { mountAt } from '../../src/backends/linux/disk/depot.ts';
+import { unusedBaseChains } from '../../src/backends/linux/network/index.ts';
 import { cidrContains, parseCidr, parseIpv4 } from '../../src/model/ipv4.ts';
 import { BENCH_RANGE, type Target } from './daemon.ts';
 
@@ -127,6 +128,10 @@ export async function findLeaks(t: Target, ids: Set<string>, raw: RawScope | und
           found.push(`iptables ${table}: ${line}`);
         } else if (tornDown && line.includes(`warden-egress-guard-${process.pid}`)) found.push(`egress guard: ${table} ${line}`);
       }
+    }
+    if (tornDown && own) {
+      checked.push('iptables: no base chain left that nothing uses');
+      for (const c of await unusedBaseChains()) found.push(`iptables base chain ${c}, used by nothing`);
     }
     const qdiscs = await execa('tc', ['qdisc', 'show'], { reject: false });
     for (const line of qdiscs.stdout.split('\n')) if (mentions(line, allIds)) found.push(`qdisc: ${line}`);

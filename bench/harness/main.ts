@@ -156,7 +156,8 @@ async function cleanup(st: RunState, tracker: Tracker, results: Results, progres
         problems.push(...first.found.map((l) => `left after destroy: ${l}`));
       }
       if (t.settings) {
-        await teardownHost(t.settings).catch((e: Error) => problems.push(`teardown: ${e.message}`));
+        // The bench is the last of its run: the base chains go too unless something else uses them.
+        await teardownHost(t.settings, { removeUnusedBase: true }).catch((e: Error) => problems.push(`teardown: ${e.message}`));
         await rm(t.settings.depotImage, { force: true });
       }
       await t.own.removeDir().catch((e: Error) => problems.push(`rm ${t.own!.dir}: ${e.message}`));

@@ -472,7 +472,10 @@ describe('linux network', () => {
       '-n', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t sysfs sysfs /sys && exec "$@"', 'sh',
       join(ROOT, 'node_modules/.bin/node'), join(ROOT, 'test/support/linux/network-teardown-private.ts'), a, b, chain,
     ]);
-    const steps = JSON.parse(stdout) as Record<'setUp' | 'afterA' | 'afterB' | 'afterChainGone', string[]>;
+    const steps = JSON.parse(stdout) as Record<
+      'setUp' | 'unusedWhileUsed' | 'afterA' | 'afterB' | 'afterChainGone' | 'unusedAfterPlainTeardown' | 'unusedAtTheEnd' | 'atTheEnd',
+      string[]
+    >;
     const naming = (lines: string[], s: string) => lines.filter((l) => l.includes(s));
     const base = [':warden-forward ', ':warden-instances ', ':warden-default ', ':warden-input ', ':warden-prerouting ', ':warden-postrouting '];
     const hasBase = (lines: string[]) => base.every((c) => lines.some((l) => l.startsWith(c)));
@@ -489,5 +492,13 @@ describe('linux network', () => {
     expect(steps.afterB.some((l) => l.startsWith(`:${chain} `))).toBe(true);
     // Nothing uses the base any more: every warden chain and jump is gone.
     expect(naming(steps.afterChainGone, 'warden')).toEqual([]);
+    // What a leak check sees: nothing while pools use the base; the six base chains when
+    // a teardown left them unused; nothing once the last teardown removed them.
+    expect(steps.unusedWhileUsed).toEqual([]);
+    expect(steps.unusedAfterPlainTeardown.sort()).toEqual(
+      ['filter warden-default', 'filter warden-forward', 'filter warden-input', 'filter warden-instances', 'nat warden-postrouting', 'nat warden-prerouting'],
+    );
+    expect(steps.unusedAtTheEnd).toEqual([]);
+    expect(naming(steps.atTheEnd, 'warden')).toEqual([]);
   });
 });

@@ -37,9 +37,10 @@ export async function cleanupConfig(config: WardenConfig, opts: CleanupOptions):
   const done: string[] = [];
   await sweepHost(s, { claimed: new Set() });
   if (ids.size > 0) done.push(`destroyed ${ids.size} container(s): ${[...ids].sort().join(' ')}`);
-  await teardownHost(s);
+  // The operator's last word on this config: the shared base chains go too when nothing else uses them.
+  await teardownHost(s, { removeUnusedBase: true });
   done.push(
-    `removed pool rules of ${s.network.poolNetwork}, cgroup parents ${s.cgroupParent}, runtime root ${s.runtimeRoot}, ` +
+    `removed pool rules of ${s.network.poolNetwork} (and the base chains if nothing else used them), cgroup parents ${s.cgroupParent}, runtime root ${s.runtimeRoot}, ` +
       `daemon record ${tag}; unmounted the depot ${s.depot} if an image was mounted there (kept ${s.depotImage})`,
   );
   return done;

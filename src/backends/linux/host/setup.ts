@@ -8,7 +8,7 @@ import { enterDaemonCgroup, leaveDaemonCgroup } from '../cgroups/daemon-cgroup.t
 import { CGROUP_LINK_ROOT, prepareLinkRoot } from '../cgroups/links.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
 import { adoptStaleQgroups } from '../disk/qgroup-reaper.ts';
-import { removeStalePoolRules, setupNetworkHost, teardownNetworkHost } from '../network/index.ts';
+import { removeStalePoolRules, setupNetworkHost, teardownNetworkHost, type TeardownOptions } from '../network/index.ts';
 import { HOST_RESOLV_CONF, loopbackResolver } from '../rootfs/etc-files.ts';
 import { removeDaemonRecord, tagIsStale, tagOf, writeDaemonRecord } from './daemon-records.ts';
 import type { HardLimits } from '../jobs/launch.ts';
@@ -126,8 +126,12 @@ export async function removeStaleCgroupParents(ownTag: string): Promise<string[]
   return removed;
 }
 
-/** Undoes setupHost where nothing uses it any more (a drain with no containers left; tests; --cleanup). */
-export async function teardownHost(s: LinuxHostSettings): Promise<void> {
+/**
+ * Undoes setupHost where nothing uses it any more (a drain with no containers left; tests; --cleanup).
+ * removeUnusedBase: also the shared base chains when nothing uses them, for a last
+ * process only (`--cleanup`, the bench after its run); see TeardownOptions.
+ */
+export async function teardownHost(s: LinuxHostSettings, opts: TeardownOptions = {}): Promise<void> {
   const errors: string[] = [];
   await leaveDaemonCgroup(s.cgroupParent).catch((err: Error) => errors.push(err.message));
   for (const dir of await parentCgroups(s.cgroupParent)) {
@@ -135,7 +139,7 @@ export async function teardownHost(s: LinuxHostSettings): Promise<void> {
       if (err.code !== 'ENOENT') errors.push(`${dir}: ${err.message}`);
     });
   }
-  await teardownNetworkHost(s.network.poolNetwork).catch((err: Error) => errors.push(err.message));
+  await teardownNetworkHost(s.network.poolNetwork, opts).catch((err: Error) => errors.push(err.message));
   await unmountDepot(s).catch((err: Error) => errors.push(err.message));
   await rmdir(s.runtimeRoot).catch(() => undefined);
   await removeDaemonRecord(tagOf(s)).catch(() => undefined);

@@ -228,25 +228,41 @@ function teardownBatch(
   removeUnusedBase: boolean,
 ): Batch {
   const b = newBatch();
-  let otherPools = false;
-  const prune = (table: 'filter' | 'nat', chains: Map<string, string[]>, names: string[]) => {
-    for (const name of names) {
-      for (const r of chains.get(name) ?? []) {
-        if (own.some((p) => isPoolRule(r, p))) b[table].push(deleteOf(r));
-        else if (/ -s \d+\.\d+\.\d+\.\d+\/\d+ /.test(r) && !r.includes(' -s 127.0.0.0/8 ')) otherPools = true;
-      }
-    }
-  };
-  prune('filter', filter, [CHAINS.default, CHAINS.input]);
-  prune('nat', nat, [CHAINS.postrouting, CHAINS.prerouting]);
-  const inUse =
-    otherPools ||
-    ifaces.some((n) => idFromIface(n) !== undefined) ||
-    [...filter.keys(), ...nat.keys()].some((n) => n.startsWith(INSTANCE_CHAIN_PREFIX));
-  if (inUse || !removeUnusedBase) return b;
+  for (const [table, chains, names] of [['filter', filter, TEARDOWN_CHAINS.filter], ['nat', nat, TEARDOWN_CHAINS.nat]] as const) {
+    for (const r of rulesIn(chains, names)) if (own.some((p) => isPoolRule(r, p))) b[table].push(deleteOf(r));
+  }
+  if (baseInUse(filter, nat, ifaces, own) || !removeUnusedBase) return b;
   const all = newBatch();
   removeBase(all, filter, nat);
   return all;
+}
+
+/** The base chains a teardown looks through for pool rules (POOL_CHAINS, and prerouting to be sure). */
+const TEARDOWN_CHAINS = { filter: [CHAINS.default, CHAINS.input], nat: [CHAINS.postrouting, CHAINS.prerouting] } as const;
+
+function rulesIn(chains: Map<string, string[]>, names: readonly string[]): string[] {
+  return names.flatMap((n) => chains.get(n) ?? []);
+}
+
+/** Whether anything but the pools `leaving` still hangs off the base: another pool's rules, a container's chain, a w-* interface. */
+function baseInUse(filter: Map<string, string[]>, nat: Map<string, string[]>, ifaces: string[], leaving: string[]): boolean {
+  const otherPool = (r: string) => / -s \d+\.\d+\.\d+\.\d+\/\d+ /.test(r) && !r.includes(' -s 127.0.0.0/8 ') && !leaving.some((p) => isPoolRule(r, p));
+  return (
+    [...rulesIn(filter, TEARDOWN_CHAINS.filter), ...rulesIn(nat, TEARDOWN_CHAINS.nat)].some(otherPool) ||
+    ifaces.some((n) => idFromIface(n) !== undefined) ||
+    [...filter.keys(), ...nat.keys()].some((n) => n.startsWith(INSTANCE_CHAIN_PREFIX))
+  );
+}
+
+/**
+ * The base chains on the host while nothing uses them: what the last teardown with
+ * removeUnusedBase should have removed. Leak checks (the bench's) look with it.
+ */
+export async function unusedBaseChains(): Promise<string[]> {
+  const ctx = 'list the base chains';
+  const [filter, nat, ifaces] = await Promise.all([listTable('filter', ctx), listTable('nat', ctx), readdir('/sys/class/net')]);
+  if (baseInUse(filter, nat, ifaces, [])) return [];
+  return [...FILTER_BASE.filter((c) => filter.has(c)).map((c) => `filter ${c}`), ...NAT_BASE.filter((c) => nat.has(c)).map((c) => `nat ${c}`)];
 }
 
 function removeBase(b: Batch, filter: Map<string, string[]>, nat: Map<string, string[]>): void {
