@@ -14,6 +14,7 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { runHost } from '../src/host/run.ts';
+import { cmdline, processSample } from './harness/proc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -104,34 +105,29 @@ fmt('baseline: spawn from a small process', baseline, '1.00x');
 ballast.length = 0;
 
 // CPU per command. The spawner is this process's child running spawner-process.js.
-function spawnerPid(): number | undefined {
+async function spawnerPid(): Promise<number | undefined> {
   for (const tid of readdirSync('/proc/self/task')) {
     for (const pid of readFileSync(`/proc/self/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('spawner-process.js')) return Number(pid);
+      if ((await cmdline(Number(pid))).some((a) => a.endsWith('spawner-process.js'))) return Number(pid);
     }
   }
   return undefined;
 }
 
-/** utime+stime and cutime+cstime of a process, in ms (clock ticks of 10 ms). */
-function cpuOf(pid: number): { own: number; children: number } {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return { own: (Number(f[11]) + Number(f[12])) * 10, children: (Number(f[13]) + Number(f[14])) * 10 };
-}
-
-const pid = spawnerPid();
+const pid = await spawnerPid();
 if (pid === undefined) throw new Error('cannot find the spawner process of this thread');
-const before = cpuOf(pid);
+const before = await processSample(pid);
 let left = count;
 await Promise.all(Array.from({ length: concurrency }, async () => {
   while (left-- > 0) await runHost('/bin/true', [], { context: 'bench' });
 }));
-const after = cpuOf(pid);
+const after = await processSample(pid);
+if (!before || !after) throw new Error(`cannot read /proc/${pid}`);
 // bash's `times`: the shell's own user and system time, then its children's.
 const seconds = execFileSync('bash', ['-c', `for ((i = 0; i < ${count}; i++)); do /bin/true; done; times`], { encoding: 'utf8' })
   .trim().split(/\s+/).map((t) => { const m = /^(\d+)m([\d.]+)s$/.exec(t); return m ? Number(m[1]) * 60 + Number(m[2]) : 0; });
 const bashMs = (seconds.reduce((a, b) => a + b, 0) * 1000) / count;
-const own = (after.own - before.own) / count;
-const kids = (after.children - before.children) / count;
+const own = ((after.cpu - before.cpu) * 1000) / count;
+const kids = ((after.childCpu - before.childCpu) * 1000) / count;
 console.log(`\nCPU per command (/bin/true x${count}): the spawner ${own.toFixed(2)} ms + the command ${kids.toFixed(2)} ms = ${(own + kids).toFixed(2)} ms; ` +
   `bash running the same loop ${bashMs.toFixed(2)} ms (its own and the command's): ${((own + kids) / bashMs).toFixed(2)}x`);

@@ -161,13 +161,13 @@ export function encodeFrame(type: MessageTypeName, kind: MessageKind, body: obje
   return frameEnvelope(MessageType[type], encodeBody(bodyTypeName(type, kind), body));
 }
 
-/** Frames of empty responses (Ping, Stop, the limits' echoes when unset...), encoded once per type. */
+/** Frames of replies with an empty body (Ping, Stop, ...), encoded once per type. */
 const emptyResponseFrames = new Map<MessageTypeName, Buffer>();
 
 /**
- * encodeFrame for a reply: an empty body's frame is the same bytes every time, so it
- * is encoded once and reused (the socket only reads it). Ping and Echo probes come
- * by the thousand.
+ * encodeFrame for a reply the daemon writes: an empty body's frame is the same bytes
+ * every time, so it is encoded once and shared (sockets only read it; callers that
+ * may change a frame's bytes use encodeFrame). Ping probes come by the thousand.
  */
 export function encodeResponseFrame(type: MessageTypeName, body: object): Buffer {
   for (const _ in body) return encodeFrame(type, 'Response', body);
