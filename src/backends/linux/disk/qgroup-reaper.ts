@@ -6,6 +6,12 @@
 // themselves at that moment; then the reaper only sees it gone (a sysfs stat, no fork).
 // A daemon that exits with qgroups pending leaves them stale; the next start adopts
 // every stale qgroup of the depot (adoptStaleQgroups), so none leaks for good.
+//
+// The cleaner drops deleted subvolumes in the order they were deleted, and only
+// after a transaction commit (up to 30 s by default). So a round looks at every
+// pending qgroup in sysfs (no fork), but runs `btrfs qgroup destroy` for the oldest
+// only: while that one is busy, every younger one is too. Trying them all each
+// round forked btrfs about 100 times a second under steady creates and destroys.
 import { stat } from 'node:fs/promises';
 import { HostCommandError, run } from '../exec.ts';
 import { filesystemId } from './subvolume.ts';
@@ -13,11 +19,14 @@ import { filesystemId } from './subvolume.ts';
 const FIRST_DELAY_MS = 1_000;
 const MAX_DELAY_MS = 15_000;
 
-/** depot → subvolume ids whose qgroup is still to go. */
+/** depot → subvolume ids whose qgroup is still to go, oldest first. */
 const pending = new Map<string, Set<number>>();
+/** Depots whose kernel refused to destroy a just-deleted subvolume's qgroup (EBUSY): destroy hands the qgroup straight to the reaper. */
+const holdsBusy = new Set<string>();
 let timer: NodeJS.Timeout | undefined;
 let delayMs = FIRST_DELAY_MS;
-let reaping = false;
+/** The round running now, if any. */
+let round: Promise<void> | undefined;
 
 /** Removes qgroup 0/subvolId of depot as soon as btrfs lets it (in the background). */
 export function reapQgroupLater(depot: string, subvolId: number): void {
@@ -51,10 +60,33 @@ export async function adoptStaleQgroups(depot: string): Promise<number> {
   return ids.length;
 }
 
+/**
+ * After a subvolume was deleted: removes its qgroup now when this kernel allows that,
+ * else leaves it to the reaper. A kernel that said EBUSY once (6.x: a qgroup goes only
+ * once the cleaner dropped its tree) is not asked again right after a delete, which
+ * would be a fork that always fails.
+ */
+export async function destroyQgroupOrReap(depot: string, subvolId: number): Promise<void> {
+  if (holdsBusy.has(depot)) {
+    if (!(await qgroupGone(depot, subvolId))) reapQgroupLater(depot, subvolId);
+    return;
+  }
+  if (!(await tryDestroyQgroup(depot, subvolId))) {
+    holdsBusy.add(depot);
+    reapQgroupLater(depot, subvolId);
+  }
+}
+
+/** True when sysfs shows no such qgroup (removed, or the kernel dropped it itself); false when present or unknown. */
+async function qgroupGone(depot: string, subvolId: number): Promise<boolean> {
+  const fsid = await filesystemId(depot).catch(() => undefined);
+  if (!fsid) return false;
+  return !(await stat(`/sys/fs/btrfs/${fsid}/qgroups/0_${subvolId}`).then(() => true, () => false));
+}
+
 /** Tries once: true when the qgroup is gone (removed now, or already), false while the cleaner still holds it. */
 export async function tryDestroyQgroup(depot: string, subvolId: number): Promise<boolean> {
-  const fsid = await filesystemId(depot).catch(() => undefined);
-  if (fsid && !(await stat(`/sys/fs/btrfs/${fsid}/qgroups/0_${subvolId}`).then(() => true, () => false))) return true;
+  if (await qgroupGone(depot, subvolId)) return true;
   try {
     await run('btrfs', ['qgroup', 'destroy', `0/${subvolId}`, depot], { context: `destroy qgroup 0/${subvolId}` });
     return true;
@@ -68,26 +100,46 @@ export async function tryDestroyQgroup(depot: string, subvolId: number): Promise
   }
 }
 
+/**
+ * One round for a depot: drops the qgroups sysfs no longer shows, then destroys
+ * the oldest that remain until one is still busy. A failure other than busy
+ * (tryDestroyQgroup throws) keeps that qgroup pending without holding up the
+ * younger ones.
+ */
+async function reapDepot(depot: string, ids: Set<number>): Promise<void> {
+  for (const id of [...ids]) if (await qgroupGone(depot, id)) ids.delete(id);
+  for (const id of [...ids]) {
+    let gone: boolean;
+    try {
+      gone = await tryDestroyQgroup(depot, id);
+    } catch {
+      continue;
+    }
+    if (!gone) break;
+    ids.delete(id);
+  }
+  if (ids.size === 0) pending.delete(depot);
+}
+
 function schedule(): void {
-  if (timer || reaping) return;
-  timer = setTimeout(() => void reap(), delayMs);
+  if (timer || round) return;
+  timer = setTimeout(() => void reapNow(), delayMs);
   // A worker that is shutting down must not be kept alive for this.
   timer.unref();
 }
 
-async function reap(): Promise<void> {
+/** One round over every depot now (after the one running, if any); the next is scheduled while some remain. */
+export async function reapNow(): Promise<void> {
+  while (round) await round;
+  clearTimeout(timer);
   timer = undefined;
-  reaping = true;
+  round = (async () => {
+    for (const [depot, ids] of pending) await reapDepot(depot, ids);
+  })();
   try {
-    for (const [depot, ids] of pending) {
-      for (const id of [...ids]) {
-        const gone = await tryDestroyQgroup(depot, id).catch(() => false);
-        if (gone) ids.delete(id);
-      }
-      if (ids.size === 0) pending.delete(depot);
-    }
+    await round;
   } finally {
-    reaping = false;
+    round = undefined;
   }
   if (pending.size > 0) {
     delayMs = Math.min(MAX_DELAY_MS, delayMs * 2);

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { run, HostCommandError } from '../exec.ts';
 import { isBtrfs } from './depot.ts';
 import type { U64 } from '../../../protocol/types.ts';
-import { reapQgroupLater, tryDestroyQgroup } from './qgroup-reaper.ts';
+import { destroyQgroupOrReap } from './qgroup-reaper.ts';
 import { readKernelFile } from '../../../host/kernel-file.ts';
 
 export interface SubvolumeInfo {
@@ -73,9 +73,7 @@ export async function deleteSubvolume(path: string, info: SubvolumeInfo, depot: 
   if (exists) {
     await run('btrfs', ['subvolume', 'delete', path], { context: `delete subvolume ${path}` });
   }
-  if (info.subvolId !== undefined && !(await tryDestroyQgroup(depot, info.subvolId))) {
-    reapQgroupLater(depot, info.subvolId);
-  }
+  if (info.subvolId !== undefined) await destroyQgroupOrReap(depot, info.subvolId);
 }
 
 /**
