@@ -122,3 +122,85 @@ export async function runHost(file: string, args: readonly string[], opts: HostR
   }
   return result;
 }
+
+/** One command of a pipeline. */
+export interface PipelineCommand {
+  file: string;
+  args: readonly string[];
+  cwd?: string;
+  /** Added to the daemon's environment (LC_ALL=C always), or the whole of it with cleanEnv. */
+  env?: Record<string, string>;
+  cleanEnv?: boolean;
+}
+
+export interface PipelineOptions {
+  /** What the caller was doing (for the errors of a runner that could not be reached). */
+  context: string;
+  /** Kill both (TERM, KILL 2 s later) after this long; default 60 s. */
+  timeoutMs?: number;
+  /** Once the sink has ended, how long the source may go on (its output dropped) before it is killed; default 0. */
+  sourceGraceMs?: number;
+}
+
+/** How one command of a pipeline ended; `failure` says why it counts as failed, if it does. */
+export interface PipelineEnd extends HostResult {
+  spawnError?: string;
+  /** undefined: it exited 0. */
+  failure?: string;
+}
+
+export interface PipelineResult {
+  source: PipelineEnd;
+  sink: PipelineEnd;
+  timedOut: boolean;
+  /** The source still ran sourceGraceMs after the sink had ended, and was killed. */
+  stoppedAfterGrace: boolean;
+}
+
+function pipelineEnd(r: Omit<SpawnReport, 'id'> | undefined, timeoutMs: number, timedOut: boolean): PipelineEnd {
+  const end: PipelineEnd = {
+    stdout: r?.stdout ?? '',
+    stderr: (r?.stderr ?? '').trim(),
+    exitCode: r?.exitCode ?? null,
+    signal: r?.signal ?? null,
+    ...(r?.spawnError !== undefined ? { spawnError: r.spawnError } : {}),
+  };
+  if (!r) end.failure = 'no report from the spawner';
+  else if (r.spawnError !== undefined) end.failure = r.spawnError;
+  else if (timedOut && (end.exitCode !== 0 || end.signal)) end.failure = `timed out after ${timeoutMs} ms`;
+  else if (end.exitCode !== 0) end.failure = end.stderr || (end.signal ? `killed by ${end.signal}` : `exit status ${end.exitCode}`);
+  return end;
+}
+
+/**
+ * source | sink, both started by the thread's spawner, the bytes between them never
+ * passing through the daemon. Resolves with how each ended (copies judge that
+ * themselves: a tar that skipped device nodes, a source that went on too long);
+ * rejects only when the spawner cannot be reached.
+ */
+export async function runPipeline(source: PipelineCommand, sink: PipelineCommand, opts: PipelineOptions): Promise<PipelineResult> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const envOf = (c: PipelineCommand) => (c.cleanEnv ? { ...c.env } : environment(c.env));
+  const r = await spawnCommand({
+    file: source.file,
+    args: [...source.args],
+    cwd: source.cwd,
+    env: envOf(source),
+    stdout: 'pipe',
+    stderr: 'pipe',
+    timeoutMs,
+    killGraceMs: KILL_GRACE_MS,
+    maxOutputBytes: MAX_OUTPUT_BYTES,
+    pipeTo: { file: sink.file, args: [...sink.args], cwd: sink.cwd, env: envOf(sink), stdout: 'pipe', stderr: 'pipe' },
+    sourceGraceMs: opts.sourceGraceMs ?? 0,
+  }).catch((err: Error) => {
+    throw new HostCommandError(`${opts.context}: ${source.file} | ${sink.file} failed: ${err.message}`, `${source.file} | ${sink.file}`, null, '');
+  });
+  const timedOut = r.timedOut === true;
+  return {
+    source: pipelineEnd(r, timeoutMs, timedOut),
+    sink: pipelineEnd(r.pipeTo, timeoutMs, timedOut),
+    timedOut,
+    stoppedAfterGrace: r.stoppedAfterGrace === true,
+  };
+}

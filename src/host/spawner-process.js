@@ -44,66 +44,137 @@ class Collector {
   }
 }
 
-/** @param {import('./spawner-wire.d.ts').SpawnOrder} o */
-function start(o) {
+/**
+ * Starts one command; `done` settles (never rejects) when it has ended and its
+ * output streams are closed, or at once when it could not be started.
+ * @param {{ file: string, args: string[], cwd?: string, env: Record<string, string> }} c
+ * @param {Array<'pipe' | 'ignore'>} stdio
+ * @param {number} maxOutputBytes
+ */
+function launch(c, stdio, maxOutputBytes) {
+  /** @type {import('node:child_process').ChildProcess | undefined} */
   let child;
-  const input = o.inputBase64 === undefined ? undefined : Buffer.from(o.inputBase64, 'base64');
   try {
-    child = spawn(o.file, o.args, {
-      cwd: o.cwd,
-      env: o.env,
-      detached: true,
-      stdio: [input === undefined ? 'ignore' : 'pipe', o.stdout, o.stderr],
-    });
+    child = spawn(c.file, c.args, { cwd: c.cwd, env: c.env, detached: true, stdio });
   } catch (err) {
-    report({ id: o.id, spawnError: err.message });
-    return;
+    return { child: undefined, done: Promise.resolve({ spawnError: err.message }) };
   }
-  let settled = false;
-  child.once('error', (err) => {
-    if (settled) return;
-    settled = true;
-    report({ id: o.id, spawnError: err.message });
+  const out = new Collector(maxOutputBytes);
+  const err = new Collector(maxOutputBytes);
+  // The stdout of a pipeline's first command goes to the second: not collected here.
+  if (stdio[1] === 'pipe' && stdio !== PIPE_SOURCE) child.stdout?.on('data', (b) => out.add(b));
+  child.stderr?.on('data', (b) => err.add(b));
+  /** @type {Promise<import('./spawner-wire.d.ts').CommandReport>} */
+  const done = new Promise((resolve) => {
+    let settled = false;
+    child.once('error', (e) => {
+      if (settled) return;
+      settled = true;
+      resolve({ spawnError: e.message });
+    });
+    child.once('close', (exitCode, signal) => {
+      if (settled) return;
+      settled = true;
+      resolve({
+        pid: child.pid, exitCode, signal, stdout: out.text(), stderr: err.text(), truncated: out.truncated || err.truncated,
+      });
+    });
   });
-  if (input !== undefined && child.stdin) {
+  return { child, done };
+}
+
+/** stdio of a pipeline's first command (compared by identity in launch). */
+const PIPE_SOURCE = ['ignore', 'pipe', 'pipe'];
+
+/** Whether the process has not been seen to end yet. */
+function running(child) {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
+/**
+ * TERM after timeoutMs, KILL killGraceMs later, for every still-running child.
+ * @param {import('./spawner-wire.d.ts').SpawnOrder} o
+ * @param {Array<import('node:child_process').ChildProcess | undefined>} children
+ */
+function deadline(o, children) {
+  const state = { timedOut: false, timer: undefined, killTimer: undefined };
+  if (o.timeoutMs > 0) {
+    state.timer = setTimeout(() => {
+      state.timedOut = true;
+      for (const c of children) if (running(c)) c.kill('SIGTERM');
+      state.killTimer = setTimeout(() => {
+        for (const c of children) if (running(c)) c.kill('SIGKILL');
+      }, o.killGraceMs);
+    }, o.timeoutMs);
+  }
+  state.clear = () => {
+    clearTimeout(state.timer);
+    clearTimeout(state.killTimer);
+  };
+  return state;
+}
+
+/** @param {import('./spawner-wire.d.ts').SpawnOrder} o */
+async function start(o) {
+  if (o.pipeTo) return startPipeline(o);
+  const input = o.inputBase64 === undefined ? undefined : Buffer.from(o.inputBase64, 'base64');
+  const { child, done } = launch(o, [input === undefined ? 'ignore' : 'pipe', o.stdout, o.stderr], o.maxOutputBytes);
+  if (input !== undefined && child?.stdin) {
     // A command that exits without reading its input must not take us down.
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   }
-  const out = new Collector(o.maxOutputBytes);
-  const err = new Collector(o.maxOutputBytes);
-  child.stdout?.on('data', (c) => out.add(c));
-  child.stderr?.on('data', (c) => err.add(c));
-  let timedOut = false;
-  let killTimer;
-  const timer =
-    o.timeoutMs > 0
-      ? setTimeout(() => {
-          timedOut = true;
-          child.kill('SIGTERM');
-          killTimer = setTimeout(() => child.kill('SIGKILL'), o.killGraceMs);
-        }, o.timeoutMs)
-      : undefined;
-  child.once('close', (exitCode, signal) => {
-    clearTimeout(timer);
-    clearTimeout(killTimer);
-    if (settled) return;
-    settled = true;
-    report({
-      id: o.id,
-      pid: child.pid,
-      exitCode,
-      signal,
-      stdout: out.text(),
-      stderr: err.text(),
-      truncated: out.truncated || err.truncated,
-      timedOut,
-    });
+  const limit = deadline(o, [child]);
+  const r = await done;
+  limit.clear();
+  report({ id: o.id, ...r, ...(limit.timedOut ? { timedOut: true } : {}) });
+}
+
+/**
+ * source | sink, the bytes through this process with backpressure. Once the sink
+ * has ended, what the source still writes is read and dropped, so that a source
+ * never blocks on a pipe nobody reads; if it goes on for sourceGraceMs it is killed.
+ * @param {import('./spawner-wire.d.ts').SpawnOrder} o
+ */
+async function startPipeline(o) {
+  const p = /** @type {import('./spawner-wire.d.ts').PipeOrder} */ (o.pipeTo);
+  const sink = launch(p, ['pipe', p.stdout, p.stderr], o.maxOutputBytes);
+  const source = launch(o, PIPE_SOURCE, o.maxOutputBytes);
+  const from = source.child?.stdout;
+  const into = sink.child?.stdin;
+  into?.on('error', () => undefined);
+  if (from && into) from.pipe(into);
+  else {
+    // One side could not start: the other gets EOF, or has its output dropped.
+    into?.end();
+    from?.resume();
+  }
+  const limit = deadline(o, [source.child, sink.child]);
+  let stoppedAfterGrace = false;
+  let graceTimer;
+  const sinkReport = await sink.done;
+  if (from) {
+    from.unpipe();
+    from.resume();
+  }
+  if (running(source.child)) {
+    graceTimer = setTimeout(() => {
+      if (!running(source.child)) return;
+      stoppedAfterGrace = true;
+      source.child.kill('SIGKILL');
+    }, o.sourceGraceMs ?? 0);
+  }
+  const sourceReport = await source.done;
+  clearTimeout(graceTimer);
+  limit.clear();
+  report({
+    id: o.id, ...sourceReport, pipeTo: sinkReport,
+    ...(limit.timedOut ? { timedOut: true } : {}), ...(stoppedAfterGrace ? { stoppedAfterGrace: true } : {}),
   });
 }
 
 process.stdin.on('data', (chunk) => {
-  for (const order of reader.push(chunk)) start(order);
+  for (const order of reader.push(chunk)) void start(order);
 });
 process.stdin.on('end', () => process.exit(0));
 process.stdout.on('error', () => process.exit(0));

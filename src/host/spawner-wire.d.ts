@@ -19,11 +19,31 @@ export interface SpawnOrder {
   killGraceMs: number;
   /** Bytes of stdout and of stderr kept at most; the rest is dropped (and said so). */
   maxOutputBytes: number;
+  /**
+   * A second command fed this one's stdout: a pipeline whose bytes pass through the
+   * spawner, never through the daemon. This order's `stdout` is then ignored.
+   */
+  pipeTo?: PipeOrder;
+  /**
+   * With pipeTo: once the second command has ended, how long this one may go on
+   * writing (what it writes is read and dropped, so it never blocks) before it is
+   * killed. Default 0: killed as soon as the second has ended and it has not.
+   */
+  sourceGraceMs?: number;
 }
 
-/** What became of one order. */
-export interface SpawnReport {
-  id: number;
+/** The second command of a pipeline (SpawnOrder.pipeTo); the timeout is the pipeline's. */
+export interface PipeOrder {
+  file: string;
+  args: string[];
+  cwd?: string;
+  env: Record<string, string>;
+  stdout: 'pipe' | 'ignore';
+  stderr: 'pipe' | 'ignore';
+}
+
+/** What became of one command of an order. */
+export interface CommandReport {
   pid?: number;
   exitCode?: number | null;
   signal?: string | null;
@@ -31,9 +51,17 @@ export interface SpawnReport {
   stderr?: string;
   /** The output passed maxOutputBytes and was cut. */
   truncated?: boolean;
-  timedOut?: boolean;
   /** The command could not be started at all (ENOENT, EACCES, ...). */
   spawnError?: string;
+}
+
+/** What became of one order: its (first) command, and the second of a pipeline. */
+export interface SpawnReport extends CommandReport {
+  id: number;
+  timedOut?: boolean;
+  pipeTo?: CommandReport;
+  /** With pipeTo: the first command still ran sourceGraceMs after the second ended, and was killed. */
+  stoppedAfterGrace?: boolean;
 }
 
 /** Encodes one message as a frame. */

@@ -10,10 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, copyFile, constants, lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import type { ResultPromise } from 'execa';
-import { loadExeca } from './lazy-execa.ts';
-import { runHost } from './run.ts';
+import { runHost, runPipeline, type PipelineCommand } from './run.ts';
 import { realDirs } from './real-path.ts';
 import { WardenError } from '../model/errors.ts';
 
@@ -47,15 +44,13 @@ const SOURCE_GRACE_MS = 10_000;
 const isRoot = (): boolean => process.getuid?.() === 0;
 
 /**
- * Unpacks the tar stream on `source`'s stdout into opts.dst. Waits for source too;
- * its failure (or the unpacking's) rejects with both sides' stderr.
+ * Unpacks the tar stream that the `source` command writes into opts.dst. The source
+ * starts only once the staging folder is ready; both run as one pipeline of the
+ * thread's spawner, so the container's bytes never pass through the daemon. Either
+ * side's failure rejects, with both sides' stderr.
  */
-export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions): Promise<void> {
+export async function unpackUntrusted(source: PipelineCommand, opts: UnpackOptions): Promise<void> {
   const { context, dst } = opts;
-  // Held (with backpressure) while the staging folder is made: unread output would be lost.
-  const stream = source.stdout!.pipe(new PassThrough());
-  // Its failure is read later (extract); until then it must not count as unhandled.
-  source.catch(() => undefined);
   const staging = join(dst, `${STAGING_PREFIX}${randomBytes(16).toString('hex')}`);
   const inner = join(staging, 'x');
   let made = false;
@@ -66,17 +61,11 @@ export async function unpackUntrusted(source: ResultPromise, opts: UnpackOptions
     made = true;
     await mkdir(inner, { mode: 0o700 });
     if (isRoot()) await chown(inner, opts.uid, opts.uid);
-    await extract(source, stream, inner, opts);
+    await extract(source, inner, opts);
     await sanitize(inner);
     // Names resolve through the host's users (chown does); -R never follows a symlink, -h changes the link.
     if (opts.owner || isRoot()) await chownTree(opts.owner || DEFAULT_OWNER, inner, context);
     await merge(inner, dst, context, opts.as);
-  } catch (err) {
-    // A source nobody reads any more would block on its full pipe.
-    source.kill('SIGKILL');
-    stream.resume();
-    await source.catch(() => undefined);
-    throw err;
   } finally {
     if (made) await rm(staging, { recursive: true, force: true });
   }
@@ -88,50 +77,30 @@ async function chownTree(owner: string, path: string, context: string): Promise<
   await runHost('chown', ['-R', '-h', '--', owner, path], { context });
 }
 
-async function extract(source: ResultPromise, stream: Readable, cwd: string, opts: UnpackOptions): Promise<void> {
+async function extract(source: PipelineCommand, cwd: string, opts: UnpackOptions): Promise<void> {
   // -p keeps the modes (setuid bits go in sanitize); the process may own only what it makes.
   const tar = ['tar', '-x', '-p', '--no-same-owner', '--delay-directory-restore', '-f', '-'];
   const drop = isRoot()
     ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups', '--bounding-set=-all', '--inh-caps=-all', '--no-new-privs', '--']
     : [];
   const [file, ...args] = [...drop, ...tar];
-  const { execa } = await loadExeca();
   // cwd is entered as root before the uid changes: tar never needs to traverse the 0700 staging folder.
-  const to = execa(file!, args, {
-    cwd, stdin: 'pipe', reject: false, timeout: opts.timeoutMs, detached: true,
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }, extendEnv: false,
-  });
-  stream.pipe(to.stdin!);
-  // A reader that dies must not leave the writer blocked.
-  to.stdin!.on('error', () => undefined);
-  const [into] = await Promise.allSettled([to]);
-  // What the source still writes once tar is done is dropped, so that it can end.
-  stream.unpipe();
-  stream.resume();
+  const r = await runPipeline(
+    source,
+    { file: file!, args, cwd, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }, cleanEnv: true },
+    // What the source still writes once tar is done is dropped, so that it can end; it gets a moment to.
+    { context: opts.context, timeoutMs: opts.timeoutMs, sourceGraceMs: SOURCE_GRACE_MS },
+  );
   const problems: string[] = [];
-  if (into.status === 'fulfilled' && into.value.failed) {
-    const stderr = String(into.value.stderr ?? '').trim();
-    const lines = stderr.split('\n').filter((l) => l !== '');
-    const onlySkipped = into.value.exitCode === 2 && lines.length > 0 && lines.every((l) => SKIPPED_LINE.test(l));
-    if (!onlySkipped) problems.push(`destination: ${stderr || into.value.shortMessage}`);
-  } else if (into.status === 'rejected') {
-    problems.push(`destination: ${String(into.reason)}`);
+  if (r.sink.failure !== undefined) {
+    const lines = r.sink.stderr.split('\n').filter((l) => l !== '');
+    const onlySkipped = r.sink.exitCode === 2 && lines.length > 0 && lines.every((l) => SKIPPED_LINE.test(l));
+    if (!onlySkipped) problems.push(`destination: ${r.sink.failure}`);
   }
-  // A broken stream: stop the sender at once. Otherwise it gets a moment to finish.
-  let stopped = false;
-  const stop = (): void => {
-    if (source.exitCode !== null || source.signalCode !== null) return;
-    stopped = true;
-    source.kill('SIGKILL');
-  };
-  if (problems.length) stop();
-  const grace = setTimeout(stop, SOURCE_GRACE_MS);
-  const [from] = await Promise.allSettled([source]);
-  clearTimeout(grace);
-  if (stopped && !problems.length) problems.push('source: went on writing after the end of the archive');
-  if (from.status === 'rejected' && !stopped) {
-    const e = from.reason as { stderr?: string; shortMessage?: string; message?: string };
-    problems.push(`source: ${String(e.stderr || e.shortMessage || e.message || from.reason).trim()}`);
+  if (r.stoppedAfterGrace) {
+    if (problems.length === 0) problems.push('source: went on writing after the end of the archive');
+  } else if (r.source.failure !== undefined) {
+    problems.push(`source: ${r.source.failure}`);
   }
   if (problems.length) throw new WardenError(`${opts.context}: ${problems.join('; ')}`, { code: 'invalid' });
 }

@@ -2,8 +2,9 @@
 // that say what was being done, time limits, commands that cannot start, many at
 // once, and a spawner that dies between two commands.
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { HostCommandError, runHost } from '../../src/host/run.ts';
+import { HostCommandError, runHost, runPipeline } from '../../src/host/run.ts';
 
 describe('runHost', () => {
   it('returns stdout, and stderr trimmed, of a command that succeeds', async () => {
@@ -81,5 +82,65 @@ describe('runHost', () => {
     // The next command may still find the dying one; the one after gets a new spawner.
     await runHost('true', [], { context: 't' }).catch(() => undefined);
     expect((await runHost('echo', ['again'], { context: 't' })).stdout).toBe('again\n');
+  });
+});
+
+describe('runPipeline', () => {
+  it('carries every byte from source to sink, without them passing through this thread', async () => {
+    const r = await runPipeline({ file: 'seq', args: ['1', '1000000'] }, { file: 'sha256sum', args: [] }, { context: 't' });
+    expect(r.source.failure).toBeUndefined();
+    expect(r.sink.failure).toBeUndefined();
+    // 6.9 MB: what the sink read hashes to what seq writes.
+    let text = '';
+    for (let i = 1; i <= 1_000_000; i++) text += `${i}\n`;
+    expect(r.sink.stdout).toBe(`${createHash('sha256').update(text).digest('hex')}  -\n`);
+    expect(r.stoppedAfterGrace).toBe(false);
+  });
+
+  it('reports each side on its own: exit status, stderr, a command that cannot start', async () => {
+    const r = await runPipeline(
+      { file: '/bin/sh', args: ['-c', 'echo data; echo from-source >&2; exit 3'] },
+      { file: '/bin/sh', args: ['-c', 'cat; echo from-sink >&2'] },
+      { context: 't' },
+    );
+    expect(r.source).toMatchObject({ exitCode: 3, stderr: 'from-source', failure: 'from-source' });
+    expect(r.sink).toMatchObject({ exitCode: 0, stdout: 'data\n', stderr: 'from-sink' });
+    expect(r.sink.failure).toBeUndefined();
+
+    const missing = await runPipeline({ file: 'echo', args: ['x'] }, { file: '/nonexistent/sink', args: [] }, { context: 't' });
+    expect(missing.sink.failure).toMatch(/ENOENT/);
+    expect(missing.source.failure).toBeUndefined();
+    const noSource = await runPipeline({ file: '/nonexistent/source', args: [] }, { file: 'cat', args: [] }, { context: 't' });
+    expect(noSource.source.failure).toMatch(/ENOENT/);
+    expect(noSource.sink).toMatchObject({ exitCode: 0, stdout: '' });
+  });
+
+  it('drains a source the sink stopped reading, and kills it once its grace is over', async () => {
+    const tag = `warden-pipeline-grace-${process.pid}`;
+    const t0 = performance.now();
+    const r = await runPipeline({ file: 'yes', args: [tag] }, { file: 'head', args: ['-c', '10'] }, { context: 't', sourceGraceMs: 300 });
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(r.sink).toMatchObject({ exitCode: 0, stdout: `${tag}\n`.repeat(2).slice(0, 10) });
+    expect(r.stoppedAfterGrace).toBe(true);
+    expect(r.source.signal).toBe('SIGKILL');
+    // A source that ends within its grace is not stopped.
+    const quick = await runPipeline({ file: '/bin/sh', args: ['-c', 'echo a; sleep 0.2; echo b'] }, { file: 'head', args: ['-n', '1'] }, { context: 't', sourceGraceMs: 5_000 });
+    expect(quick.stoppedAfterGrace).toBe(false);
+    expect(quick.source.failure).toBeUndefined();
+  });
+
+  it('kills both at the timeout', async () => {
+    const r = await runPipeline({ file: 'sleep', args: ['30'] }, { file: 'cat', args: [] }, { context: 't', timeoutMs: 300 });
+    expect(r.timedOut).toBe(true);
+    expect(r.source.failure).toBe('timed out after 300 ms');
+    expect(r.sink.failure).toBe('timed out after 300 ms');
+  });
+
+  it('gives a sink the daemon environment, or only its own with cleanEnv', async () => {
+    const r = await runPipeline({ file: 'true', args: [] }, { file: '/usr/bin/env', args: [], env: { ONLY: '1' }, cleanEnv: true }, { context: 't' });
+    expect(r.sink.stdout).toBe('ONLY=1\n');
+    const full = await runPipeline({ file: 'true', args: [] }, { file: '/usr/bin/env', args: [], env: { EXTRA: '2' } }, { context: 't' });
+    expect(full.sink.stdout).toContain('EXTRA=2\n');
+    expect(full.sink.stdout).toContain('LC_ALL=C\n');
   });
 });

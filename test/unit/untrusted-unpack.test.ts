@@ -33,7 +33,12 @@ async function archive(name: string, tree: Record<string, string>): Promise<stri
   return file;
 }
 
-const cat = (file: string) => execa('cat', [file], { stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false } });
+const cat = (file: string) => ({ file: 'cat', args: [file] });
+/** No process runs with this exact command line any more. */
+async function gone(cmdline: string): Promise<boolean> {
+  const r = await execa('pgrep', ['-f', '-x', cmdline], { reject: false });
+  return r.exitCode === 1;
+}
 const opts = (dst: string, more: Record<string, unknown> = {}) => ({ context: 'test copy', dst, uid: UID, timeoutMs: 30_000, ...more });
 
 describe('unpackUntrusted', () => {
@@ -74,12 +79,13 @@ describe('unpackUntrusted', () => {
     expect(await readFile(join(dst, 'other.txt'), 'utf8')).toBe('one\n');
   });
 
-  it('a destination through a symlink fails at once, and an endless source is stopped, not left blocked', async () => {
+  it('a destination through a symlink fails at once, before the source is started', async () => {
     await mkdir(join(work, 'real'));
     await symlink(join(work, 'real'), join(work, 'via-link'));
-    const endless = execa('yes', [], { stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false } });
-    await expect(unpackUntrusted(endless, opts(join(work, 'via-link', 'x')))).rejects.toThrow(/via-link is a symbolic link/);
-    expect(endless.killed || endless.exitCode !== null || endless.signalCode !== null).toBe(true);
+    const marker = join(work, 'source-started');
+    const source = { file: 'sh', args: ['-c', 'touch "$1"; exec yes', 'src', marker] };
+    await expect(unpackUntrusted(source, opts(join(work, 'via-link', 'x')))).rejects.toThrow(/via-link is a symbolic link/);
+    expect(await lstat(marker).catch((e: NodeJS.ErrnoException) => e.code)).toBe('ENOENT');
     expect(await readdir(join(work, 'real'))).toEqual([]);
     expect(await readlink(join(work, 'via-link'))).toBe(join(work, 'real'));
   });
@@ -87,9 +93,20 @@ describe('unpackUntrusted', () => {
   it('a source that goes on writing after the archive is stopped and the copy fails, leaving nothing', async () => {
     const dst = join(work, 'endless-tail');
     const tar = await archive('tail', { 'f.txt': 'f\n' });
-    const source = execa('bash', ['-c', 'cat "$1"; exec yes', 'tail', tar], { stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false } });
+    const tag = `warden-unpack-tail-${process.pid}`;
+    const source = { file: 'bash', args: ['-c', 'cat "$1"; exec yes "$2"', 'tail', tar, tag] };
     await expect(unpackUntrusted(source, opts(dst))).rejects.toThrow(/went on writing after the end of the archive/);
-    expect(source.signalCode).toBe('SIGKILL');
+    expect(await gone(`yes ${tag}`)).toBe(true);
+    expect(await readdir(dst)).toEqual([]);
+  }, 30_000);
+
+  it('an endless stream that is no tar (tar skips on, looking for a header) ends at the timeout, both ends killed', async () => {
+    const dst = join(work, 'not-a-tar');
+    const tag = `warden-unpack-garbage-${process.pid}`;
+    await expect(unpackUntrusted({ file: 'yes', args: [tag] }, opts(dst, { timeoutMs: 2_000 }))).rejects.toThrow(
+      /test copy: destination: timed out after 2000 ms/,
+    );
+    expect(await gone(`yes ${tag}`)).toBe(true);
     expect(await readdir(dst)).toEqual([]);
   }, 30_000);
 });

@@ -9,6 +9,7 @@ import type { WardenClient } from '../../../src/client/client.ts';
 import { formatBytes, formatDuration } from '../../lib/format.ts';
 import type { RawOp } from '../baselines/script.ts';
 import { closeAll, connections, type BenchContext } from '../context.ts';
+import { processSample } from '../proc.ts';
 import { messageOf, round3, runWorkers, summarize } from '../util.ts';
 
 const STEPS = ['create', 'limits', 'net_in', 'copy_in', 'spawn+stream', 'copy_out', 'destroy'] as const;
@@ -48,6 +49,7 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
   const errors: string[] = [];
   progress.start(`staging: ${total} stagings, c=${c}`, total);
   const phase = results.phase(`staging c=${c}`, 'staging');
+  const cpu0 = ctx.target.pid ? await processSample(ctx.target.pid) : undefined;
   const t0 = performance.now();
   await runWorkers(c, { count: total, signal: ctx.signal }, async (i, w) => {
     const k = clients[w];
@@ -99,6 +101,7 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
     }
   });
   const wall = performance.now() - t0;
+  const cpu1 = ctx.target.pid ? await processSample(ctx.target.pid) : undefined;
   phase.end(rows.length, summarize(rows.map((r) => r.at(-1)!)).p50);
   progress.end();
   await closeAll(clients);
@@ -107,7 +110,7 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
   results.addSeries('staging', 'daemon', ['t_ms', ...STEPS.map((s) => `${s}_ms`), 'total_ms'], rows);
 
   // Raw: C scripts at once, the same count in all.
-  let raw: { total: number[]; steps: Record<Step, number[]>; rate: number } | undefined;
+  let raw: { total: number[]; steps: Record<Step, number[]>; rate: number; cpuMs: number } | undefined;
   if (opts.baselines && !ctx.signal.aborted && (ctx.rawLinux || ctx.rawInsecure)) {
     progress.start(`staging: raw, c=${c}`, total);
     const perWorker = Math.max(1, Math.ceil(total / c));
@@ -126,7 +129,7 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
     const rawWall = performance.now() - r0;
     progress.end();
     for (const e of run.errors.slice(0, 3)) results.errors.push({ scenario: 'staging', message: `raw: ${e}` });
-    raw = { total: [], steps: { create: [], limits: [], net_in: [], copy_in: [], 'spawn+stream': [], copy_out: [], destroy: [] }, rate: 0 };
+    raw = { total: [], steps: { create: [], limits: [], net_in: [], copy_in: [], 'spawn+stream': [], copy_out: [], destroy: [] }, rate: 0, cpuMs: NaN };
     const byWorker = new Map<number, RawOp[]>();
     for (const op of run.ops) byWorker.set(op.worker, [...(byWorker.get(op.worker) ?? []), op]);
     let done = 0;
@@ -162,6 +165,7 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
       }
     }
     raw.rate = (done * 1000) / rawWall;
+    if (done > 0 && run.cpuSeconds > 0) raw.cpuMs = (run.cpuSeconds * 1000) / done;
     results.addSeries('staging', 'raw', [...STEPS.map((s) => `${s}_ms`), 'total_ms'], rawRows);
   }
 
@@ -171,6 +175,16 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
     scenario: 'staging', metric: 'stagings', params, unit: '/s', value: (rows.length * 1000) / wall, better: 'higher', n: rows.length,
     baseline: raw ? { label: rawLabel, value: raw.rate } : undefined,
   });
+  if (cpu0 && cpu1 && rows.length > 0) {
+    // Host commands included: the spawners' own and reaped time (bench/harness/proc.ts).
+    const daemonMs = ((cpu1.cpu - cpu0.cpu) * 1000) / rows.length;
+    const childMs = ((cpu1.childCpu - cpu0.childCpu) * 1000) / rows.length;
+    results.add({
+      scenario: 'staging', metric: 'CPU per staging (daemon + its children)', params, unit: 'ms', value: daemonMs + childMs, better: 'lower',
+      baseline: raw && Number.isFinite(raw.cpuMs) ? { label: linux ? 'raw scripts + their children' : 'raw, this process', value: raw.cpuMs } : undefined,
+      note: `daemon ${formatDuration(daemonMs)} + children ${formatDuration(childMs)}`,
+    });
+  }
   results.latency('staging', 'whole staging', params, summarize(rows.map((r) => r.at(-1)!)), raw ? { ...summarize(raw.total), label: rawLabel } : undefined);
   const findingRows: string[][] = [];
   STEPS.forEach((s, idx) => {

@@ -2,7 +2,6 @@
 // plain processes of the daemon's user.
 import { lstat, mkdir, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { loadExeca } from '../../host/lazy-execa.ts';
 import { runHost } from '../../host/run.ts';
 import { assertNoSymlinks } from '../../host/real-path.ts';
 import { unpackUntrusted } from '../../host/untrusted-unpack.ts';
@@ -121,11 +120,7 @@ async function copyEntry(a: { src: string; contentsOnly: boolean; dst: string; d
     as = basename(a.dst);
   }
   const [dir, entry] = a.contentsOnly ? [a.src, '.'] : [dirname(a.src), basename(a.src)];
-  const { execa } = await loadExeca();
-  const from = execa('tar', ['-c', '--hard-dereference', '-C', dir, '--', entry], {
-    stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: COPY_TIMEOUT_MS, detached: true,
-  });
-  await unpackUntrusted(from, {
+  await unpackUntrusted({ file: 'tar', args: ['-c', '--hard-dereference', '-C', dir, '--', entry] }, {
     context: a.context, dst: into, trustedBase: a.trustedBase, uid: UNPACK_UID, owner: a.owner, as, timeoutMs: COPY_TIMEOUT_MS,
   });
 }

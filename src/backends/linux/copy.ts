@@ -13,8 +13,7 @@
 // `src/` copies the folder's contents, `src` the folder itself; permissions and
 // symlinks are kept, hard links materialised (--hard-dereference).
 import { basename, dirname } from 'node:path';
-import type { ResultPromise } from 'execa';
-import { loadExeca } from '../../host/lazy-execa.ts';
+import { runPipeline, type PipelineCommand } from '../../host/run.ts';
 import type { ContainerRecord } from '../../model/records.ts';
 import { liveFacts } from './container/facts.ts';
 import { PATH_ENV } from './bundle/spec.ts';
@@ -38,7 +37,7 @@ export function tarSource(src: string): string[] {
  * runc takes the init's process settings as the template: no capabilities,
  * noNewPrivileges; the container's seccomp profile and cgroups apply as to any job.
  */
-function execArgs(c: ContainerRecord, argv: string[]): { file: string; args: string[] } {
+function execArgs(c: ContainerRecord, argv: string[]): PipelineCommand {
   const rt = liveFacts(c).runtime;
   return {
     file: rt.binary,
@@ -46,32 +45,22 @@ function execArgs(c: ContainerRecord, argv: string[]): { file: string; args: str
   };
 }
 
-async function pipeline(context: string, from: ResultPromise, to: ResultPromise): Promise<string> {
-  from.stdout!.pipe(to.stdin!);
-  // A reader that dies must not leave the writer blocked.
-  to.stdin!.on('error', () => undefined);
-  const [a, b] = await Promise.allSettled([from, to]);
-  const problems: string[] = [];
-  for (const [name, r] of [['source', a], ['destination', b]] as const) {
-    if (r.status === 'rejected') {
-      const e = r.reason as { stderr?: string; shortMessage?: string; message?: string };
-      problems.push(`${name}: ${(e.stderr || e.shortMessage || e.message || String(r.reason)).trim()}`);
-    }
-  }
-  if (problems.length) throw new WardenError(`${context}: ${problems.join('; ')}`, { code: 'invalid' });
-  return b.status === 'fulfilled' ? String(b.value.stdout ?? '') : '';
-}
+/** How long the source may go on once the container's tar has ended (it reads and writes only the archive). */
+const SOURCE_GRACE_MS = 10_000;
 
 export async function copyIn(c: ContainerRecord, src: string, dst: string): Promise<void> {
   const context = `copy_in ${src} -> ${c.id}:${dst}`;
   await assertNoSymlinks(src.replace(/\/+$/, '') || '/', src.endsWith('/'), context);
-  const { execa } = await loadExeca();
-  const from = execa('tar', ['-c', '--hard-dereference', ...tarSource(src)], {
-    stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
-  });
-  const inside = execArgs(c, ['/bin/sh', '-c', 'mkdir -p -- "$1" && exec tar -x -p --no-overwrite-dir -C "$1"', 'warden-copy-in', dst]);
-  const to = execa(inside.file, inside.args, { stdin: 'pipe', timeout: TIMEOUT_MS, detached: true });
-  await pipeline(context, from, to);
+  // One pipeline of the thread's spawner: the bytes never pass through the daemon.
+  const r = await runPipeline(
+    { file: 'tar', args: ['-c', '--hard-dereference', ...tarSource(src)] },
+    execArgs(c, ['/bin/sh', '-c', 'mkdir -p -- "$1" && exec tar -x -p --no-overwrite-dir -C "$1"', 'warden-copy-in', dst]),
+    { context, timeoutMs: TIMEOUT_MS, sourceGraceMs: SOURCE_GRACE_MS },
+  );
+  const problems: string[] = [];
+  if (r.source.failure !== undefined) problems.push(`source: ${r.source.failure}`);
+  if (r.sink.failure !== undefined) problems.push(`destination: ${r.sink.failure}`);
+  if (problems.length) throw new WardenError(`${context}: ${problems.join('; ')}`, { code: 'invalid' });
 }
 
 export async function copyOut(c: ContainerRecord, src: string, dst: string, owner?: string): Promise<void> {
@@ -79,11 +68,8 @@ export async function copyOut(c: ContainerRecord, src: string, dst: string, owne
   if (owner !== undefined && owner !== '' && !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$/.test(owner)) {
     throw new WardenError(`${context}: invalid owner ${JSON.stringify(owner)}`, { code: 'invalid' });
   }
-  const inside = execArgs(c, ['tar', '-c', '--hard-dereference', ...tarSource(src)]);
-  const { execa } = await loadExeca();
-  const from = execa(inside.file, inside.args, {
-    stdin: 'ignore', stdout: 'pipe', buffer: { stdout: false }, timeout: TIMEOUT_MS, detached: true,
-  });
   // Unpacked as the container's own uid: no process of it can reach the host's files.
-  await unpackUntrusted(from, { context, dst, uid: c.uid, owner: owner || undefined, timeoutMs: TIMEOUT_MS });
+  await unpackUntrusted(execArgs(c, ['tar', '-c', '--hard-dereference', ...tarSource(src)]), {
+    context, dst, uid: c.uid, owner: owner || undefined, timeoutMs: TIMEOUT_MS,
+  });
 }
