@@ -1,18 +1,29 @@
 // A job's output files as a worker-side follower (job-tasks.ts) reads them: in
 // large reads at an offset, and how far syslog forwarding got across restarts.
-import { open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
+// Reads are blocking calls: followers live in workers, the files are in the page
+// cache (just written), and an async read is a threadpool round trip each.
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Bytes per read of job output: large reads, few messages and frames (Stream frames of up to this size). */
 export const CHUNK = 512 * 1024;
 
+/**
+ * Where this worker's reads land, shared by its followers (a read is synchronous,
+ * so no two use it at once). A full read is sent as it is (transferred) and the
+ * next read gets a new one; a short read is copied out at its own size. A fresh
+ * 512 KiB buffer per read made each short read cost an mmap, page faults and
+ * external memory that drove the worker's garbage collector (a quarter of a busy
+ * worker's time at 32 concurrent stagings).
+ */
+let scratch: Buffer | undefined;
+
 export class OutputFile {
   readonly path: string;
   readonly name: 'stdout' | 'stderr';
-  fh: FileHandle | undefined;
+  fd: number | undefined;
   offset = 0;
-  /** Where reads land; a full one is sent as it is (transferred), a short one is copied out. */
-  private scratch: Buffer | undefined;
   constructor(path: string, name: 'stdout' | 'stderr') {
     this.path = path;
     this.name = name;
@@ -20,7 +31,7 @@ export class OutputFile {
 
   async size(): Promise<number> {
     try {
-      return (await stat(this.path)).size;
+      return statSync(this.path).size;
     } catch {
       return 0;
     }
@@ -28,23 +39,21 @@ export class OutputFile {
 
   /** The next chunk (at most max bytes), in an ArrayBuffer of its own so it can be transferred; undefined at the end. */
   async read(max: number): Promise<Buffer | undefined> {
-    if (!this.fh) {
+    if (this.fd === undefined) {
       try {
-        this.fh = await open(this.path, 'r');
+        this.fd = openSync(this.path, 'r');
       } catch {
         return undefined;
       }
     }
     // Never the shared pool: the buffer is transferred to the main thread.
-    const buf = (this.scratch ??= Buffer.allocUnsafeSlow(CHUNK));
+    const buf = (scratch ??= Buffer.allocUnsafeSlow(CHUNK));
     const want = Math.min(CHUNK, max);
-    const { bytesRead } = await this.fh.read(buf, 0, want, this.offset);
-    // Kept only while reads come back full: a follower that waits for its job holds none.
-    if (bytesRead < CHUNK) this.scratch = undefined;
+    const bytesRead = readSync(this.fd, buf, 0, want, this.offset);
     if (bytesRead === 0) return undefined;
     this.offset += bytesRead;
     if (bytesRead === CHUNK) {
-      this.scratch = undefined;
+      scratch = undefined;
       return buf;
     }
     const out = Buffer.allocUnsafeSlow(bytesRead);
@@ -53,9 +62,14 @@ export class OutputFile {
   }
 
   async close(): Promise<void> {
-    await this.fh?.close().catch(() => {});
-    this.fh = undefined;
-    this.scratch = undefined;
+    if (this.fd !== undefined) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        // already gone with its folder
+      }
+    }
+    this.fd = undefined;
   }
 }
 
