@@ -23,6 +23,10 @@ export interface JobLaunch {
    * supervisor and what it runs (runc exec) are charged to the container, not the host.
    */
   cgroupProcs?: string[];
+  /** Files written into the job's folder before its supervisor starts (plain name → content), e.g. runc's process spec. */
+  files?: Record<string, string>;
+  /** A plain file name in the job's folder the command gets as fd 3 (created empty or truncated). */
+  fd3?: string;
 }
 
 export interface JobSpec {

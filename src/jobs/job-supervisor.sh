@@ -19,6 +19,8 @@
 #                    runs it (Linux: runc exec of a wrapper in the container); the
 #                    wrapper writes there how the job ended, in the same form as
 #                    child_end below.
+#   (fd 3)           with WARDEN_JOB_FD3=NAME in the environment, ARGV gets
+#                    JOB_DIR/NAME as fd 3 (the Linux backend's job_end, below)
 #   child_end        how ARGV ended, as bash's `jobs -l` tells it in the C locale
 #                    ("Done", "Exit N", or the signal's name): bash's exit status
 #                    alone cannot tell `exit 137` from SIGKILL.
@@ -45,6 +47,9 @@ if [ -n "${WARDEN_JOB_CGROUP_PROCS:-}" ]; then
   IFS=$saved_ifs
   unset WARDEN_JOB_CGROUP_PROCS procs saved_ifs
 fi
+
+fd3=${WARDEN_JOB_FD3:-}
+unset WARDEN_JOB_FD3
 
 # Out of the daemon's own cgroup (Linux backend) before forking the supervisor:
 # the supervisor outlives the daemon, whose group is removed when it exits.
@@ -90,7 +95,11 @@ supervise() {
   # keeps the caller's locale).
   set -m
   trap 'LC_ALL=C; jobs -l > "$dir/child_end"' CHLD
-  "$@" < "$dir/script" > "$out" 2> "$err" &
+  if [ -n "$fd3" ]; then
+    "$@" < "$dir/script" > "$out" 2> "$err" 3> "$dir/$fd3" &
+  else
+    "$@" < "$dir/script" > "$out" 2> "$err" &
+  fi
   local child=$! self=$BASHPID
   set +m
   read_start_time "$child"; local child_start=$start_time

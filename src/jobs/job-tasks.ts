@@ -2,8 +2,8 @@
 // spawner process), follow a job's output files, kill a job.
 // Layer: src/jobs/ (worker side) owns a job's folder and its supervisor; which
 // container a job belongs to and what its exit means is the orchestrator's.
-import { closeSync, openSync, readSync, watch, type FSWatcher } from 'node:fs';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync, readSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import { LOST_JOB_STATUS, readExitStatus, readJobPids, type JobPids } from './job-files.ts';
@@ -34,6 +34,16 @@ export interface StartJobArgs {
   discardOutput: boolean;
   /** cgroup.procs files to join before the supervisor starts (see JobLaunch.cgroupProcs). */
   cgroupProcs?: string[];
+  /** See JobLaunch.files and JobLaunch.fd3. */
+  files?: Record<string, string>;
+  fd3?: string;
+}
+
+/** A name JobLaunch.files or fd3 may use: a plain file in the job's folder, none of the supervisor's own. */
+function checkJobFileName(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || ['script', 'stdout', 'stderr', 'pid', EXIT_STATUS, 'child_end'].includes(name)) {
+    throw new Error(`job file name ${JSON.stringify(name)} is not allowed`);
+  }
 }
 
 /** The supervisor's start script forks the supervisor away and exits at once; a wedged one is killed after this long. */
@@ -47,10 +57,17 @@ const START_TIMEOUT_MS = 60_000;
  * the supervisor away and exits, so the supervisor is no child of ours.
  */
 async function startJob(a: StartJobArgs): Promise<void> {
-  await mkdir(a.dir, { recursive: true });
-  await writeFile(join(a.dir, 'script'), a.script);
+  const files = Object.entries(a.files ?? {});
+  for (const [name] of files) checkJobFileName(name);
+  if (a.fd3 !== undefined) checkJobFileName(a.fd3);
+  // Blocking: a few small files in a fresh folder (a threadpool trip each otherwise).
+  mkdirSync(a.dir, { recursive: true });
+  writeFileSync(join(a.dir, 'script'), a.script);
+  for (const [name, content] of files) writeFileSync(join(a.dir, name), content);
   // The supervisor joins the job's cgroups first thing (job-supervisor.sh).
-  const env = a.cgroupProcs?.length ? { ...a.env, WARDEN_JOB_CGROUP_PROCS: a.cgroupProcs.join('\n') } : a.env;
+  const env: Record<string, string> = { ...a.env };
+  if (a.cgroupProcs?.length) env.WARDEN_JOB_CGROUP_PROCS = a.cgroupProcs.join('\n');
+  if (a.fd3 !== undefined) env.WARDEN_JOB_FD3 = a.fd3;
   const r = await spawnHost({
     file: '/bin/bash',
     args: [SUPERVISOR, a.dir, a.discardOutput ? '1' : '0', '--', ...a.argv],

@@ -163,6 +163,8 @@ export class JobRequests {
         env: launch.env,
         cwd: launch.cwd,
         ...(launch.cgroupProcs ? { cgroupProcs: launch.cgroupProcs } : {}),
+        ...(launch.files ? { files: launch.files } : {}),
+        ...(launch.fd3 ? { fd3: launch.fd3 } : {}),
         discardOutput: !!req.discard_output,
       });
     } catch (err) {

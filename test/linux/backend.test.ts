@@ -9,7 +9,7 @@ import { defaultConfig } from '../../src/config/config.ts';
 import { WorkerPool } from '../../src/workers/pool.ts';
 import { LinuxBackend } from '../../src/backends/linux/linux-backend.ts';
 import type { ContainerRecord } from '../../src/model/records.ts';
-import { ensureTestRootfs, randomId } from '../support/linux/linux-host.ts';
+import { ensureTestRootfs, randomId, runJobLaunch } from '../support/linux/linux-host.ts';
 
 const tag = randomBytes(4).toString('hex');
 const base = `/tmp/warden-linux-test-${tag}`;
@@ -61,8 +61,7 @@ it('creates, runs a job, reports info and destroys through the pool', async () =
   const dir = join(c.path, 'jobs', '1');
   await mkdir(dir, { recursive: true });
   const launch = backend.jobLaunch(c, { id: 1, dir, privileged: false, rlimits: { nofile: 1_000_000 }, env: { LANG: 'en_US.UTF-8' } });
-  const [file, ...args] = launch.argv;
-  const r = await execa(file, args, { input: 'echo $LANG; ulimit -n; exit 5', cwd: launch.cwd, env: launch.env, reject: false });
+  const r = await runJobLaunch(launch, dir, 'echo $LANG; ulimit -n; exit 5');
   expect(r.exitCode).toBe(5);
   // Above our hard limit (no CAP_SYS_RESOURCE): clamped rather than failing the job.
   expect(r.stdout.split('\n')[0]).toBe('en_US.UTF-8');

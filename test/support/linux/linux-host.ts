@@ -2,12 +2,14 @@
 // under /tmp), runtime root, cgroup parent and address pool, so test files can run
 // in parallel with each other and with a daemon on the same machine.
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { newContainerRecord, type ContainerRecord } from '../../../src/model/records.ts';
-import type { JobSpec } from '../../../src/backends/backend.ts';
+import type { JobLaunch, JobSpec } from '../../../src/backends/backend.ts';
 import type { LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
 import { linuxTasks } from '../../../src/backends/linux/tasks.ts';
 import { jobLaunch } from '../../../src/backends/linux/jobs/launch.ts';
@@ -104,10 +106,7 @@ export async function makeTestHost(): Promise<TestHost> {
       const dir = opts.dir ?? join(c.path, 'jobs', String(randomInt(1, 1e9)));
       await mkdir(dir, { recursive: true });
       const spec: JobSpec = { id: 1, privileged: false, rlimits: {}, env: { LANG: 'C' }, ...opts, dir };
-      const launch = jobLaunch(runtimeOf(c, host), c, spec);
-      const [file, ...args] = launch.argv;
-      const r = await execa(file, args, { input: script, cwd: launch.cwd, env: launch.env, reject: false });
-      return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+      return runJobLaunch(jobLaunch(runtimeOf(c, host), c, spec), dir, script);
     },
     async cleanup() {
       const errors: string[] = [];
@@ -123,4 +122,31 @@ export async function makeTestHost(): Promise<TestHost> {
     },
   };
   return t;
+}
+
+/**
+ * Runs a JobLaunch as the job supervisor would, without it: its files written into
+ * the job's folder, its fd3 file opened as fd 3, the script on stdin.
+ */
+export async function runJobLaunch(launch: JobLaunch, dir: string, script: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  for (const [name, content] of Object.entries(launch.files ?? {})) await writeFile(join(dir, name), content);
+  const fd3 = launch.fd3 === undefined ? undefined : openSync(join(dir, launch.fd3), 'w');
+  try {
+    const [file, ...args] = launch.argv;
+    const child = spawn(file!, args, { cwd: launch.cwd, env: launch.env, stdio: ['pipe', 'pipe', 'pipe', fd3 ?? 'ignore'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(script);
+    const exitCode = await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code) => resolve(code ?? -1));
+    });
+    // As execa gave them: without the final newline.
+    return { exitCode, stdout: stdout.replace(/\n$/, ''), stderr: stderr.replace(/\n$/, '') };
+  } finally {
+    if (fd3 !== undefined) closeSync(fd3);
+  }
 }

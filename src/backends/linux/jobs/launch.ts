@@ -1,8 +1,8 @@
 // How a job runs: `runc exec --process <job.dir>/process.json` with /bin/bash
 // reading the script from stdin. Pure (no I/O): it runs on the daemon's main
-// thread; the process spec is written by the launched command itself (a host
-// /bin/sh that writes its first argument to the file, then execs runc), so the
-// supervisor needs nothing but argv.
+// thread; the worker that starts the job writes the process spec into the job's
+// folder (JobLaunch.files), and the supervisor hands runc the job_end file as
+// fd 3 (JobLaunch.fd3): the supervisor execs runc itself, no shell between.
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import type { JobLaunch, JobSpec } from '../../backend.ts';
@@ -21,6 +21,9 @@ const RLIMITS: Record<string, string> = {
 
 /** Hard limits of the daemon's process by Warden name (from the setupHost task): without CAP_SYS_RESOURCE nothing can go above them. */
 export type HardLimits = Record<string, number>;
+
+/** runc's process spec of the job, in its folder. */
+const PROCESS_FILE = 'process.json';
 
 export function jobPidFile(dir: string): string {
   return join(dir, 'container.pid');
@@ -86,14 +89,11 @@ export function processSpec(c: ContainerRecord, job: JobSpec, hard: HardLimits =
 /** The supervisor runs argv with the script on stdin; argv's exit status is the job's (128+N when killed by signal N: job_end tells which). */
 export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: HardLimits = {}, supervisorCgroupProcs?: string): JobLaunch {
   const spec = stringify64(processSpec(c, job, hard));
-  const processFile = join(job.dir, 'process.json');
   const memory = (c.backend as { cgroups?: { memory?: string } } | undefined)?.cgroups?.memory;
   return {
-    argv: [
-      '/bin/sh', '-c',
-      'printf "%s" "$1" > "$2" && exec 3> "$7" && exec "$3" --root "$4" exec --preserve-fds 1 --process "$2" --pid-file "$5" "$6"',
-      'warden-job', spec, processFile, rt.binary, rt.root, jobPidFile(job.dir), c.id, join(job.dir, 'job_end'),
-    ],
+    argv: [rt.binary, '--root', rt.root, 'exec', '--preserve-fds', '1', '--process', join(job.dir, PROCESS_FILE), '--pid-file', jobPidFile(job.dir), c.id],
+    files: { [PROCESS_FILE]: spec },
+    fd3: 'job_end',
     env: {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       // The supervisor outlives the daemon: it leaves the daemon's own cgroup first (job-supervisor.sh).
