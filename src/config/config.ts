@@ -172,7 +172,7 @@ function readServer(r: Reader, pidMax: number): ServerConfig {
     container_pids_limit: r.integer('container_pids_limit', defaultPidsLimit(pidMax), { min: 1 }),
     // cpu.shares: the kernel keeps them within 2..262144.
     container_cpu_shares: r.integer('container_cpu_shares', 512, { min: 2, max: 262144 }),
-    daemon_cpu_shares: r.integer('daemon_cpu_shares', 2048, { min: 0, max: 262144 }),
+    daemon_cpu_shares: r.integer('daemon_cpu_shares', 1024, { min: 0, max: 262144 }),
     container_memory_limit: r.nullableInteger('container_memory_limit', 1 * GiB, { min: 4 * MiB }),
     container_disk_limit: r.nullableInteger('container_disk_limit', 10 * GiB, { min: 1 * MiB }),
     container_depot_reserve: r.nullableInteger('container_depot_reserve', null, { min: 0 }),

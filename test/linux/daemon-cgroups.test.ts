@@ -150,7 +150,7 @@ describe('default pids and cpu limits, and the daemon cgroup', () => {
 
     const own = (await d.daemonCgroup())!;
     expect(await procs(own)).toContain(d.daemon.pid);
-    expect(await number(join(own, 'cpu.shares'))).toBe(2048);
+    expect(await number(join(own, 'cpu.shares'))).toBe(1024);
     // Beside the containers' parent, so the daemon's weight counts against all containers at once.
     expect(dirname(own)).toBe(dirname(dirname(cg.cpu!)));
     expect(await procs(cg.cpu!)).toContain(await d.initPid((await client.info({ handle })).container_path!));

@@ -19,7 +19,7 @@ describe('container pids and cpu defaults', () => {
   it('gives containers fewer cpu shares than the daemon by default', () => {
     const { server } = parse('');
     expect(server.container_cpu_shares).toBe(512);
-    expect(server.daemon_cpu_shares).toBe(2048);
+    expect(server.daemon_cpu_shares).toBe(1024);
     expect(server.container_cpu_shares).toBeLessThan(server.daemon_cpu_shares);
     const set = parse('server: {container_cpu_shares: 100, daemon_cpu_shares: 0}').server;
     expect([set.container_cpu_shares, set.daemon_cpu_shares]).toEqual([100, 0]);
@@ -36,6 +36,6 @@ describe('container pids and cpu defaults', () => {
     const text = formatConfig(parse(''));
     expect(text).toMatch(/container_pids_limit: 1024/);
     expect(text).toMatch(/container_cpu_shares: 512/);
-    expect(text).toMatch(/daemon_cpu_shares: 2048/);
+    expect(text).toMatch(/daemon_cpu_shares: 1024/);
   });
 });

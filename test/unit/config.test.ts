@@ -46,7 +46,7 @@ describe('defaults', () => {
       // Ours: 1/32 of the host's pid_max; containers below the daemon's cpu weight.
       container_pids_limit: 1024,
       container_cpu_shares: 512,
-      daemon_cpu_shares: 2048,
+      daemon_cpu_shares: 1024,
       container_memory_limit: 1024 * 1024 * 1024,
       container_disk_limit: 10 * 1024 * 1024 * 1024,
       container_depot_reserve: null,
