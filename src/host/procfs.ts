@@ -1,6 +1,6 @@
 // /proc/<pid>/stat fields we need: a pid alone may be reused, a pid plus its start
 // time (field 22, clock ticks since boot) names one process for good.
-import { readFile } from 'node:fs/promises';
+import { readFile } from './thread-fs.ts';
 
 export interface ProcStat {
   pid: number;

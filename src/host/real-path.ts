@@ -1,7 +1,7 @@
 // Host paths that a copy reads or writes must not be redirected by a symlink: an
 // earlier copy out of a container can have left one (pointing anywhere on the host)
 // in a folder the client later names. Every component is checked with lstat.
-import { lstat, mkdir } from 'node:fs/promises';
+import { lstat, mkdir } from './thread-fs.ts';
 import { join, relative, resolve, sep } from 'node:path';
 import { WardenError } from '../model/errors.ts';
 

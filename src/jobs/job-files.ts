@@ -1,7 +1,7 @@
 // The files a job supervisor leaves in a job's folder (see job-supervisor.sh),
 // read from worker threads.
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile } from '../host/thread-fs.ts';
 import { join } from 'node:path';
 
 export interface JobPids {

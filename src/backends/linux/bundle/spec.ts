@@ -3,7 +3,7 @@
 // /proc paths, a devices allow-list, the container-wide seccomp profile, no
 // capabilities for the init, bind mounts from the create request and cgroup
 // resources.
-import { readFile } from 'node:fs/promises';
+import { readFile } from '../../../host/thread-fs.ts';
 import type { BindMount, U64 } from '../../../protocol/types.ts';
 
 /** Capabilities a privileged (root) job gets: Docker's default set, no CAP_SYS_ADMIN. */

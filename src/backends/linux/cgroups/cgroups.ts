@@ -6,7 +6,7 @@
 // files directly (no fork per Info; `runc update` would also rewrite every other
 // resource from its stale copy of the config).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readdirTyped, rmdir, writeFile } from '../../../host/thread-fs.ts';
 import { dirname, join } from 'node:path';
 import { instanceName } from '../paths.ts';
 import { readKernelFile } from '../../../host/kernel-file.ts';
@@ -236,7 +236,7 @@ export async function removeCgroups(paths: CgroupPaths): Promise<void> {
 async function removeTree(dir: string): Promise<void> {
   let entries;
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = await readdirTyped(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;

@@ -9,7 +9,7 @@
 // (depots) on one host each keep their containers there without fighting over one
 // mount point, and a symlink left by a crash is a name in /tmp, not a mount.
 import { lstatSync, mkdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, unlink } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 import { instanceName } from '../paths.ts';
 import type { CgroupPaths } from './cgroups.ts';

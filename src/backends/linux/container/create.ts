@@ -1,6 +1,7 @@
 // create: the whole life of a container's setup, in order; any failure undoes
 // every step done so far, in reverse.
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { containerPaths } from '../paths.ts';

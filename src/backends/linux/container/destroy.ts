@@ -1,6 +1,7 @@
 // destroy: idempotent, ordered so it cannot hang on a stuck container, and it
 // attempts every step even when one fails (the error names each failure).
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { stat } from '../../../host/thread-fs.ts';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { attemptAll } from '../exec.ts';
 import { containerPaths } from '../paths.ts';

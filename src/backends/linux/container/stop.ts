@@ -3,7 +3,7 @@
 // destroy. The init's own session holds only the init: jobs come in through
 // `runc exec`, which puts each in a new session, so "not in the init's session"
 // is exactly "everything but the init".
-import { access, readdir } from 'node:fs/promises';
+import { access, readdir } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { readJobPids } from '../../../jobs/job-files.ts';

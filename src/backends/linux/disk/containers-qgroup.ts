@@ -5,7 +5,7 @@
 // snapshots, job output and even destroys failed with ENOSPC for every container.
 // The reserve stays for what lives outside the containers' subvolumes: the
 // daemon's snapshots, job folders, bundles, and the room btrfs needs to delete.
-import { access, statfs } from 'node:fs/promises';
+import { access, statfs } from '../../../host/thread-fs.ts';
 import { run, HostCommandError } from '../exec.ts';
 import { CONTAINERS_QGROUP, filesystemId } from './subvolume.ts';
 

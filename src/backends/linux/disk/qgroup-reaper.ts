@@ -12,7 +12,7 @@
 // pending qgroup in sysfs (no fork), but runs `btrfs qgroup destroy` for the oldest
 // only: while that one is busy, every younger one is too. Trying them all each
 // round forked btrfs about 100 times a second under steady creates and destroys.
-import { stat } from 'node:fs/promises';
+import { stat } from '../../../host/thread-fs.ts';
 import { HostCommandError, run } from '../exec.ts';
 import { filesystemId } from './subvolume.ts';
 

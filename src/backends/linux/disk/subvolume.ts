@@ -1,7 +1,8 @@
 // One btrfs subvolume per container (<path>/tmp: overlay upper + work dirs); its
 // level-0 qgroup carries the disk limit. Usage is read from sysfs
 // (/sys/fs/btrfs/<fsid>/qgroups/0_<subvolid>/referenced), so Info does not fork.
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { mkdir } from '../../../host/thread-fs.ts';
 import { dirname } from 'node:path';
 import { run, HostCommandError } from '../exec.ts';
 import { isBtrfs } from './depot.ts';

@@ -1,6 +1,6 @@
 // A container's network: create, net_in, net_out, restore after a daemon
 // restart, destroy, and the boot-time sweep of leftovers nobody claims.
-import { readdir } from 'node:fs/promises';
+import { readdir } from '../../../host/thread-fs.ts';
 import { mapBounded } from '../bounded.ts';
 import { CHAINS, checkId, hostIface, idFromChain, idFromIface, ifbIface, instanceChain, instanceLogChain } from './names.ts';
 import { HostCommandError } from './exec.ts';

@@ -2,7 +2,7 @@
 // end w-<id>-1 created directly in the container's network namespace (it keeps
 // that name inside, as in the original Warden), addressed, with lo up and a
 // default route via the host end. One `ip -batch` per namespace.
-import { readlink } from 'node:fs/promises';
+import { readlink } from '../../../host/thread-fs.ts';
 import { containerIface, hostIface, ifbIface } from './names.ts';
 import { run } from './exec.ts';
 import { isIpv4 } from '../../../model/ipv4.ts';

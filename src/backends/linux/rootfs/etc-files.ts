@@ -2,7 +2,7 @@
 // mounted: hostname, hosts, resolv.conf, the `vcap` user with the pooled uid (an
 // existing vcap in the base rootfs is renumbered, as the original did) and a
 // `fuse` group for /dev/fuse when the rootfs has none (the original's addgroup).
-import { chown, mkdir, readFile, writeFile, stat } from 'node:fs/promises';
+import { chown, mkdir, readFile, writeFile, stat } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 
 export interface EtcFilesSpec {

@@ -1,6 +1,6 @@
 // The container's root filesystem: an overlay of the read-only base rootfs (lower)
 // and the container's upper dir, mounted at <path>/mnt.
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, stat } from '../../../host/thread-fs.ts';
 import { run, HostCommandError } from '../exec.ts';
 import { mountAt } from '../disk/depot.ts';
 import { WardenError } from '../../../model/errors.ts';

@@ -1,6 +1,7 @@
 // The OCI runtime (runc) commands the backend uses. Containers live under our own
 // `--root`, so listing it lists only ours.
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { readFile, readdir, stat } from '../../../host/thread-fs.ts';
 import { basename, join } from 'node:path';
 import { runHost } from '../../../host/run.ts';
 import { run, HostCommandError } from '../exec.ts';
