@@ -8,6 +8,7 @@
 // Plain JavaScript, so that Node does not load its TypeScript stripper (a
 // WebAssembly module of ~17 MB) into each spawner: there is one per thread.
 import { spawn } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
 import { FrameReader, frame } from './spawner-wire.js';
 
 const reader = new FrameReader();
@@ -45,6 +46,41 @@ class Collector {
 }
 
 /**
+ * Where each bare command name was found on its PATH, as a shell's hash table keeps
+ * it: libuv's exec tried every PATH entry before it, one failed execve each (seven a
+ * command with the PATH of a login shell here). '' when it was not found (the bare
+ * name is then passed on, and the exec searches). Forgotten when the file is gone.
+ * @type {Map<string, string>}
+ */
+const located = new Map();
+
+/** @param {string} file @param {Record<string, string>} env */
+function locate(file, env) {
+  const path = env.PATH ?? '';
+  const dirs = path.split(':');
+  // A name with a slash is a path; a relative PATH entry depends on the cwd: leave both to exec.
+  if (file.includes('/') || dirs.some((d) => !d.startsWith('/'))) return { file, key: undefined };
+  const key = `${path}\0${file}`;
+  let found = located.get(key);
+  if (found === undefined) {
+    found = '';
+    for (const dir of dirs) {
+      const candidate = `${dir}/${file}`;
+      try {
+        if (!statSync(candidate).isFile()) continue;
+        accessSync(candidate, constants.X_OK);
+        found = candidate;
+        break;
+      } catch {
+        // not here
+      }
+    }
+    located.set(key, found);
+  }
+  return { file: found || file, key };
+}
+
+/**
  * Starts one command; `done` settles (never rejects) when it has ended and its
  * output streams are closed, or at once when it could not be started.
  * @param {{ file: string, args: string[], cwd?: string, env: Record<string, string> }} c
@@ -54,9 +90,12 @@ class Collector {
 function launch(c, stdio, maxOutputBytes) {
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let child;
+  const where = locate(c.file, c.env);
   try {
-    child = spawn(c.file, c.args, { cwd: c.cwd, env: c.env, detached: true, stdio });
+    // argv[0] stays the name asked for (multi-call tools such as iptables go by it).
+    child = spawn(where.file, c.args, { cwd: c.cwd, env: c.env, detached: true, stdio, argv0: c.file });
   } catch (err) {
+    if (where.key !== undefined) located.delete(where.key);
     return { child: undefined, done: Promise.resolve({ spawnError: err.message }) };
   }
   const out = new Collector(maxOutputBytes);
@@ -68,6 +107,7 @@ function launch(c, stdio, maxOutputBytes) {
   const done = new Promise((resolve) => {
     let settled = false;
     child.once('error', (e) => {
+      if (where.key !== undefined) located.delete(where.key);
       if (settled) return;
       settled = true;
       resolve({ spawnError: e.message });
