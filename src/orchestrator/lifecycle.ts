@@ -2,6 +2,7 @@
 // build it, snapshot), Stop, and Destroy (snapshot removed first, processes
 // killed, host state released, resources given back). On any failure nothing
 // is left half made: a failed create is undone, a failed destroy stays listed.
+import { checkPathText } from '../model/request-paths.ts';
 import { join } from 'node:path';
 import { Container } from '../model/container.ts';
 import { HandleExistsError, WardenError, codeOf, describeError } from '../model/errors.ts';
@@ -29,7 +30,10 @@ export async function create(core: Core, req: M.CreateRequest, ctx: RequestConte
     validateHandle(req.handle!);
     if (registry.has(req.handle!)) throw new HandleExistsError(req.handle!);
   }
+  checkPathText('rootfs', req.rootfs);
   for (const m of req.bind_mounts ?? []) {
+    checkPathText('bind mount src_path', m.src_path);
+    checkPathText('bind mount dst_path', m.dst_path);
     if (!m.src_path.startsWith('/') || !m.dst_path.startsWith('/')) {
       throw new WardenError(`bind mount paths must be absolute: ${m.src_path} -> ${m.dst_path}`);
     }

@@ -253,6 +253,20 @@ describe('envelope and body', () => {
     await rejects(frameBytes(Buffer.from([0x08, 91, 0x10, 0x00]))); // payload as varint
   });
 
+  it('refuses a NUL byte in a path with an error naming the field, not as a daemon bug', async () => {
+    const { handle } = await c.create({});
+    try {
+      await expect(c.copyIn({ handle, src_path: '/tmp/x\0y', dst_path: '/a' })).rejects.toThrow(/src_path contains a NUL byte/);
+      await expect(c.copyIn({ handle, src_path: '/tmp', dst_path: '/a/\0' })).rejects.toThrow(/dst_path contains a NUL byte/);
+      await expect(c.copyOut({ handle, src_path: '/a', dst_path: '/tmp/\0' })).rejects.toThrow(/dst_path contains a NUL byte/);
+      await expect(c.create({ bind_mounts: [{ src_path: '/tmp\0', dst_path: '/x', mode: 0 }] })).rejects.toThrow(/bind mount src_path contains a NUL byte/);
+      await expect(c.create({ rootfs: '/tmp/\0' })).rejects.toThrow(/rootfs contains a NUL byte/);
+      expect(d.log()).not.toMatch(/NUL byte.*"outcome":"internal"|"outcome":"internal".*null bytes/);
+    } finally {
+      await c.destroy({ handle });
+    }
+  });
+
   it('passes invalid UTF-8 in a string field through without crashing', async () => {
     const r = await raw();
     await r.write(rawFrame(MessageType.Echo, Buffer.from([0x0a, 0x04, 0xff, 0xfe, 0xc3, 0x28])));
