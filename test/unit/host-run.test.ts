@@ -109,7 +109,8 @@ describe('runPipeline', () => {
     expect(r.sink).toMatchObject({ exitCode: 0, stdout: 'data\n', stderr: 'from-sink' });
     expect(r.sink.failure).toBeUndefined();
 
-    const missing = await runPipeline({ file: 'echo', args: ['x'] }, { file: '/nonexistent/sink', args: [] }, { context: 't' });
+    // Its grace lets the source end on its own (with none it is killed as soon as the sink is known gone).
+    const missing = await runPipeline({ file: 'echo', args: ['x'] }, { file: '/nonexistent/sink', args: [] }, { context: 't', sourceGraceMs: 5_000 });
     expect(missing.sink.failure).toMatch(/ENOENT/);
     expect(missing.source.failure).toBeUndefined();
     const noSource = await runPipeline({ file: '/nonexistent/source', args: [] }, { file: 'cat', args: [] }, { context: 't' });
