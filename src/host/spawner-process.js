@@ -86,8 +86,9 @@ function locate(file, env) {
  * @param {{ file: string, args: string[], cwd?: string, env: Record<string, string> }} c
  * @param {Array<'pipe' | 'ignore'>} stdio
  * @param {number} maxOutputBytes
+ * @param {boolean} [feedsPipe] its stdout goes to a pipeline's second command: not collected
  */
-function launch(c, stdio, maxOutputBytes) {
+function launch(c, stdio, maxOutputBytes, feedsPipe = false) {
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let child;
   const where = locate(c.file, c.env);
@@ -100,8 +101,7 @@ function launch(c, stdio, maxOutputBytes) {
   }
   const out = new Collector(maxOutputBytes);
   const err = new Collector(maxOutputBytes);
-  // The stdout of a pipeline's first command goes to the second: not collected here.
-  if (stdio[1] === 'pipe' && stdio !== PIPE_SOURCE) child.stdout?.on('data', (b) => out.add(b));
+  if (!feedsPipe) child.stdout?.on('data', (b) => out.add(b));
   child.stderr?.on('data', (b) => err.add(b));
   /** @type {Promise<import('./spawner-wire.d.ts').CommandReport>} */
   const done = new Promise((resolve) => {
@@ -122,9 +122,6 @@ function launch(c, stdio, maxOutputBytes) {
   });
   return { child, done };
 }
-
-/** stdio of a pipeline's first command (compared by identity in launch). */
-const PIPE_SOURCE = ['ignore', 'pipe', 'pipe'];
 
 /** Whether the process has not been seen to end yet. */
 function running(child) {
@@ -179,7 +176,7 @@ async function start(o) {
 async function startPipeline(o) {
   const p = /** @type {import('./spawner-wire.d.ts').PipeOrder} */ (o.pipeTo);
   const sink = launch(p, ['pipe', p.stdout, p.stderr], o.maxOutputBytes);
-  const source = launch(o, PIPE_SOURCE, o.maxOutputBytes);
+  const source = launch(o, ['ignore', 'pipe', 'pipe'], o.maxOutputBytes, true);
   const from = source.child?.stdout;
   const into = sink.child?.stdin;
   into?.on('error', () => undefined);
@@ -192,6 +189,11 @@ async function startPipeline(o) {
   const limit = deadline(o, [source.child, sink.child]);
   let stoppedAfterGrace = false;
   let graceTimer;
+  // However the source ended (a failed start emits no 'end'), the sink then gets EOF
+  // once what was read is written.
+  void source.done.then(() => {
+    if (into && !into.writableEnded) into.end();
+  });
   const sinkReport = await sink.done;
   if (from) {
     from.unpipe();

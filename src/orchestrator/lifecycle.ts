@@ -2,10 +2,10 @@
 // build it, snapshot), Stop, and Destroy (snapshot removed first, processes
 // killed, host state released, resources given back). On any failure nothing
 // is left half made: a failed create is undone, a failed destroy stays listed.
-import { checkPathText } from '../model/request-paths.ts';
 import { join } from 'node:path';
 import { Container } from '../model/container.ts';
 import { HandleExistsError, WardenError, codeOf, describeError } from '../model/errors.ts';
+import { checkPathText } from '../model/request-paths.ts';
 import { newContainerRecord } from '../model/records.ts';
 import { validateHandle } from '../model/registry.ts';
 import { toSnapshot } from '../depot/snapshot-format.ts';

@@ -120,9 +120,7 @@ describe('runPipeline', () => {
 
   it('drains a source the sink stopped reading, and kills it once its grace is over', async () => {
     const tag = `warden-pipeline-grace-${process.pid}`;
-    const t0 = performance.now();
     const r = await runPipeline({ file: 'yes', args: [tag] }, { file: 'head', args: ['-c', '10'] }, { context: 't', sourceGraceMs: 300 });
-    expect(performance.now() - t0).toBeLessThan(5_000);
     expect(r.sink).toMatchObject({ exitCode: 0, stdout: `${tag}\n`.repeat(2).slice(0, 10) });
     expect(r.stoppedAfterGrace).toBe(true);
     expect(r.source.signal).toBe('SIGKILL');

@@ -29,7 +29,7 @@ let delayMs = FIRST_DELAY_MS;
 let round: Promise<void> | undefined;
 
 /** Removes qgroup 0/subvolId of depot as soon as btrfs lets it (in the background). */
-export function reapQgroupLater(depot: string, subvolId: number): void {
+function reapQgroupLater(depot: string, subvolId: number): void {
   let ids = pending.get(depot);
   if (!ids) pending.set(depot, (ids = new Set()));
   ids.add(subvolId);
@@ -85,7 +85,7 @@ async function qgroupGone(depot: string, subvolId: number): Promise<boolean> {
 }
 
 /** Tries once: true when the qgroup is gone (removed now, or already), false while the cleaner still holds it. */
-export async function tryDestroyQgroup(depot: string, subvolId: number): Promise<boolean> {
+async function tryDestroyQgroup(depot: string, subvolId: number): Promise<boolean> {
   if (await qgroupGone(depot, subvolId)) return true;
   try {
     await run('btrfs', ['qgroup', 'destroy', `0/${subvolId}`, depot], { context: `destroy qgroup 0/${subvolId}` });
