@@ -71,6 +71,9 @@ export class Container {
   }
 
   runningJobIds(): number[] {
-    return [...this.jobs.values()].filter((j) => j.running).map((j) => j.id);
+    // Every Info and Link asks; a container may hold hundreds of finished, unlinked jobs.
+    const ids: number[] = [];
+    for (const j of this.jobs.values()) if (j.running) ids.push(j.id);
+    return ids;
   }
 }

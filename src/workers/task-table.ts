@@ -7,6 +7,8 @@
 // Each family of tasks is loaded on its first use: a worker of the insecure
 // backend never loads the Linux backend (and its host-command libraries), and
 // a restarting daemon's first task waits for less.
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { Piscina } from 'piscina';
 import { toWireError } from '../model/errors.ts';
 
@@ -42,10 +44,23 @@ function family(name: string): Promise<TaskTable> {
   return table;
 }
 
+const boot = (Piscina.workerData ?? {}) as { preload?: string[]; nice?: number };
+
 // Families the daemon will need at once (its backend's) start loading as the
 // worker boots, while the main thread loads its own modules.
-for (const name of (Piscina.workerData as { preload?: string[] } | undefined)?.preload ?? []) {
+for (const name of boot.preload ?? []) {
   family(name).catch(() => {}); // a failure shows on the first task of the family
+}
+
+// A background thread (WorkerPool's janitor) yields the CPU to the daemon's other
+// threads: on Linux a nice value is a thread's own, and /proc/thread-self names it.
+if (boot.nice) {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (tid > 0) setPriority(tid, boot.nice);
+  } catch {
+    // Not Linux, or no permission to lower it: the work is the same, only sooner.
+  }
 }
 
 export default async function runTask({ name, args }: { name: TaskName; args: unknown }): Promise<unknown> {
