@@ -14,6 +14,8 @@ import { sweepHost } from './container/sweep.ts';
 import { liveFacts, netSpec, type LinuxFacts } from './container/facts.ts';
 import { killJobProcesses } from './jobs/kill.ts';
 import { containerInfo } from './info.ts';
+import type { InfoOutcome } from './info-batch.ts';
+import { describeError } from '../../model/errors.ts';
 import { copyIn, copyOut } from './copy.ts';
 import { limitCpu, limitDisk, limitMemory } from './limits.ts';
 import { containerPaths } from './paths.ts';
@@ -49,6 +51,18 @@ export const linuxTasks = {
   // Blocking reads: a handful of small kernel files read in a row cost this worker
   // less than a threadpool trip each would cost the caller.
   'linux.info': (a: ContainerArg): Promise<InfoResponse> => containerInfo(a.c, async (path) => readKernelFileSync(path)),
+  /** Info of several containers (an InfoBatch); one outcome per record, in order. */
+  'linux.infoMany': async (a: { cs: ContainerRecord[] }): Promise<InfoOutcome[]> => {
+    const out: InfoOutcome[] = [];
+    for (const c of a.cs) {
+      try {
+        out.push({ info: await containerInfo(c, async (path) => readKernelFileSync(path)) });
+      } catch (err) {
+        out.push({ error: describeError(err) });
+      }
+    }
+    return out;
+  },
 
   'linux.copyIn': (a: ContainerArg & { src: string; dst: string }): Promise<void> => copyIn(a.c, a.src, a.dst),
   'linux.copyOut': (a: ContainerArg & { src: string; dst: string; owner?: string }): Promise<void> =>
