@@ -14,7 +14,7 @@ let d: LinuxDaemon;
 let client: WardenClient;
 
 beforeAll(async () => {
-  d = await LinuxDaemon.start({ pool: '10.245.2.0/24', portStart: 24200, uidStart: 32000 });
+  d = await LinuxDaemon.start({ pool: '10.245.2.0/24', portStart: 24200, uidStart: 32000, health: { containers_on_tcp: true } });
   client = await d.client();
 });
 
@@ -161,5 +161,40 @@ describe('LimitDisk, LimitCpu and LimitBandwidth', () => {
   it('destroy leaves no qdisc, qgroup or cgroup behind', async () => {
     await client.destroy({ handle });
     expect(await d.hostLeaks()).toEqual([]);
+  });
+});
+
+describe('Info of several containers at once', () => {
+  it('answers each its own figures when the Infos share one worker task', async () => {
+    const made = await Promise.all([1, 2, 3].map(async (i) => ({ i, ...(await d.create(client)) })));
+    for (const m of made) await client.limitMemory({ handle: m.handle, limit_in_bytes: (64 + m.i) * MiB });
+    // One of them waits for `tc` in its Info; the others answer beside it.
+    await client.limitBandwidth({ handle: made[0]!.handle, rate: 1024 * 1024, burst: 64 * 1024 });
+    const conns = await Promise.all(made.map(() => d.client()));
+    try {
+      // Sent together from three connections: the daemon reads them in one turn.
+      const infos = await Promise.all(made.map((m, k) => conns[k]!.info({ handle: m.handle })));
+      infos.forEach((info, k) => {
+        const m = made[k]!;
+        expect(info.container_path).toContain(m.id);
+        expect(info.memory_stat?.hierarchical_memory_limit).toBe((64 + m.i) * MiB);
+      });
+      expect(infos[0]!.bandwidth_stat).toMatchObject({ in_rate: 1024 * 1024, out_rate: 1024 * 1024 });
+      expect(infos[1]!.bandwidth_stat).toMatchObject({ in_rate: 0, out_rate: 0 });
+
+      // The health port's bulk Info asks for all three in the same turn: one batch.
+      const res = await fetch(`http://127.0.0.1:${d.daemon.healthPort}/containers?handles=${made.map((m) => m.handle).join(',')}`);
+      const bulk = (await res.json()) as Record<string, { info?: { container_path?: string; memory_stat?: { hierarchical_memory_limit?: number }; bandwidth_stat?: { in_rate?: number } }; error?: string }>;
+      for (const m of made) {
+        const entry = bulk[m.handle]!;
+        expect(entry.error).toBeUndefined();
+        expect(entry.info?.container_path).toContain(m.id);
+        expect(entry.info?.memory_stat?.hierarchical_memory_limit).toBe((64 + m.i) * MiB);
+        expect(entry.info?.bandwidth_stat?.in_rate).toBe(m.i === 1 ? 1024 * 1024 : 0);
+      }
+    } finally {
+      await Promise.all(conns.map((k) => k.close()));
+      for (const m of made) await client.destroy({ handle: m.handle });
+    }
   });
 });
