@@ -46,37 +46,31 @@ const BACKGROUND_TASKS: ReadonlySet<TaskName> = new Set<TaskName>(['state.remove
 const JANITOR_NICE = 10;
 const JANITOR_IDLE_MS = 30_000;
 
+/** A Piscina of the task table's workers; what differs between the two lanes is given. */
+function lane(o: { minThreads: number; maxThreads: number; idleTimeout: number; workerData: { preload: string[]; nice?: number } }): Piscina {
+  return new Piscina({
+    filename: fileURLToPath(new URL('../../workers/tasks.ts', import.meta.url)),
+    concurrentTasksPerWorker: 4096,
+    resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    ...o,
+  });
+}
+
 export class WorkerPool implements TaskRunner {
   private readonly piscina: Piscina;
   private readonly janitor: Piscina;
 
   constructor(opts: WorkerPoolOptions = {}) {
     const threads = Math.max(1, opts.threads ?? availableParallelism());
-    this.piscina = new Piscina({
-      filename: fileURLToPath(new URL('../../workers/tasks.ts', import.meta.url)),
-      minThreads: threads,
-      maxThreads: threads,
-      concurrentTasksPerWorker: 4096,
-      idleTimeout: Number.MAX_SAFE_INTEGER,
-      workerData: { preload: opts.preload ?? [] },
-      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
-    });
-    this.janitor = new Piscina({
-      filename: fileURLToPath(new URL('../../workers/tasks.ts', import.meta.url)),
-      // Started on first use and ended after a quiet spell: most hosts link in bursts,
-      // and a thread that idles costs the daemon's RSS some 10 MiB.
-      minThreads: 0,
-      maxThreads: 1,
-      concurrentTasksPerWorker: 4096,
-      idleTimeout: JANITOR_IDLE_MS,
-      workerData: { preload: [], nice: JANITOR_NICE },
-      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
-    });
+    this.piscina = lane({ minThreads: threads, maxThreads: threads, idleTimeout: Number.MAX_SAFE_INTEGER, workerData: { preload: opts.preload ?? [] } });
+    // Started on first use and ended after a quiet spell: most hosts link in bursts,
+    // and a thread that idles costs the daemon's RSS some 10 MiB.
+    this.janitor = lane({ minThreads: 0, maxThreads: 1, idleTimeout: JANITOR_IDLE_MS, workerData: { preload: [], nice: JANITOR_NICE } });
   }
 
   run<K extends TaskName>(name: K, args: TaskArgs<K>, transferList?: TransferListItem[]): Promise<TaskResult<K>> {
-    const lane = BACKGROUND_TASKS.has(name) ? this.janitor : this.piscina;
-    return (lane.run({ name, args }, transferList ? { transferList: transferList as never } : undefined) as Promise<TaskResult<K>>).catch(
+    const target = BACKGROUND_TASKS.has(name) ? this.janitor : this.piscina;
+    return (target.run({ name, args }, transferList ? { transferList: transferList as never } : undefined) as Promise<TaskResult<K>>).catch(
       (err: unknown) => {
         // A task's failure arrives as plain data: made a WardenError again, with its code.
         throw isWireError(err) ? fromWireError(err) : err;

@@ -1,7 +1,6 @@
 // The Linux backend: real containers with runc, overlayfs, btrfs and the network
 // module. Every method is one worker task (src/backends/linux/tasks.ts); the only
-// main-thread work is jobLaunch, which builds an argv without I/O, and the
-// async cgroup file reads and writes of Info, LimitMemory and LimitCpu.
+// main-thread work is jobLaunch, which builds an argv without I/O.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Backend, ContainerDeathEvent, JobLaunch, JobSpec, RecoverOutcome } from '../backend.ts';
 import type { WardenConfig } from '../../config/types.ts';
@@ -167,8 +166,6 @@ export class LinuxBackend implements Backend {
     return this.pool.run('linux.copyOut', { c: slim(c), src: req.src_path, dst: req.dst_path, owner: req.owner });
   }
 
-  // Memory and cpu limits are cgroup file writes and reads: async fs from here,
-  // as Info's reads (no worker round trip; a staging sets both right after create).
   // Limits, like Info, are a few small cgroup files: blocking calls in a worker.
   limitMemory(c: ContainerRecord, bytes: U64 | undefined): Promise<U64> {
     return this.pool.run('linux.limitMemory', { c: slim(c), ...(bytes === undefined ? {} : { bytes }) });
