@@ -51,6 +51,10 @@ function lane(o: { minThreads: number; maxThreads: number; idleTimeout: number; 
   return new Piscina({
     filename: fileURLToPath(new URL('../../workers/tasks.ts', import.meta.url)),
     concurrentTasksPerWorker: 4096,
+    // 'sync' (the default) blocks an idle worker in Atomics.wait, its event loop with
+    // it: work a worker starts on its own (the task families it preloads at boot)
+    // would stand still until its first task came.
+    atomics: 'async',
     resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     ...o,
   });
