@@ -25,15 +25,16 @@ describe('WorkerPool idle workers', () => {
 
   it('sleep in their event loop between tasks', async () => {
     await Promise.all([pool.run('state.mkdir', { path: dir }), pool.run('state.mkdir', { path: dir })]);
-    // Both workers are up and idle; a thread waking or starting may be seen running (wchan 0).
-    let waits: string[] = [];
-    for (let i = 0; i < 50; i++) {
-      waits = workerThreadWaits();
-      if (waits.length === 2 && waits.every((w) => w !== '0')) break;
+    // epoll: their event loops (do_epoll_wait); Atomics.wait is a futex wait. A thread
+    // still booting, or caught for a moment in a lock or running (wchan 0), is looked
+    // at again: an idle worker settles in epoll, a parked one stays in the futex.
+    const inEventLoop = (waits: string[]) => waits.length === 2 && waits.every((w) => /epoll/.test(w));
+    let waits = workerThreadWaits();
+    for (let i = 0; i < 100 && !inEventLoop(waits); i++) {
       await new Promise((r) => setTimeout(r, 20));
+      waits = workerThreadWaits();
     }
     expect(waits).toHaveLength(2);
-    // epoll: their event loops (do_epoll_wait); a futex wait would be Atomics.wait.
     expect(waits.filter((w) => !/epoll/.test(w))).toEqual([]);
   });
 });
