@@ -15,6 +15,7 @@ import {
   netIn,
   netOut,
   restoreContainerNetwork,
+  restoreContainerNetworks,
   setupNetworkHost,
   sweepNetwork,
   teardownNetworkHost,
@@ -22,6 +23,8 @@ import {
   type NetOutRule,
 } from '../../src/backends/linux/network/index.ts';
 import { applyBatch, newBatch } from '../../src/backends/linux/network/iptables.ts';
+import { setHostRunner } from '../../src/host/run.ts';
+import { spawnHost } from '../../src/host/spawner.ts';
 import { formatIpv4, parseIpv4 } from '../../src/model/ipv4.ts';
 import { ROOT } from '../support/daemon.ts';
 import { egressGuardRules, installEgressGuard, removeEgressGuard } from '../support/egress-guard.ts';
@@ -405,6 +408,48 @@ describe('linux network', () => {
     await restoreContainerNetwork(a.spec, [{ host_port: hostPort, container_port: 8081 }], rules);
     expect(await pingFromHost('127.0.0.1', hostPort)).toBe('pong');
     expect(await bandwidthStat(a.spec.id)).toBeUndefined(); // no limit recorded: cleared
+  });
+
+  it('restoring many at once puts every recorded limit back in one tc batch; a limit that fails is its container\'s error alone', async () => {
+    const kept = await container();
+    const changed = await container();
+    const unlimited = await container();
+    const ifbGone = await container();
+    const clash = await container();
+    const limit = { rate: 300_000, burst: 30_000 };
+    await limitBandwidth(kept.spec.id, limit.rate, limit.burst);
+    await limitBandwidth(changed.spec.id, 100_000, 20_000);
+    // Shaping left on a container whose record has none (a limit set just before a crash, say).
+    await limitBandwidth(unlimited.spec.id, 100_000, 20_000);
+    await execa('ip', ['link', 'del', `w-${ifbGone.spec.id}-2`]);
+    // A qdisc of someone else's where ours goes: tc refuses the ingress qdisc there.
+    await execa('tc', ['qdisc', 'add', 'dev', `w-${clash.spec.id}-0`, 'clsact']);
+
+    const commands: string[] = [];
+    setHostRunner((req) => {
+      commands.push([req.file, ...req.args].join(' '));
+      return spawnHost(req);
+    });
+    let results: Array<Error | undefined>;
+    try {
+      results = await restoreContainerNetworks(
+        [kept, changed, unlimited, ifbGone, clash].map((a) => ({
+          spec: a.spec,
+          netIn: [],
+          netOut: [],
+          bandwidth: a === unlimited ? undefined : limit,
+        })),
+      );
+    } finally {
+      setHostRunner(undefined);
+    }
+    expect(results.slice(0, 4)).toEqual([undefined, undefined, undefined, undefined]);
+    expect(results[4]?.message).toMatch(/^limit_bandwidth: tc -batch - failed: .*Invalid qdisc name/s);
+    for (const a of [kept, changed, ifbGone]) expect(await bandwidthStat(a.spec.id)).toMatchObject({ in_rate: limit.rate, out_rate: limit.rate });
+    expect(await bandwidthStat(unlimited.spec.id)).toBeUndefined();
+    // One batch for all five; then, alone, the one whose ifb had to be made and the one that failed.
+    expect(commands.filter((c) => c.startsWith('tc -force -batch'))).toHaveLength(1);
+    expect(commands.filter((c) => c.startsWith('tc -batch'))).toHaveLength(2);
   });
 
   it('sweep removes unclaimed leftovers and keeps claimed ones', async () => {

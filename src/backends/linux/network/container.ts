@@ -26,7 +26,7 @@ import {
   validateNetOut,
 } from './rules.ts';
 import { checkSpec, createVeth, deleteIfaces, restoreHostEnd } from './veth.ts';
-import { clearBandwidth, clearBandwidthOf, limitBandwidth } from './shaping.ts';
+import { clearBandwidth, limitBandwidth, restoreBandwidths } from './shaping.ts';
 import type { BandwidthLimit, ContainerNetSpec, NetInRule, NetOutRule } from './types.ts';
 import { WardenError, describeError, codeOf } from '../../../model/errors.ts';
 
@@ -227,8 +227,8 @@ export interface RestoreItem {
 
 /**
  * restoreContainerNetwork for many containers at once (daemon start): one iptables
- * listing and one iptables-restore for all of them, one `ip` and one `tc` batch for
- * clearing shaping, instead of ~6 commands per container (each fork costs tens of ms
+ * listing and one iptables-restore for all of them, one `tc` batch for every
+ * container's shaping, instead of ~6 commands per container (each fork costs tens of ms
  * on a busy host: 1,000 containers would keep the daemon down for minutes).
  * Returns, per item, undefined (restored) or the error; one bad item never fails the others.
  */
@@ -279,14 +279,10 @@ export async function restoreContainerNetworks(items: RestoreItem[]): Promise<Ar
     }
     return results;
   }
-  const unshaped = ok.filter((i) => !items[i]!.bandwidth);
-  await clearBandwidthOf(unshaped.map((i) => items[i]!.spec.id), ctx).catch((err: Error) => {
-    for (const i of unshaped) results[i] = err;
+  const shaping = await restoreBandwidths(ok.map((i) => ({ id: items[i]!.spec.id, bandwidth: items[i]!.bandwidth })), ctx);
+  ok.forEach((i, k) => {
+    if (shaping[k]) results[i] = shaping[k];
   });
-  for (const i of ok) {
-    const bw = items[i]!.bandwidth;
-    if (bw) await limitBandwidth(items[i]!.spec.id, bw.rate, bw.burst).catch((err: Error) => (results[i] = err));
-  }
   return results;
 }
 

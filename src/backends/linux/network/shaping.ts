@@ -5,7 +5,7 @@
 // `replace` everywhere, so a new limit applies live and repeating is harmless.
 import { readFile } from 'node:fs/promises';
 import { checkId, hostIface, ifbIface } from './names.ts';
-import { run } from './exec.ts';
+import { HostCommandError, run } from './exec.ts';
 import { ifaceExists } from './sysctl.ts';
 import type { BandwidthStat } from './types.ts';
 import { WardenError } from '../../../model/errors.ts';
@@ -20,14 +20,40 @@ function checkAmount(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v <= 0) throw new WardenError(`${CTX}: ${name} ${JSON.stringify(v)} must be a positive whole number of bytes`, { code: 'invalid' });
 }
 
-/** rate in bytes/s, burst in bytes, applied to both directions. */
-export async function limitBandwidth(id: string, rate: number, burst: number): Promise<void> {
+/** The tc batch lines of a limit on both directions. */
+function limitLines(host: string, ifb: string, rate: number, burst: number): string[] {
+  const tbf = `tbf rate ${rate * 8}bit burst ${burst} latency ${LATENCY}`;
+  return [
+    `qdisc replace dev ${ifb} root ${tbf}`,
+    `qdisc replace dev ${host} handle ffff: ingress`,
+    `filter replace dev ${host} parent ffff: protocol all prio 1 handle ${REDIRECT_HANDLE} u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
+    `qdisc replace dev ${host} root ${tbf}`,
+  ];
+}
+
+/** The tc batch lines that remove any limit of a container (each fails harmlessly where there is none). */
+async function clearLines(id: string): Promise<string[]> {
+  const lines: string[] = [];
+  const host = hostIface(id);
+  if (await ifaceExists(host)) lines.push(`qdisc del dev ${host} root`, `qdisc del dev ${host} ingress`);
+  const ifb = ifbIface(id);
+  if (await ifaceExists(ifb)) lines.push(`qdisc del dev ${ifb} root`);
+  return lines;
+}
+
+async function checkLimit(id: string, rate: number, burst: number): Promise<void> {
   checkId(id);
   checkAmount('rate', rate);
   checkAmount('burst', burst);
   const host = hostIface(id);
-  const ifb = ifbIface(id);
   if (!(await ifaceExists(host))) throw new Error(`${CTX}: interface ${host} does not exist (container network not set up)`);
+}
+
+/** rate in bytes/s, burst in bytes, applied to both directions. */
+export async function limitBandwidth(id: string, rate: number, burst: number): Promise<void> {
+  await checkLimit(id, rate, burst);
+  const host = hostIface(id);
+  const ifb = ifbIface(id);
   if (!(await ifaceExists(ifb))) {
     // With the container's MTU (the host end has it), as the original's w-<id>-2.
     const mtu = Number((await readFile(`/sys/class/net/${host}/mtu`, 'utf8')).trim());
@@ -36,16 +62,62 @@ export async function limitBandwidth(id: string, rate: number, burst: number): P
       if (!(await ifaceExists(ifb))) throw err; // a concurrent call created it
     });
   }
-  const tbf = `tbf rate ${rate * 8}bit burst ${burst} latency ${LATENCY}`;
-  await run('tc', ['-batch', '-'], {
-    context: CTX,
-    input: [
-      `qdisc replace dev ${ifb} root ${tbf}`,
-      `qdisc replace dev ${host} handle ffff: ingress`,
-      `filter replace dev ${host} parent ffff: protocol all prio 1 handle ${REDIRECT_HANDLE} u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
-      `qdisc replace dev ${host} root ${tbf}`,
-    ].join('\n') + '\n',
-  });
+  await run('tc', ['-batch', '-'], { context: CTX, input: `${limitLines(host, ifb, rate, burst).join('\n')}\n` });
+}
+
+/** What restoreBandwidths puts back for one container: its record's limit, or none. */
+export interface BandwidthRestore {
+  id: string;
+  bandwidth?: { rate: number; burst: number } | undefined;
+}
+
+/**
+ * At recovery: every container's limit as its record has it, in one `tc` batch
+ * however many there are (a restart used to run one per limited container, and
+ * a DEA limits every app). A limit set is replaced (in force already: no change);
+ * containers without one lose any qdisc of ours. A container whose lines fail is
+ * then limited alone, so that its error is its own. Returns each item's error.
+ */
+export async function restoreBandwidths(items: readonly BandwidthRestore[], context: string): Promise<Array<Error | undefined>> {
+  const errors: Array<Error | undefined> = items.map(() => undefined);
+  const lines: string[] = [];
+  /** The item each line of the batch is for; -1: a removal, allowed to fail. */
+  const owners: number[] = [];
+  const alone: number[] = [];
+  for (const [i, it] of items.entries()) {
+    try {
+      if (!it.bandwidth) {
+        checkId(it.id);
+        for (const l of await clearLines(it.id)) lines.push(l), owners.push(-1);
+        continue;
+      }
+      await checkLimit(it.id, it.bandwidth.rate, it.bandwidth.burst);
+      // The ifb comes with the container's create; one made afresh goes the long way.
+      if (!(await ifaceExists(ifbIface(it.id)))) {
+        alone.push(i);
+        continue;
+      }
+      for (const l of limitLines(hostIface(it.id), ifbIface(it.id), it.bandwidth.rate, it.bandwidth.burst)) lines.push(l), owners.push(i);
+    } catch (err) {
+      errors[i] = err as Error;
+    }
+  }
+  if (lines.length > 0) {
+    try {
+      await run('tc', ['-force', '-batch', '-'], { context, input: `${lines.join('\n')}\n` });
+    } catch (err) {
+      // -force: tc ran every line and names each that failed ("Command failed -:N").
+      const failed = err instanceof HostCommandError ? [...err.stderr.matchAll(/Command failed -:(\d+)/g)].map((m) => Number(m[1])) : [];
+      const named = failed.length > 0;
+      const again = new Set(named ? failed.map((n) => owners[n - 1] ?? -1) : owners);
+      for (const i of again) if (i >= 0) alone.push(i);
+    }
+  }
+  for (const i of alone) {
+    const { id, bandwidth } = items[i]!;
+    await limitBandwidth(id, bandwidth!.rate, bandwidth!.burst).catch((err: Error) => (errors[i] = err));
+  }
+  return errors;
 }
 
 /**
@@ -59,15 +131,10 @@ export async function clearBandwidth(id: string, context: string): Promise<void>
 }
 
 /** clearBandwidth for many containers: one `tc` batch however many there are. */
-export async function clearBandwidthOf(ids: string[], context: string): Promise<void> {
+async function clearBandwidthOf(ids: string[], context: string): Promise<void> {
   for (const id of ids) checkId(id);
   const lines: string[] = [];
-  for (const id of ids) {
-    const host = hostIface(id);
-    if (await ifaceExists(host)) lines.push(`qdisc del dev ${host} root`, `qdisc del dev ${host} ingress`);
-    const ifb = ifbIface(id);
-    if (await ifaceExists(ifb)) lines.push(`qdisc del dev ${ifb} root`);
-  }
+  for (const id of ids) lines.push(...(await clearLines(id)));
   if (lines.length === 0) return;
   // -force: most have no qdisc of ours, and each such line fails harmlessly.
   await run('tc', ['-force', '-batch', '-'], { context, input: `${lines.join('\n')}\n` }).catch(() => undefined);
