@@ -155,6 +155,8 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
   log.info(
     {
       backend: backend.name, version: VERSION, containers: service.registry.size, max_containers: config.server.max_containers,
+      // dist/main.js: the bundle (scripts/build); src/main.ts: the sources, slower to start.
+      entry: process.argv[1],
       // Since the process started (Node's own start included): how long clients waited.
       startup_ms: Math.round(performance.now()),
       ms: startMs,

@@ -46,10 +46,18 @@ const BACKGROUND_TASKS: ReadonlySet<TaskName> = new Set<TaskName>(['state.remove
 const JANITOR_NICE = 10;
 const JANITOR_IDLE_MS = 30_000;
 
+/** Set by scripts/build in the bundle: its worker entry, relative to this source file. */
+declare const WARDEN_WORKER_ENTRY: string | undefined;
+
+/** The file each worker starts from: the bundle's worker when this module runs bundled, else the source entry. */
+const WORKER_ENTRY = fileURLToPath(
+  new URL(typeof WARDEN_WORKER_ENTRY === 'string' ? WARDEN_WORKER_ENTRY : '../../workers/tasks.ts', import.meta.url),
+);
+
 /** A Piscina of the task table's workers; what differs between the two lanes is given. */
 function lane(o: { minThreads: number; maxThreads: number; idleTimeout: number; workerData: { preload: string[]; nice?: number } }): Piscina {
   return new Piscina({
-    filename: fileURLToPath(new URL('../../workers/tasks.ts', import.meta.url)),
+    filename: WORKER_ENTRY,
     concurrentTasksPerWorker: 4096,
     // 'sync' (the default) blocks an idle worker in Atomics.wait, its event loop with
     // it: work a worker starts on its own (the task families it preloads at boot)

@@ -179,10 +179,10 @@ describe('upgrade: drain, then a new build on the same depot', () => {
     await d.closeClients();
     const newBin = join(prefix, 'bin/warden-server');
     await d.daemon.launch(newBin);
-    // It runs from the installed release, not from this checkout.
+    // It runs from the installed release, not from this checkout, and from the bundle built into it.
     const release = readlinkSync(join(prefix, 'current'));
     const cmdline = readFileSync(`/proc/${d.daemon.pid}/cmdline`, 'utf8').split('\0');
-    expect(cmdline.some((a) => a === join(prefix, release, 'src/main.ts'))).toBe(true);
+    expect(cmdline.some((a) => a === join(prefix, release, 'dist/main.js'))).toBe(true);
     expect((await http(d.daemon.healthPort, '/healthz')).status).toBe(200);
     const c = await d.client();
     expect(((await c.list()).handles ?? []).sort()).toEqual(boxes.map((b) => b.handle).sort());
