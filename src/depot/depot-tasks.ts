@@ -194,7 +194,6 @@ function ignoreGone(op: () => void): void {
 export const depotTasks = {
   'state.prepareContainer': prepareContainer,
   'state.pathKinds': pathKinds,
-  'state.writeJson': async (a: { path: string; value: unknown }) => writeFileAtomicSync(a.path, `${stringify64(a.value, 1)}\n`),
   'state.writeText': async (a: { path: string; text: string }) => writeFileAtomicSync(a.path, a.text),
   'state.readText': readText,
   'state.scanDepot': scanDepot,

@@ -20,6 +20,8 @@ export class Container {
   /** Snapshot writes in flight: at most one running and one queued. */
   snapshotting: Promise<void> | undefined;
   snapshotQueued: Promise<void> | undefined;
+  /** Digest of the snapshot on disk (its value, in snapshotText form), as last written or read: an unchanged one is not written again. */
+  snapshotDigest: string | undefined;
   /** A Destroy is under way: its snapshot is removed and not written again (recovery then finishes the destroy). */
   destroying = false;
   /** The backend's Info figures being read: concurrent Infos share the read (orchestrator/info.ts). */

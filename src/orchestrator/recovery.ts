@@ -13,6 +13,7 @@ import { Container } from '../model/container.ts';
 import { newContainerRecord, type ContainerRecord, type JobRecord } from '../model/records.ts';
 import type { ContainerRegistry } from '../model/registry.ts';
 import { fromSnapshot } from '../depot/snapshot-format.ts';
+import { snapshotDigest, snapshotText } from '../depot/snapshot-writer.ts';
 import type { DepotEntry, DepotScan } from '../depot/depot-tasks.ts';
 import { describeError } from '../model/errors.ts';
 import { Job } from '../jobs/job.ts';
@@ -142,6 +143,8 @@ export async function recover(
       continue;
     }
     const c = new Container(snap);
+    // The file as read: adopt's snapshot is written only if the record differs from it.
+    c.snapshotDigest = snapshotDigest(snapshotText(e.snapshot));
     const known = new Map<number, JobRecord>(snap.jobs.map((j) => [j.id, j]));
     snap.jobs = [];
     // The job folders are the truth about jobs: a folder exists until the job is forgotten.

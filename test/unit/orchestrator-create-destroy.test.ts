@@ -28,8 +28,8 @@ describe('create', () => {
     // The born snapshot is written with the folder, before the backend starts (recovery then destroys a cut create).
     const prepared = h.pool.callsOf('state.prepareContainer') as Array<{ snapshot: { state: string } }>;
     expect(prepared.map((p) => p.snapshot.state)).toEqual(['born']);
-    const writes = h.pool.callsOf('state.writeJson') as Array<{ path: string; value: { state: string } }>;
-    expect(writes.map((w) => w.value.state)).toEqual(['active']);
+    const writes = h.pool.callsOf('state.writeText') as Array<{ path: string; text: string }>;
+    expect(writes.filter((w) => w.path === c.snapshotPath).map((w) => JSON.parse(w.text).state)).toEqual(['active']);
     expect(h.backend.stepsOf(c.id)).toEqual(['create']);
     expect(JSON.parse(await readFile(c.snapshotPath, 'utf8')).state).toBe('active');
   });
@@ -78,7 +78,9 @@ describe('create', () => {
     h = await makeHarness();
     const conn = h.connect();
     // The second snapshot write of the create: the one in state active.
-    h.pool.failNext('state.writeJson', { when: (a) => (a as { value: { state: string } }).value.state === 'active' });
+    h.pool.failNext('state.writeText', {
+      when: (a) => (a as { path: string }).path.endsWith('/snapshot.json') && JSON.parse((a as { text: string }).text).state === 'active',
+    });
     await expect(h.service.create({}, conn.ctx)).rejects.toThrow('cannot create container');
     expect(poolState(h.pools)).toEqual(EMPTY);
     expect(await h.depotEntries()).toEqual([]);

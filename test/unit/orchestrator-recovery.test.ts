@@ -92,6 +92,26 @@ describe('recovery', () => {
     expect(new Set(nets).size).toBe(3);
   });
 
+  it('rewrites only the snapshots the record would change (here one in the shape earlier builds wrote)', async () => {
+    before = await makeHarness();
+    const conn = before.connect();
+    await before.service.create({ handle: 'same' }, conn.ctx);
+    await before.service.create({ handle: 'reshaped' }, conn.ctx);
+    // Whitespace alone changes nothing: the snapshot is compared as the value it holds.
+    const same = before.service.registry.get('same').snapshotPath;
+    await writeFile(same, JSON.stringify(JSON.parse(await readFile(same, 'utf8'))));
+    const reshaped = before.service.registry.get('reshaped');
+    await writeFile(reshaped.snapshotPath, JSON.stringify(reshaped.record));
+
+    const { next } = await restart(before);
+    await next.pool.idle();
+    const snapshotWrites = (next.pool.callsOf('state.writeText') as Array<{ path: string }>).filter((w) => w.path.endsWith('/snapshot.json'));
+    expect(snapshotWrites.map((w) => w.path)).toEqual([reshaped.snapshotPath]);
+    // A drain with nothing changed writes none.
+    await next.service.snapshotAll();
+    expect((next.pool.callsOf('state.writeText') as Array<{ path: string }>).filter((w) => w.path.endsWith('/snapshot.json'))).toHaveLength(1);
+  });
+
   it('serves adopted containers while it destroys and sweeps the rest; a Create waits until the sweep is done', async () => {
     before = await makeHarness();
     const conn = before.connect();

@@ -1,9 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ContainerRecord } from '../../src/model/records.ts';
 import { depotTasks, removeTree, writeFileAtomicSync } from '../../src/depot/depot-tasks.ts';
+import { SnapshotWriter, snapshotText } from '../../src/depot/snapshot-writer.ts';
+import { Container } from '../../src/model/container.ts';
+import { toSnapshot } from '../../src/depot/snapshot-format.ts';
 import { FolderRemover } from '../../src/depot/folder-remover.ts';
 import { InThreadPool } from '../support/in-thread-pool.ts';
 
@@ -23,12 +26,35 @@ function record(id: string): ContainerRecord {
 }
 
 describe('snapshots', () => {
+  it('writes a container\'s snapshot only when its text changed, and again after a failed write', async () => {
+    const r = record('ccccccccccc');
+    mkdirSync(r.path, { recursive: true });
+    const pool = new InThreadPool();
+    const writer = new SnapshotWriter(pool);
+    const c = new Container(r);
+    const writes = () => pool.callsOf('state.writeText').length;
+    await writer.write(c);
+    await writer.write(c);
+    await writer.writeAll([c]);
+    expect(writes()).toBe(1);
+    c.record.limits = { ...c.record.limits, memory_limit_in_bytes: 1 << 20 };
+    await writer.write(c);
+    expect(writes()).toBe(2);
+    // A failed write may have left either text: the next one writes whatever it is.
+    c.record.limits = { ...c.record.limits, memory_limit_in_bytes: 2 << 20 };
+    pool.failNext('state.writeText', { error: new Error('ENOSPC') });
+    await expect(writer.write(c)).rejects.toThrow('ENOSPC');
+    await writer.write(c);
+    expect(writes()).toBe(4);
+    expect(readFileSync(c.snapshotPath, 'utf8')).toBe(snapshotText(toSnapshot(c.record)));
+  });
+
   it('round-trips a record through an atomic write and the depot scan', async () => {
     const r = record('aaaaaaaaaaa');
     mkdirSync(join(r.path, 'jobs/3'), { recursive: true });
     mkdirSync(join(r.path, 'jobs/4'), { recursive: true });
     writeFileSync(join(r.path, 'jobs/4/exit_status'), '9\n');
-    await depotTasks['state.writeJson']({ path: join(r.path, 'snapshot.json'), value: r });
+    await depotTasks['state.writeText']({ path: join(r.path, 'snapshot.json'), text: snapshotText(r) });
     mkdirSync(join(depot, 'bbbbbbbbbbb')); // a folder with no snapshot
     writeFileSync(join(r.path, 'snapshot.json.tmp-dead'), '{"half'); // an interrupted write
     const { entries } = await depotTasks['state.scanDepot']({ depot });
