@@ -63,6 +63,10 @@ export function readlink(path: fs.PathLike): Promise<string> {
   return blocking ? now(() => fs.readlinkSync(path)) : fsp.readlink(path);
 }
 
+export function realpath(path: fs.PathLike): Promise<string> {
+  return blocking ? now(() => fs.realpathSync(path)) : fsp.realpath(path);
+}
+
 export function rmdir(path: fs.PathLike): Promise<void> {
   return blocking ? now(() => fs.rmdirSync(path)) : fsp.rmdir(path);
 }

@@ -8,6 +8,7 @@
 import { access, statfs } from '../../../host/thread-fs.ts';
 import { run, HostCommandError } from '../exec.ts';
 import { CONTAINERS_QGROUP, filesystemId } from './subvolume.ts';
+import { qgroupDir, referencedLimit } from './btrfs-sysfs.ts';
 
 export { CONTAINERS_QGROUP };
 
@@ -28,12 +29,16 @@ export function containersShare(depotBytes: number, reserve: number | null): num
   return depotBytes - r;
 }
 
-/** Creates the containers' qgroup if missing and (re)sets its limit (every start: the reserve may have changed). */
+/**
+ * Creates the containers' qgroup if missing and sets its limit to the share: looked at
+ * every start (the depot's size or the reserve may have changed), set only when sysfs
+ * shows another limit.
+ */
 export async function prepareContainersQgroup(depot: string, reserve: number | null): Promise<number> {
   const fs = await statfs(depot);
   const share = containersShare(fs.blocks * fs.bsize, reserve);
   const fsid = await filesystemId(depot);
-  const exists = await access(`/sys/fs/btrfs/${fsid}/qgroups/${CONTAINERS_QGROUP.replace('/', '_')}`).then(() => true, () => false);
+  const exists = await access(qgroupDir(fsid, CONTAINERS_QGROUP)).then(() => true, () => false);
   if (!exists) {
     try {
       await run('btrfs', ['qgroup', 'create', CONTAINERS_QGROUP, depot], { context: `create qgroup ${CONTAINERS_QGROUP}` });
@@ -41,7 +46,9 @@ export async function prepareContainersQgroup(depot: string, reserve: number | n
       if (!(err instanceof HostCommandError && /File exists/i.test(err.stderr))) throw err;
     }
   }
-  await run('btrfs', ['qgroup', 'limit', String(share), CONTAINERS_QGROUP, depot], { context: `limit qgroup ${CONTAINERS_QGROUP}` });
+  if ((await referencedLimit(fsid, CONTAINERS_QGROUP)) !== String(share)) {
+    await run('btrfs', ['qgroup', 'limit', String(share), CONTAINERS_QGROUP, depot], { context: `limit qgroup ${CONTAINERS_QGROUP}` });
+  }
   return share;
 }
 

@@ -7,6 +7,8 @@ import { dirname } from 'node:path';
 import { run } from '../exec.ts';
 import type { LinuxHostSettings } from '../settings.ts';
 import { prepareContainersQgroup } from './containers-qgroup.ts';
+import { quotaEnabled } from './btrfs-sysfs.ts';
+import { filesystemId } from './subvolume.ts';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 const GiB = 1024 ** 3;
@@ -48,7 +50,9 @@ export async function prepareDepot(s: LinuxHostSettings): Promise<void> {
       context: `mount depot image ${s.depotImage}`,
     });
   }
-  await run('btrfs', ['quota', 'enable', s.depot], { context: 'enable btrfs quota on the depot' });
+  // Sysfs shows quotas on at every start but the first: no command then.
+  const fsid = await filesystemId(s.depot, { fresh: true });
+  if (!(await quotaEnabled(fsid))) await run('btrfs', ['quota', 'enable', s.depot], { context: 'enable btrfs quota on the depot' });
   await prepareContainersQgroup(s.depot, s.depotReserve ?? null);
 }
 

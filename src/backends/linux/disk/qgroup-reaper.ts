@@ -5,7 +5,8 @@
 // reaper, which removes it once the cleaner is done. Newer kernels drop the qgroup
 // themselves at that moment; then the reaper only sees it gone (a sysfs stat, no fork).
 // A daemon that exits with qgroups pending leaves them stale; the next start adopts
-// every stale qgroup of the depot (adoptStaleQgroups), so none leaks for good.
+// every stale qgroup of the depot (adoptStaleQgroupsLater, after the start), so none
+// leaks for good.
 //
 // The cleaner drops deleted subvolumes in the order they were deleted, and only
 // after a transaction commit (up to 30 s by default). So a round looks at every
@@ -58,6 +59,17 @@ export async function adoptStaleQgroups(depot: string): Promise<number> {
   const ids = await staleQgroups(depot);
   for (const id of ids) reapQgroupLater(depot, id);
   return ids.length;
+}
+
+/**
+ * adoptStaleQgroups a while after the start, in the background: its `btrfs qgroup show`
+ * then does not hold up the start, and nothing waits for stale qgroups (the reaper takes
+ * seconds to minutes with them anyway). A failure is dropped: the next start looks again.
+ */
+export function adoptStaleQgroupsLater(depot: string, delayMs = FIRST_DELAY_MS): void {
+  const t = setTimeout(() => void adoptStaleQgroups(depot).catch(() => 0), delayMs);
+  // A worker that is shutting down must not be kept alive for this.
+  t.unref();
 }
 
 /**

@@ -9,6 +9,7 @@ import { isBtrfs } from './depot.ts';
 import type { U64 } from '../../../protocol/types.ts';
 import { destroyQgroupOrReap } from './qgroup-reaper.ts';
 import { readKernelFile } from '../../../host/kernel-file.ts';
+import { btrfsUuidFromSysfs } from './btrfs-sysfs.ts';
 
 export interface SubvolumeInfo {
   /** false: a plain directory (depot not on btrfs and disk quotas off). */
@@ -39,14 +40,23 @@ export async function subvolumeId(path: string): Promise<number> {
 
 const fsids = new Map<string, string>();
 
-/** The filesystem's UUID (its /sys/fs/btrfs directory name). */
-export async function filesystemId(path: string): Promise<string> {
-  const cachedId = fsids.get(path);
+/**
+ * The filesystem's UUID (its /sys/fs/btrfs directory name): from mountinfo and sysfs,
+ * else findmnt. Remembered per path; fresh: look again (the depot at start, which
+ * may have been mounted anew since).
+ */
+export async function filesystemId(path: string, opts: { fresh?: boolean } = {}): Promise<string> {
+  const cachedId = opts.fresh ? undefined : fsids.get(path);
   if (cachedId) return cachedId;
+  const id = (await btrfsUuidFromSysfs(path).catch(() => undefined)) ?? (await findmntUuid(path));
+  fsids.set(path, id);
+  return id;
+}
+
+async function findmntUuid(path: string): Promise<string> {
   const out = await run('findmnt', ['-n', '-o', 'UUID', '-T', path], { context: `btrfs filesystem of ${path}` });
   const m = /([0-9a-f-]{36})/.exec(out);
   if (!m) throw new Error(`cannot find the btrfs uuid of ${path} in: ${out}`);
-  fsids.set(path, m[1]);
   return m[1];
 }
 

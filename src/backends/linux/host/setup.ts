@@ -7,15 +7,15 @@ import { hierarchies, parentCgroups } from '../cgroups/cgroups.ts';
 import { enterDaemonCgroup, leaveDaemonCgroup } from '../cgroups/daemon-cgroup.ts';
 import { CGROUP_LINK_ROOT, prepareLinkRoot } from '../cgroups/links.ts';
 import { prepareDepot, unmountDepot } from '../disk/depot.ts';
-import { adoptStaleQgroups } from '../disk/qgroup-reaper.ts';
-import { removeStalePoolRules, setupNetworkHost, teardownNetworkHost, type TeardownOptions } from '../network/index.ts';
+import { adoptStaleQgroupsLater } from '../disk/qgroup-reaper.ts';
+import { setupNetworkHost, teardownNetworkHost, type TeardownOptions } from '../network/index.ts';
 import { HOST_RESOLV_CONF, loopbackResolver } from '../rootfs/etc-files.ts';
 import { removeDaemonRecord, tagIsStale, tagOf, writeDaemonRecord } from './daemon-records.ts';
 import type { HardLimits } from '../jobs/launch.ts';
 
 /** Tool → Debian package that provides it. */
 const TOOLS: Array<[string, string]> = [
-  ['ip', 'iproute2'], ['tc', 'iproute2'], ['iptables', 'iptables'], ['iptables-restore', 'iptables'],
+  ['ip', 'iproute2'], ['tc', 'iproute2'], ['iptables', 'iptables'], ['iptables-restore', 'iptables'], ['iptables-save', 'iptables'],
   ['btrfs', 'btrfs-progs'], ['mkfs.btrfs', 'btrfs-progs'], ['losetup', 'mount'], ['mount', 'mount'],
   ['nsenter', 'util-linux'], ['tar', 'tar'], ['chown', 'coreutils'],
 ];
@@ -84,20 +84,20 @@ export async function setupHost(s: LinuxHostSettings): Promise<HostFacts> {
   await removeStaleCgroupParents(tag);
   for (const dir of await parentCgroups(s.cgroupParent)) await mkdir(dir, { recursive: true });
   await prepareLinkRoot(s.cgroupLinkRoot ?? CGROUP_LINK_ROOT);
-  // The depot and the network are independent: prepared at once (each is host
-  // commands that keep a restarting daemon down).
-  const [, , limits] = await Promise.all([
-    prepareDepot(s).then(async () => {
-      // Qgroups a previous daemon left for btrfs's cleaner: reaped in the background.
-      if (s.diskQuota) await adoptStaleQgroups(s.depot).catch(() => 0);
-    }),
-    hostResolver(s).then((hostResolver) => setupNetworkHost({ ...s.network, hostResolver, tag })),
+  // The depot and the network are independent: prepared at once (each may run host
+  // commands that keep a restarting daemon down; on a host set up before, the
+  // network's listing is the only one).
+  const [, staleTags, limits] = await Promise.all([
+    prepareDepot(s),
+    // With this pool's setup go the pool rules of configs nobody uses any more (see daemon-records.ts).
+    hostResolver(s).then((hostResolver) => setupNetworkHost({ ...s.network, hostResolver, tag }, { isStale: (t) => tagIsStale(t, tag) })),
     hardLimits(),
   ]);
-  // Pool rules of configs nobody uses any more (see daemon-records.ts).
-  for (const stale of await removeStalePoolRules((t) => tagIsStale(t, tag))) await removeDaemonRecord(stale);
+  for (const stale of staleTags) await removeDaemonRecord(stale);
   // Last: a failed start leaves the daemon where it was.
   const supervisorCgroupProcs = s.daemonCpuShares ? await enterDaemonCgroup(s.cgroupParent, s.daemonCpuShares) : undefined;
+  // Qgroups a previous daemon left for btrfs's cleaner: found and reaped in the background, after the start.
+  if (s.diskQuota) adoptStaleQgroupsLater(s.depot);
   return { hardLimits: limits, ...(supervisorCgroupProcs ? { supervisorCgroupProcs } : {}) };
 }
 

@@ -7,7 +7,7 @@
 import { readdir } from 'node:fs/promises';
 import { CHAINS, IFACE_MATCH, INSTANCE_CHAIN_PREFIX, idFromIface } from './names.ts';
 import { formatCidr, parseCidr } from '../../../model/ipv4.ts';
-import { applyFresh, deleteOf, exactlyOnce, listTable, newBatch, type Batch } from './iptables.ts';
+import { applyFresh, batchIsEmpty, deleteOf, exactlyOnce, listTable, listTables, mergeBatches, newBatch, type Batch, type Tables } from './iptables.ts';
 import { raiseSysctl, sysctlExists, writeSysctl } from './sysctl.ts';
 import type { NetworkHostConfig } from './types.ts';
 
@@ -123,23 +123,76 @@ function isPoolRule(rule: string, pool: string): boolean {
   return rule.includes(` -s ${pool} `);
 }
 
-/** Idempotent: kernel settings, base chains, jumps, and this pool's rules (replacing its previous ones). */
-export async function setupNetworkHost(cfg: NetworkHostConfig): Promise<void> {
-  const c = checkConfig(cfg);
+/** What setupNetworkHost does besides this pool's own setup. */
+export interface SetupOptions {
+  /**
+   * Whether a tag's pool rules belong to a config nobody uses any more (the caller knows
+   * which daemons and depots are alive: see host/daemon-records.ts). Those rules go in
+   * the same batch as the setup. Absent: no tag is stale.
+   */
+  isStale?: (tag: string) => Promise<boolean>;
+}
 
+/**
+ * Idempotent: kernel settings, base chains, jumps, and this pool's rules (replacing its
+ * previous ones), and other configs' stale pool rules removed. Returns the stale tags.
+ */
+export async function setupNetworkHost(cfg: NetworkHostConfig, opts: SetupOptions = {}): Promise<string[]> {
+  checkConfig(cfg);
   await writeSysctl('net/ipv4/ip_forward', 1, CTX);
   // Only the initial network namespace has them (the table is shared): a daemon in a
   // namespace of its own (nested, or a test's private one) leaves them to the host.
   if (await sysctlExists('net/ipv4/neigh/default/gc_thresh1')) {
     for (const [k, v] of Object.entries(NEIGH_GC_THRESH)) await raiseSysctl(`net/ipv4/neigh/default/${k}`, v, CTX);
   }
-
-  setUpPools.add(c.pool);
-  await applyFresh(async () => setupBatch(c, ...(await Promise.all([listTable('filter', CTX), listTable('nat', CTX)]))), CTX);
+  return setupHostRules(cfg, opts);
 }
 
+/**
+ * setupNetworkHost's iptables part: one listing, and one restore only when the listing
+ * shows something to change (a restarting daemon usually finds all in place, and
+ * every command is a process started while it is down). Returns the stale tags removed.
+ */
+export async function setupHostRules(cfg: NetworkHostConfig, opts: SetupOptions = {}): Promise<string[]> {
+  const c = checkConfig(cfg);
+  setUpPools.add(c.pool);
+  let removed: string[] = [];
+  await applyFresh(async () => {
+    const tables = await listTables(CTX);
+    const setup = setupInPlace(c, tables.filter, tables.nat) ? newBatch() : setupBatch(c, tables.filter, tables.nat);
+    // The setup batch deletes every rule of this pool: stale ones among them are its to delete.
+    const stale = opts.isStale ? await staleRules(tables, opts.isStale, batchIsEmpty(setup) ? undefined : c.pool) : { batch: newBatch(), tags: [] };
+    removed = stale.tags;
+    return mergeBatches([setup, stale.batch]);
+  }, CTX);
+  return removed;
+}
+
+/** This pool's rules in each base chain, as `iptables -S` prints them (but for the comment's quotes: see sameRules), in the order setupBatch leaves them. */
+function poolRules(c: CheckedConfig): Record<'default' | 'input' | 'postrouting' | 'prerouting', string[]> {
+  return {
+    default: [
+      ...c.allow.map((n) => `-A ${CHAINS.default} -s ${c.pool}${dest(n)}${c.mark} -j ACCEPT`),
+      ...c.deny.map((n) => `-A ${CHAINS.default} -s ${c.pool}${dest(n)}${c.mark} -j DROP`),
+    ],
+    input: c.allowHostAccess ? [] : [`-A ${CHAINS.input} -s ${c.pool}${c.mark} -j REJECT --reject-with icmp-host-prohibited`],
+    postrouting: [`-A ${CHAINS.postrouting} -s ${c.pool} ! -o ${IFACE_MATCH}${c.mark} -j MASQUERADE`],
+    // TCP first: earlier builds inserted UDP, then TCP, each at 1; the same order lets an upgrade find them in place.
+    prerouting: c.hostResolver
+      ? ['tcp', 'udp'].map((p) => `-A ${CHAINS.prerouting} -s ${c.pool} -d ${c.pool} -p ${p} -m ${p} --dport 53 -j DNAT --to-destination ${c.hostResolver}`)
+      : [],
+  };
+}
+
+/** "-A chain spec" → "spec". */
+function specOf(rule: string): string {
+  return rule.slice(rule.indexOf(' ', 3) + 1);
+}
+
+/** The whole setup from what the listing shows (setupInPlace says when none is needed; keep the two in step). */
 function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<string, string[]>): Batch {
   const b = newBatch();
+  const want = poolRules(c);
 
   for (const chain of FILTER_BASE) if (!filter.has(chain)) b.filter.push(`-N ${chain}`);
   for (const chain of NAT_BASE) if (!nat.has(chain)) b.nat.push(`-N ${chain}`);
@@ -150,42 +203,87 @@ function setupBatch(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<st
   // warden-default: this pool's allow then deny rules on top, REJECT last.
   const defaults = filter.get(CHAINS.default) ?? [];
   for (const r of defaults) if (isPoolRule(r, c.pool) || DEFAULT_TAILS.includes(r)) b.filter.push(deleteOf(r));
-  const poolDefaults = [
-    ...c.allow.map((n) => `-s ${c.pool}${dest(n)}${c.mark} -j ACCEPT`),
-    ...c.deny.map((n) => `-s ${c.pool}${dest(n)}${c.mark} -j DROP`),
-  ];
-  poolDefaults.forEach((spec, i) => b.filter.push(`-I ${CHAINS.default} ${i + 1} ${spec}`));
+  want.default.forEach((r, i) => b.filter.push(`-I ${CHAINS.default} ${i + 1} ${specOf(r)}`));
   b.filter.push(...DEFAULT_TAILS);
 
   // warden-input: established and the loopback guard first, then this pool's host access rule.
   const input = filter.get(CHAINS.input) ?? [];
   if (!INPUT_HEAD.every((r, i) => input[i] === r)) {
     for (const r of input) if (INPUT_HEAD.includes(r)) b.filter.push(deleteOf(r));
-    INPUT_HEAD.forEach((r, i) => b.filter.push(`-I ${CHAINS.input} ${i + 1} ${r.slice(`-A ${CHAINS.input} `.length)}`));
+    INPUT_HEAD.forEach((r, i) => b.filter.push(`-I ${CHAINS.input} ${i + 1} ${specOf(r)}`));
   }
   for (const r of input) if (isPoolRule(r, c.pool)) b.filter.push(deleteOf(r));
-  if (!c.allowHostAccess) b.filter.push(`-A ${CHAINS.input} -s ${c.pool}${c.mark} -j REJECT --reject-with icmp-host-prohibited`);
+  b.filter.push(...want.input);
 
   // warden-postrouting: 127.0.0.1 net_in traffic leaves with the host end's address; the pool is masqueraded outwards.
   const post = nat.get(CHAINS.postrouting) ?? [];
   exactlyOnce(b.nat, post, LOCALNET_SNAT);
   for (const r of post) if (isPoolRule(r, c.pool)) b.nat.push(deleteOf(r));
-  b.nat.push(`-A ${CHAINS.postrouting} -s ${c.pool} ! -o ${IFACE_MATCH}${c.mark} -j MASQUERADE`);
+  b.nat.push(...want.postrouting);
 
   // warden-prerouting: DNS from this pool's containers to their host end goes to the host's loopback resolver.
   const pre = nat.get(CHAINS.prerouting) ?? [];
   for (const r of pre) if (isPoolRule(r, c.pool)) b.nat.push(deleteOf(r));
-  if (c.hostResolver) {
-    for (const proto of ['udp', 'tcp']) {
-      b.nat.push(`-I ${CHAINS.prerouting} 1 -s ${c.pool} -d ${c.pool} -p ${proto} -m ${proto} --dport 53 -j DNAT --to-destination ${c.hostResolver}`);
-    }
-  }
+  want.prerouting.forEach((r, i) => b.nat.push(`-I ${CHAINS.prerouting} ${i + 1} ${specOf(r)}`));
 
   for (const [table, rule] of TOP_JUMPS) {
     const chain = rule.split(' ')[1]!;
     exactlyOnce(b[table], (table === 'filter' ? filter : nat).get(chain) ?? [], rule);
   }
   return b;
+}
+
+/**
+ * Whether the listing already holds what setupBatch would leave, so no restore is
+ * needed: the base chains; warden-forward exactly FORWARD_RULES; the default tails
+ * last and nowhere else; the input head first; the loopback SNAT and each jump
+ * exactly once; this pool's rules exactly as poolRules gives them. Where setupBatch
+ * puts them first (warden-default, warden-prerouting) only source-bound rules may
+ * come before them, and where it appends them (warden-input, warden-postrouting)
+ * only source-bound rules may follow: another pool set up after ours moves its own
+ * rules around ours, which changes nothing for our pool's packets. Anything else is
+ * not in place, and the restore runs (correct either way, only slower).
+ */
+function setupInPlace(c: CheckedConfig, filter: Map<string, string[]>, nat: Map<string, string[]>): boolean {
+  if (!FILTER_BASE.every((ch) => filter.has(ch)) || !NAT_BASE.every((ch) => nat.has(ch))) return false;
+  if (!sameRules(filter.get(CHAINS.forward)!, FORWARD_RULES)) return false;
+  const want = poolRules(c);
+
+  const defaults = filter.get(CHAINS.default)!;
+  const body = defaults.slice(0, -DEFAULT_TAILS.length);
+  if (!sameRules(defaults.slice(-DEFAULT_TAILS.length), DEFAULT_TAILS) || body.some((r) => DEFAULT_TAILS.includes(r))) return false;
+  if (!poolRulesInPlace(body, c.pool, want.default, 'first')) return false;
+
+  const input = filter.get(CHAINS.input)!;
+  if (!INPUT_HEAD.every((r, i) => input[i] === r)) return false;
+  if (!poolRulesInPlace(input.slice(INPUT_HEAD.length), c.pool, want.input, 'last')) return false;
+
+  const post = nat.get(CHAINS.postrouting)!;
+  if (post.filter((r) => r === LOCALNET_SNAT).length !== 1) return false;
+  if (!poolRulesInPlace(post, c.pool, want.postrouting, 'last')) return false;
+  if (!poolRulesInPlace(nat.get(CHAINS.prerouting)!, c.pool, want.prerouting, 'first')) return false;
+
+  return TOP_JUMPS.every(([table, rule]) => {
+    const chain = rule.split(' ')[1]!;
+    return ((table === 'filter' ? filter : nat).get(chain) ?? []).filter((r) => r === rule).length === 1;
+  });
+}
+
+/** A rule that matches one source network (another pool's, the loopback SNAT): its order against ours does not matter. */
+const SOURCE_BOUND = /^-A \S+ -s \d+\.\d+\.\d+\.\d+\/\d+ /;
+
+/** Whether the chain's rules of pool are exactly want, in order, with only source-bound rules before ('first') or after ('last') them. */
+function poolRulesInPlace(rules: string[], pool: string, want: string[], where: 'first' | 'last'): boolean {
+  const at = rules.flatMap((r, i) => (isPoolRule(r, pool) ? [i] : []));
+  if (!sameRules(at.map((i) => rules[i]!), want)) return false;
+  if (at.length === 0) return true;
+  const around = where === 'first' ? rules.slice(0, at.at(-1)) : rules.slice(at[0]);
+  return around.every((r) => SOURCE_BOUND.test(r));
+}
+
+/** Listed rules against ours: iptables prints a comment in quotes (`--comment "warden:<tag>"`), ours have none. */
+function sameRules(listed: string[], ours: readonly string[]): boolean {
+  return listed.length === ours.length && listed.every((r, i) => r.replace(/ --comment "([^"\\\s]*)"/g, ' --comment $1') === ours[i]);
 }
 
 /**
@@ -278,32 +376,28 @@ function removeBase(b: Batch, filter: Map<string, string[]>, nat: Map<string, st
 }
 
 /**
- * Pool rules of configs nobody uses any more. Every tagged pool rule names its daemon's
- * depot tag; isStale(tag) decides (the caller knows which daemons and depots are alive).
- * Untagged rules (older builds) are left alone: `warden-server --cleanup` removes them
- * for one config. Returns the tags whose rules were removed.
+ * Deletions of the pool rules of configs nobody uses any more, and their tags. Every
+ * tagged pool rule names its daemon's depot tag; isStale(tag) decides. Untagged rules
+ * (older builds) are left alone: `warden-server --cleanup` removes them for one config.
+ * Rules of ownPool (when the setup batch rewrites that pool) are that batch's to delete,
+ * as it deletes all of them: a second deletion would fail the restore. Their stale tags
+ * still count as removed.
  */
-export async function removeStalePoolRules(isStale: (tag: string) => Promise<boolean>): Promise<string[]> {
-  const ctx = 'remove stale pool rules';
-  const removed = new Set<string>();
-  await applyFresh(async () => {
-    removed.clear();
-    const tables = { filter: await listTable('filter', ctx), nat: await listTable('nat', ctx) };
-    const verdicts = new Map<string, boolean>();
-    const b = newBatch();
-    for (const [table, chain] of POOL_CHAINS) {
-      for (const r of tables[table].get(chain) ?? []) {
-        const tag = TAGGED.exec(r)?.[1];
-        if (!tag) continue;
-        if (!verdicts.has(tag)) verdicts.set(tag, await isStale(tag));
-        if (!verdicts.get(tag)) continue;
-        b[table].push(deleteOf(r));
-        removed.add(tag);
-      }
+async function staleRules(tables: Tables, isStale: (tag: string) => Promise<boolean>, ownPool?: string): Promise<{ batch: Batch; tags: string[] }> {
+  const verdicts = new Map<string, boolean>();
+  const batch = newBatch();
+  const tags = new Set<string>();
+  for (const [table, chain] of POOL_CHAINS) {
+    for (const r of tables[table].get(chain) ?? []) {
+      const tag = TAGGED.exec(r)?.[1];
+      if (!tag) continue;
+      if (!verdicts.has(tag)) verdicts.set(tag, await isStale(tag));
+      if (!verdicts.get(tag)) continue;
+      tags.add(tag);
+      if (!(ownPool && isPoolRule(r, ownPool))) batch[table].push(deleteOf(r));
     }
-    return b;
-  }, ctx);
-  return [...removed];
+  }
+  return { batch, tags: [...tags] };
 }
 
 /** Tags named by pool rules now (tests, --cleanup). */

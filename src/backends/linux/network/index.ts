@@ -8,7 +8,7 @@ export type {
   BandwidthLimit,
   BandwidthStat,
 } from './types.ts';
-export { setupNetworkHost, teardownNetworkHost, removeStalePoolRules, poolRuleTags, unusedBaseChains, type TeardownOptions } from './host.ts';
+export { setupNetworkHost, teardownNetworkHost, poolRuleTags, unusedBaseChains, type SetupOptions, type TeardownOptions } from './host.ts';
 export {
   createContainerNetwork,
   destroyContainerNetwork,

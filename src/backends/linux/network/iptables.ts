@@ -226,6 +226,43 @@ export async function listTable(table: Table, context: string): Promise<Map<stri
   return chains;
 }
 
+/** Every table's chains with their rules, as listTable gives one table's. */
+export type Tables = Record<Table, Map<string, string[]>>;
+
+/**
+ * Every table's chains with their rules, from one `iptables-save`: one process for
+ * all, where `iptables -S` takes one per table (each reads the whole ruleset anyway).
+ * Rules are in `iptables -S` form; a table it does not show (never used) is empty.
+ */
+export async function listTables(context: string): Promise<Tables> {
+  // Batches queued after this listing must not be merged with ones queued before it.
+  open = undefined;
+  return parseSave(await enqueue(() => run('iptables-save', [], { context })));
+}
+
+/** iptables-save output → its tables' chains and rules (tables we do not use are left out). */
+export function parseSave(text: string): Tables {
+  const tables: Tables = { filter: new Map(), nat: new Map(), mangle: new Map() };
+  let chains: Map<string, string[]> | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) {
+      const name = line.slice(1).trim();
+      chains = (TABLES as readonly string[]).includes(name) ? tables[name as Table] : undefined;
+    } else if (!chains) {
+      continue;
+    } else if (line.startsWith(':')) {
+      const chain = line.slice(1).split(' ', 1)[0]!;
+      if (!chains.has(chain)) chains.set(chain, []);
+    } else if (line.startsWith('-A ')) {
+      const chain = line.split(' ', 2)[1]!;
+      const rules = chains.get(chain) ?? [];
+      rules.push(line);
+      chains.set(chain, rules);
+    }
+  }
+  return tables;
+}
+
 /** "-A chain spec" → "-D chain spec": deletes exactly that rule in a batch. */
 export function deleteOf(appendLine: string): string {
   return `-D ${appendLine.slice(3)}`;
