@@ -450,6 +450,49 @@ describe('linux network', () => {
     // One batch for all five; then, alone, the one whose ifb had to be made and the one that failed.
     expect(commands.filter((c) => c.startsWith('tc -force -batch'))).toHaveLength(1);
     expect(commands.filter((c) => c.startsWith('tc -batch'))).toHaveLength(2);
+    // Their chains lived on as made: one listing, and no restore.
+    expect(commands.filter((c) => c.startsWith('iptables'))).toEqual(['iptables-save']);
+  });
+
+  it('restoring many at once rewrites only the chains that differ from their records', async () => {
+    const intact = await container();
+    const emptied = await container();
+    const hostPort = await freePort();
+    const rules: NetOutRule[] = [{ network: '10.244.3.0/24', port: 80 }, { network: '10.244.3.7', protocol: 1, port_range: '100:200', log: true }];
+    for (const a of [intact, emptied]) {
+      await netIn(a.spec, hostPort + (a === intact ? 0 : 1), 8080);
+      for (const r of rules) await netOut(a.spec, r);
+    }
+    const mine = (a: typeof intact) => rulesWith(`warden-i-${a.spec.id}`);
+    const before = { intact: await mine(intact), emptied: await mine(emptied) };
+    // A firewall reload took one container's rules.
+    await execa('iptables', ['-w', '-F', `warden-i-${emptied.spec.id}`]);
+    await execa('iptables', ['-w', '-t', 'nat', '-F', `warden-i-${emptied.spec.id}`]);
+
+    const inputs: string[] = [];
+    setHostRunner((req) => {
+      if (req.file === 'iptables-restore') inputs.push(Buffer.from(req.inputBase64 ?? '', 'base64').toString());
+      return spawnHost(req);
+    });
+    let results: Array<Error | undefined>;
+    try {
+      results = await restoreContainerNetworks(
+        [intact, emptied].map((a) => ({
+          spec: a.spec,
+          netIn: [{ host_port: hostPort + (a === intact ? 0 : 1), container_port: 8080 }],
+          netOut: rules,
+        })),
+      );
+    } finally {
+      setHostRunner(undefined);
+    }
+    expect(results).toEqual([undefined, undefined]);
+    expect(await mine(intact)).toEqual(before.intact);
+    expect(await mine(emptied)).toEqual(before.emptied);
+    // One restore, of the emptied container's chains only.
+    expect(inputs).toHaveLength(1);
+    expect(inputs[0]).toContain(`:warden-i-${emptied.spec.id} - [0:0]`);
+    expect(inputs[0]).not.toContain(intact.spec.id);
   });
 
   it('sweep removes unclaimed leftovers and keeps claimed ones', async () => {

@@ -7,7 +7,7 @@
 import { readdir } from 'node:fs/promises';
 import { CHAINS, IFACE_MATCH, INSTANCE_CHAIN_PREFIX, idFromIface } from './names.ts';
 import { formatCidr, parseCidr } from '../../../model/ipv4.ts';
-import { applyFresh, batchIsEmpty, deleteOf, exactlyOnce, listTable, listTables, mergeBatches, newBatch, type Batch, type Tables } from './iptables.ts';
+import { applyFresh, batchIsEmpty, deleteOf, exactlyOnce, listTable, listTables, mergeBatches, newBatch, sameRules, type Batch, type Tables } from './iptables.ts';
 import { raiseSysctl, sysctlExists, writeSysctl } from './sysctl.ts';
 import type { NetworkHostConfig } from './types.ts';
 
@@ -281,10 +281,6 @@ function poolRulesInPlace(rules: string[], pool: string, want: string[], where: 
   return around.every((r) => SOURCE_BOUND.test(r));
 }
 
-/** Listed rules against ours: iptables prints a comment in quotes (`--comment "warden:<tag>"`), ours have none. */
-function sameRules(listed: string[], ours: readonly string[]): boolean {
-  return listed.length === ours.length && listed.every((r, i) => r.replace(/ --comment "([^"\\\s]*)"/g, ' --comment $1') === ours[i]);
-}
 
 /**
  * Removes this pool's rules, then the base chains and their jumps if nothing else uses

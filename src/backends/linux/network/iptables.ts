@@ -263,6 +263,35 @@ export function parseSave(text: string): Tables {
   return tables;
 }
 
+/** Listed rules against ours: iptables prints a comment in quotes (`--comment "warden:<tag>"`), ours have none. */
+export function sameRules(listed: readonly string[], ours: readonly string[]): boolean {
+  return listed.length === ours.length && listed.every((r, i) => r.replace(/ --comment "([^"\\\s]*)"/g, ' --comment $1') === ours[i]);
+}
+
+/**
+ * Whether a batch that only declares chains (":chain - [0:0]", which empties them) and
+ * appends to them would leave the tables as the listing shows them already: each of
+ * its chains exists with exactly its rules. A batch with any other line is not judged.
+ */
+export function declaredChainsInPlace(b: Batch, tables: Tables): boolean {
+  for (const table of TABLES) {
+    const want = new Map<string, string[]>();
+    for (const line of b[table]) {
+      if (line.startsWith(':')) want.set(line.slice(1).split(' ', 1)[0]!, []);
+      else if (line.startsWith('-A ')) {
+        const rules = want.get(line.split(' ', 2)[1]!);
+        if (!rules) return false;
+        rules.push(line);
+      } else return false;
+    }
+    for (const [chain, rules] of want) {
+      const listed = tables[table].get(chain);
+      if (!listed || !sameRules(listed, rules)) return false;
+    }
+  }
+  return true;
+}
+
 /** "-A chain spec" → "-D chain spec": deletes exactly that rule in a batch. */
 export function deleteOf(appendLine: string): string {
   return `-D ${appendLine.slice(3)}`;
