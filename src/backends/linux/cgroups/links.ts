@@ -8,7 +8,7 @@
 // boot sweep. Symlinks rather than bind mounts of the hierarchies: several daemons
 // (depots) on one host each keep their containers there without fighting over one
 // mount point, and a symlink left by a crash is a name in /tmp, not a mount.
-import { lstatSync, mkdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, unlink } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 import { instanceName } from '../paths.ts';
@@ -44,29 +44,41 @@ export async function prepareLinkRoot(root: string): Promise<void> {
   }
 }
 
+/** Controller folders under a link root this thread has made (or found): a restart then does not make each again per container. */
+const madeDirs = new Set<string>();
+
 /**
- * Synchronous (a worker's): a handful of operations in /tmp per controller,
- * which at a restart, for hundreds of containers, took longer queued on the
- * threadpool than done in a row.
+ * Synchronous (a worker's): a few operations in /tmp per controller, which at a
+ * restart, for hundreds of containers, took longer queued on the threadpool than
+ * done in a row. A link already right (every restart) costs one readlink.
  */
 export async function linkContainerCgroups(root: string, id: string, paths: CgroupPaths): Promise<void> {
   for (const [controller, dir] of linked(paths)) {
     const sub = join(root, controller);
-    mkdirSync(sub, { recursive: true, mode: 0o755 });
+    if (!madeDirs.has(sub)) {
+      mkdirSync(sub, { recursive: true, mode: 0o755 });
+      madeDirs.add(sub);
+    }
     const link = join(sub, instanceName(id));
-    let st;
+    let target: string | undefined;
     try {
-      st = lstatSync(link);
-    } catch {
-      st = undefined;
+      target = readlinkSync(link);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // EINVAL: there, and not a symlink.
+      if (code === 'EINVAL') throw new Error(`${link} exists and is not a symlink`);
+      if (code !== 'ENOENT') throw err;
     }
-    if (st?.isSymbolicLink()) {
-      if (readlinkSync(link) === dir) continue;
-      unlinkSync(link);
-    } else if (st) {
-      throw new Error(`${link} exists and is not a symlink`);
+    if (target === dir) continue;
+    if (target !== undefined) unlinkSync(link);
+    try {
+      symlinkSync(dir, link);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // The folder went since it was made (a clean-up of /tmp): make it again.
+      mkdirSync(sub, { recursive: true, mode: 0o755 });
+      symlinkSync(dir, link);
     }
-    symlinkSync(dir, link);
   }
 }
 
