@@ -8,7 +8,7 @@
 //   node scripts/lib/bundle.ts ROOT
 //
 // The bundle lives inside the tree it was built from, one level down: files our
-// modules read beside themselves (job-supervisor.sh, warden.proto, seccomp.json,
+// modules read beside themselves (job-supervisor.sh, warden.json, seccomp.json,
 // package.json, the spawner) are still read from src/, so import.meta in our
 // sources is rewritten to the source file's place relative to the bundle.
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';

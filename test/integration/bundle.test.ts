@@ -1,6 +1,6 @@
 // The bundle (scripts/build → dist/): bin/warden-server starts from it only while
 // it is newer than every source, and the bundled daemon finds the files it reads
-// beside its sources (the job supervisor script, warden.proto, package.json).
+// beside its sources (the job supervisor script, warden.json, package.json).
 // Run on a copy of the tree, so that the checkout's own dist/ and the daemons of
 // the other test files are left alone.
 import { execFile } from 'node:child_process';
