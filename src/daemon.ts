@@ -11,7 +11,8 @@ import { pinoLevel } from './config/log-level.ts';
 import type { WardenConfig } from './config/types.ts';
 import { describeError } from './model/errors.ts';
 import { parseHardLimits } from './jobs/rlimits.ts';
-import { DaemonMetrics } from './metrics/metrics.ts';
+import type { DaemonMetrics } from './metrics/metrics.ts';
+import { DeferredObserver } from './metrics/deferred-observer.ts';
 import { createPools } from './pools/pools.ts';
 import { startHealthCheck, startHealthSocket, type HealthRoutes } from './server/health.ts';
 import { Listener } from './server/listener.ts';
@@ -24,7 +25,8 @@ export interface Daemon {
   config: WardenConfig;
   service: WardenService;
   log: Logger;
-  metrics: DaemonMetrics;
+  /** The Prometheus metrics, loaded just after the daemon began to serve. */
+  metrics(): Promise<DaemonMetrics>;
   /** Drain and stop: containers and jobs keep running for the next daemon. */
   shutdown(reason: string): Promise<void>;
   /** SIGHUP: reopen logging.file (after logrotate moved it) and re-read logging.level. */
@@ -110,15 +112,25 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
     maxBufferedBytes: config.server.max_buffered_bytes,
     frameIdleTimeout: config.server.frame_idle_timeout,
   });
-  const metrics = new DaemonMetrics({
-    service,
-    workers: pool,
-    connections: () => listener.connectionCount,
-    draining: () => draining,
-    backend: backend.name,
-    version: VERSION,
-  });
-  service.observer = metrics;
+  // The metrics load once the daemon serves (or at the first scrape, if sooner):
+  // prom-client is not what a restarting daemon's clients should wait for.
+  const observer = new DeferredObserver();
+  service.observer = observer;
+  let metricsLoading: Promise<DaemonMetrics> | undefined;
+  const metrics = (): Promise<DaemonMetrics> =>
+    (metricsLoading ??= import('./metrics/metrics.ts').then(({ DaemonMetrics }) => {
+      const m = new DaemonMetrics({
+        service,
+        workers: pool,
+        connections: () => listener.connectionCount,
+        draining: () => draining,
+        backend: backend.name,
+        version: VERSION,
+      });
+      observer.attach(m);
+      if (observer.dropped > 0) log.warn({ dropped: observer.dropped }, 'metrics: events before the metrics loaded were not counted');
+      return m;
+    }));
   // Recovery's destroys and sweep, which run on while the daemon serves.
   let recoveryCleanup: Promise<void> = Promise.resolve();
   try {
@@ -135,7 +147,10 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
     lapStart('listen');
     const routes: HealthRoutes = {
       draining: () => draining,
-      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
+      metrics: async () => {
+        const m = await metrics();
+        return { contentType: m.contentType, body: await m.text() };
+      },
       containers: (handles) => service.bulkInfo(handles),
     };
     const hc = config.health_check_server;
@@ -163,6 +178,8 @@ export async function startDaemon(configPath: string, early?: EarlyStart): Promi
     },
     'warden started',
   );
+  // After recovery's clean-up (the reconnecting clients' first requests come meanwhile).
+  void recoveryCleanup.then(() => metrics()).catch((err) => log.error({ err: describeError(err) }, 'metrics could not be loaded'));
 
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {

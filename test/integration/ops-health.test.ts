@@ -325,6 +325,23 @@ describe('health-check port while serving', () => {
   });
 });
 
+describe('metrics of a daemon that has just started', () => {
+  it('count the requests answered before the metrics were loaded (they load once it serves)', async () => {
+    const d = await TestDaemon.start();
+    try {
+      const c = await d.client();
+      for (let i = 0; i < 4; i++) await c.call('Echo', { message: `early ${i}` });
+      await expect(c.info({ handle: 'nope' })).rejects.toThrow('unknown handle');
+      await c.close();
+      const m = await scrape(d.healthPort);
+      expect(value(m, 'warden_requests_total', { type: 'Echo', outcome: 'ok' })).toBe(4);
+      expect(value(m, 'warden_requests_total', { type: 'Info', outcome: 'error' })).toBe(1);
+    } finally {
+      await d.cleanup();
+    }
+  });
+});
+
 describe('health_check_server.containers_on_tcp', () => {
   it('true serves /containers on the TCP port as well', async () => {
     const d = await TestDaemon.start({ health: { containers_on_tcp: true } });
