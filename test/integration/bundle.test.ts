@@ -64,4 +64,11 @@ describe('the bundle', () => {
     await exec(join(tree, 'scripts/build'));
     expect((await startOnce()).started.entry).toBe(join(tree, 'dist/main.js'));
   }, 60_000);
+
+  it('is not needed: a tree never built (a fresh checkout) starts from its sources', async () => {
+    rmSync(join(tree, 'dist'), { recursive: true, force: true });
+    const r = await startOnce();
+    expect(r.started.entry).toBe(join(tree, 'src/main.ts'));
+    expect(r.jobOutput).toBe('from-the-job\n');
+  }, 60_000);
 });

@@ -101,7 +101,7 @@ describe('upgrade: drain, then a new build on the same depot', () => {
 
   it('the old daemon is the old build, whose src/ differs from this tree\'s', async () => {
     const cmdline = readFileSync(`/proc/${d.daemon.pid}/cmdline`, 'utf8').split('\0');
-    expect(cmdline).toContain(join(old!.dir, 'src/main.ts'));
+    expect(cmdline).toContain(old!.entry);
     expect((await sh('git', ['-C', ROOT, 'diff', '--quiet', old!.rev, '--', 'src'])).code).toBe(1);
   });
 

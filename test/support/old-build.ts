@@ -2,7 +2,7 @@
 // temporary worktree, for upgrade tests: the daemon of the build before the newest
 // change to src/ runs first, and the current tree takes over its depot.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -21,13 +21,16 @@ export interface OldBuild {
   dir: string;
   /** Its bin/warden-server. */
   bin: string;
+  /** The script that bin/warden-server runs: its bundle when it has one, its src/main.ts before bundles. */
+  entry: string;
   /** Removes the worktree (safe to call twice). */
   remove(): Promise<void>;
 }
 
 /**
  * Checks out the parent of the newest commit that changed src/ (so its daemon differs
- * from this tree's), with this tree's node_modules linked in. Needs the history (a
+ * from this tree's), with this tree's node_modules linked in, and builds its bundle
+ * when it has one. Needs the history (a
  * full clone, as CI makes); throws with what is missing otherwise.
  */
 export async function checkoutOldBuild(): Promise<OldBuild> {
@@ -49,9 +52,13 @@ export async function checkoutOldBuild(): Promise<OldBuild> {
   try {
     await git('worktree', 'add', '--detach', dir, rev);
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    // Built as its release would be (scripts/install builds the bundle), for builds
+    // that have one: the old daemon then runs as it ran in production.
+    if (existsSync(join(dir, 'scripts/build'))) await exec(join(dir, 'scripts/build'), [], { cwd: dir, maxBuffer: 16 * 1024 * 1024 });
   } catch (err) {
     await remove();
     throw err;
   }
-  return { rev, dir, bin: join(dir, 'bin/warden-server'), remove };
+  const bundled = existsSync(join(dir, 'dist/main.js'));
+  return { rev, dir, bin: join(dir, 'bin/warden-server'), entry: join(dir, bundled ? 'dist/main.js' : 'src/main.ts'), remove };
 }
