@@ -4,6 +4,7 @@
 // side effect (a runc create writing its pid file). Commands no rule matches
 // succeed with no output. runHost's own logic (HostCommandError, allowFailure)
 // runs as in the daemon. Test-only: never imported by src/.
+import { afterEach, beforeEach } from 'vitest';
 import { setHostRunner, type HostSpawn } from '../../src/host/run.ts';
 import type { SpawnRequest } from '../../src/host/spawner.ts';
 
@@ -70,6 +71,12 @@ export class FakeHostRunner {
     return this.calls.filter((c) => commandLine(c).startsWith(prefix));
   }
 
+  /** Forgets every rule and call (a fresh fake for the next test). */
+  reset(): void {
+    this.calls.length = 0;
+    this.rules = [];
+  }
+
   /** Routes this thread's host commands here until the returned function is called. */
   install(): () => void {
     setHostRunner(this.spawn);
@@ -104,4 +111,19 @@ export class FakeHostRunner {
       ...(reply.timedOut ? { timedOut: true } : {}),
     };
   };
+}
+
+/**
+ * A fake host for every test of the enclosing describe (or file): fresh rules and
+ * calls before each test, the real runner back after it.
+ */
+export function useFakeHostRunner(): FakeHostRunner {
+  const host = new FakeHostRunner();
+  let uninstall: (() => void) | undefined;
+  beforeEach(() => {
+    host.reset();
+    uninstall = host.install();
+  });
+  afterEach(() => uninstall?.());
+  return host;
 }

@@ -6,7 +6,7 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   btrfsUuidFromSysfs,
   mountContaining,
@@ -16,7 +16,7 @@ import {
   type BtrfsSysfsPaths,
 } from '../../src/backends/linux/disk/btrfs-sysfs.ts';
 import { filesystemId } from '../../src/backends/linux/disk/subvolume.ts';
-import { FakeHostRunner } from '../support/fake-host-runner.ts';
+import { useFakeHostRunner } from '../support/fake-host-runner.ts';
 
 const UUID = 'fb71b3f3-fa95-4cab-a80a-345b776ae509';
 const OTHER = 'e3e74253-1a0f-4ed6-8e5d-81d6fcddc346';
@@ -124,13 +124,7 @@ describe('quota and limit from sysfs', () => {
 });
 
 describe('filesystemId', () => {
-  let host: FakeHostRunner;
-  let uninstall: () => void;
-  beforeEach(() => {
-    host = new FakeHostRunner();
-    uninstall = host.install();
-  });
-  afterEach(() => uninstall());
+  const host = useFakeHostRunner();
 
   it('falls back to findmnt where mountinfo and sysfs do not tell (here: /proc is no btrfs), and remembers the answer', async () => {
     host.on('findmnt', { stdout: `${UUID}\n` });

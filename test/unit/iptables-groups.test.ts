@@ -3,7 +3,7 @@
 // the error; tables committed before the failing one are not applied twice), and
 // that a plain iptables command between batches keeps the order. Against a fake
 // host; test/linux/network.test.ts applies groups to the real kernel.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   applyBatch,
   iptables,
@@ -13,15 +13,9 @@ import {
   tablesBefore,
   type Batch,
 } from '../../src/backends/linux/network/iptables.ts';
-import { FakeHostRunner, commandLine } from '../support/fake-host-runner.ts';
+import { useFakeHostRunner, commandLine } from '../support/fake-host-runner.ts';
 
-let host: FakeHostRunner;
-let uninstall: () => void;
-beforeEach(() => {
-  host = new FakeHostRunner();
-  uninstall = host.install();
-});
-afterEach(() => uninstall());
+const host = useFakeHostRunner();
 
 function batch(filter: string[], nat: string[] = []): Batch {
   return { ...newBatch(), filter, nat };

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostCommandError } from '../../src/host/run.ts';
 import { describeError } from '../../src/model/errors.ts';
 import { containerState, createContainer, deleteContainer, listContainerStates, startContainer, type Runtime } from '../../src/backends/linux/runtime/runc.ts';
@@ -29,10 +29,9 @@ import { hostSettings } from '../../src/backends/linux/settings.ts';
 import { parseConfig } from '../../src/config/config.ts';
 import type { ContainerRecord } from '../../src/model/records.ts';
 import type { ContainerNetSpec } from '../../src/backends/linux/network/types.ts';
-import { FakeHostRunner, type HostCall } from '../support/fake-host-runner.ts';
+import { useFakeHostRunner, type HostCall } from '../support/fake-host-runner.ts';
 
-let host: FakeHostRunner;
-let uninstall: () => void;
+const host = useFakeHostRunner();
 let tmp: string;
 
 beforeAll(async () => {
@@ -41,11 +40,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
-beforeEach(() => {
-  host = new FakeHostRunner();
-  uninstall = host.install();
-});
-afterEach(() => uninstall());
 
 const ID = 'abc123';
 const spec: ContainerNetSpec = { id: ID, hostIp: '10.250.0.1', containerIp: '10.250.0.2', mtu: 1500 };

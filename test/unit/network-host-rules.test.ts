@@ -5,19 +5,13 @@
 // listings are iptables-save output as this project's hosts print it (comments
 // in quotes, /32 and network addresses written out). No root; the real kernel's
 // side is test/linux/host-setup-again.test.ts.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { setupHostRules } from '../../src/backends/linux/network/host.ts';
 import { parseSave } from '../../src/backends/linux/network/iptables.ts';
 import type { NetworkHostConfig } from '../../src/backends/linux/network/types.ts';
-import { FakeHostRunner } from '../support/fake-host-runner.ts';
+import { useFakeHostRunner } from '../support/fake-host-runner.ts';
 
-let host: FakeHostRunner;
-let uninstall: () => void;
-beforeEach(() => {
-  host = new FakeHostRunner();
-  uninstall = host.install();
-});
-afterEach(() => uninstall());
+const host = useFakeHostRunner();
 
 const POOL = '10.249.0.0/22';
 const TAG = 'abc123';
