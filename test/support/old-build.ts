@@ -30,8 +30,8 @@ export interface OldBuild {
 /**
  * Checks out the parent of the newest commit that changed src/ (so its daemon differs
  * from this tree's), with this tree's node_modules linked in, and builds its bundle
- * when it has one. Needs the history (a
- * full clone, as CI makes); throws with what is missing otherwise.
+ * when it has one. Needs the history (a full clone, as CI makes); throws with what
+ * is missing otherwise.
  */
 export async function checkoutOldBuild(): Promise<OldBuild> {
   const changed = await git('rev-list', '-1', 'HEAD', '--', 'src');
