@@ -1,9 +1,10 @@
 // bin/warden-server: `warden-server --config FILE` runs the daemon in the foreground;
 // `warden-server --check-config FILE` validates a config and prints it in full.
+// Only what the first steps need is imported here: the daemon starts its spawner
+// before it loads the rest (config parsing, the backend, the server).
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config/config.ts';
-import { formatConfig } from './config/format.ts';
 import type { Daemon } from './daemon.ts';
+import { removeStaleSharedSpawners, startSharedSpawner } from './host/spawner.ts';
 import { describeError } from './model/errors.ts';
 
 const usage = `usage: warden-server --config FILE       run the daemon in the foreground
@@ -14,6 +15,7 @@ const usage = `usage: warden-server --config FILE       run the daemon in the fo
 
 /** Validates the config file; prints the effective config on stdout and any warnings on stderr. */
 async function checkConfig(file: string): Promise<number> {
+  const [{ ConfigError, loadConfig }, { formatConfig }] = await Promise.all([import('./config/config.ts'), import('./config/format.ts')]);
   try {
     const config = await loadConfig(file);
     process.stdout.write(`# ${file}: valid; the effective config, defaults filled in:\n${formatConfig(config)}`);
@@ -45,6 +47,11 @@ async function main(): Promise<void> {
     return;
   }
   if (!values.config) throw new Error(`--config is required\n${usage}`);
+  // The host-command spawner first: its Node start (~100 ms of CPU) overlaps the
+  // loading of the daemon on another core, and the workers find it ready at their
+  // first command (at a restart, the host setup's).
+  const spawner = startSharedSpawner();
+  const { loadConfig } = await import('./config/config.ts');
   if (values.cleanup) {
     const { cleanupConfig } = await import('./backends/linux/host/cleanup.ts');
     const done = await cleanupConfig(await loadConfig(values.config), { destroyContainers: !!values['destroy-containers'] });
@@ -93,12 +100,16 @@ async function main(): Promise<void> {
   const config = await loadConfig(values.config);
   const { WorkerPool } = await import('./workers/pool.ts');
   const backend = config.server.container_klass === 'Warden::Container::Linux' ? 'linux' : 'insecure';
-  const pool = new WorkerPool({ threads: config.server.worker_threads, preload: ['state', 'job', backend] });
+  const pool = new WorkerPool({ threads: config.server.worker_threads, preload: ['state', 'job', backend], ...(spawner ? { spawner } : {}) });
   const { startDaemon } = await import('./daemon.ts');
   daemon = await startDaemon(values.config, { config, pool });
   if (drainSignal !== undefined) exit(drainSignal);
   else if (reloadPending) reload();
   process.on('SIGPIPE', () => {});
+  // What daemons killed together with their spawner left in the temporary directory.
+  void removeStaleSharedSpawners().then((dirs) => {
+    if (dirs.length) daemon?.log.info({ dirs }, 'removed the sockets of spawners whose daemon is gone');
+  });
 }
 
 main().catch((err) => {

@@ -1,22 +1,23 @@
 // The spawner: a small long-lived Node process that starts host commands for the
-// thread that started it. Forking the daemon itself costs ~17 ms of a blocked
-// thread per command once its heap is a few hundred MiB (page tables are copied);
-// forking this process costs ~1.5 ms. Orders come on stdin, reports go to stdout
-// (src/host/spawner-wire.ts). It ends when its stdin closes: its thread is gone.
+// daemon's threads. Forking the daemon itself costs ~17 ms of a blocked thread per
+// command once its heap is a few hundred MiB (page tables are copied); forking this
+// process costs ~1.5 ms. Orders come on stdin, reports go to stdout
+// (src/host/spawner-wire.ts). It ends when its stdin closes: whoever started it is gone.
+// With `--listen PATH` it also takes orders on a unix socket at PATH (in a folder
+// only the daemon's user can enter), each connection's reports going back on it:
+// the daemon starts one first thing, and its worker threads connect to it (see
+// spawner.ts). At the end it removes PATH and its folder.
 // Every command gets a session of its own (detached), so a signal for the
 // daemon's process group never kills a half-done host operation.
 // Plain JavaScript, so that Node does not load its TypeScript stripper (a
-// WebAssembly module of ~17 MB) into each spawner: there is one per thread.
+// WebAssembly module of ~17 MB) into the spawner.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname } from 'node:path';
 import { FrameReader, frame } from './spawner-wire.js';
 
-const reader = new FrameReader();
-
-/** @param {import('./spawner-wire.d.ts').SpawnReport} r */
-function report(r) {
-  process.stdout.write(frame(r));
-}
+/** @typedef {(r: import('./spawner-wire.d.ts').SpawnReport) => void} Reply */
 
 /** Collects a stream up to max bytes, remembering whether it had more. */
 class Collector {
@@ -151,9 +152,9 @@ function deadline(o, children) {
   return state;
 }
 
-/** @param {import('./spawner-wire.d.ts').SpawnOrder} o */
-async function start(o) {
-  if (o.pipeTo) return startPipeline(o);
+/** @param {import('./spawner-wire.d.ts').SpawnOrder} o @param {Reply} report */
+async function start(o, report) {
+  if (o.pipeTo) return startPipeline(o, report);
   const input = o.inputBase64 === undefined ? undefined : Buffer.from(o.inputBase64, 'base64');
   const { child, done } = launch(o, [input === undefined ? 'ignore' : 'pipe', o.stdout, o.stderr], o.maxOutputBytes);
   if (input !== undefined && child?.stdin) {
@@ -172,8 +173,9 @@ async function start(o) {
  * has ended, what the source still writes is read and dropped, so that a source
  * never blocks on a pipe nobody reads; if it goes on for sourceGraceMs it is killed.
  * @param {import('./spawner-wire.d.ts').SpawnOrder} o
+ * @param {Reply} report
  */
-async function startPipeline(o) {
+async function startPipeline(o, report) {
   const p = /** @type {import('./spawner-wire.d.ts').PipeOrder} */ (o.pipeTo);
   const sink = launch(p, ['pipe', p.stdout, p.stderr], o.maxOutputBytes);
   const source = launch(o, ['ignore', 'pipe', 'pipe'], o.maxOutputBytes, true);
@@ -215,10 +217,48 @@ async function startPipeline(o) {
   });
 }
 
-process.stdin.on('data', (chunk) => {
-  for (const order of reader.push(chunk)) void start(order);
-});
-process.stdin.on('end', () => process.exit(0));
-process.stdout.on('error', () => process.exit(0));
-// Tell the thread we are ready (an order written before would wait in the pipe anyway).
-report({ id: 0 });
+/** Reads orders from one byte stream and starts them, replying through reply. @param {Reply} reply */
+function orderReader(reply) {
+  const reader = new FrameReader();
+  /** @param {Buffer} chunk */
+  return (chunk) => {
+    for (const order of reader.push(chunk)) void start(order, reply);
+  };
+}
+
+const listenAt = process.argv.indexOf('--listen') > 0 ? process.argv[process.argv.indexOf('--listen') + 1] : undefined;
+
+function exit() {
+  if (listenAt) {
+    // The socket, then its folder if that is now empty: nothing else is ours to remove.
+    try {
+      unlinkSync(listenAt);
+      rmdirSync(dirname(listenAt));
+    } catch {
+      // already gone, or the folder holds something else
+    }
+  }
+  process.exit(0);
+}
+
+process.stdin.on('data', orderReader((r) => process.stdout.write(frame(r))));
+process.stdin.on('end', exit);
+process.stdout.on('error', exit);
+if (listenAt) {
+  const server = createServer((conn) => {
+    // A connection that goes away takes only its own replies with it.
+    conn.on('error', () => undefined);
+    conn.on('data', orderReader((r) => {
+      if (conn.writable) conn.write(frame(r));
+    }));
+  });
+  server.on('error', (err) => {
+    process.stderr.write(`warden spawner: cannot listen on ${listenAt}: ${err.message}\n`);
+    exit();
+  });
+  // The hello says the socket is ready: threads connect only after it.
+  server.listen(listenAt, () => process.stdout.write(frame({ id: 0 })));
+} else {
+  // Tell the thread we are ready (an order written before would wait in the pipe anyway).
+  process.stdout.write(frame({ id: 0 }));
+}

@@ -9,6 +9,7 @@ import type { TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { fromWireError, isWireError } from '../model/errors.ts';
 import type { TaskName, TaskArgs, TaskResult } from './task-table.ts';
+import type { SharedSpawner } from '../host/spawner.ts';
 
 /**
  * Each worker's V8 young generation. V8 sizes it for throughput (up to 48 MiB a
@@ -23,6 +24,8 @@ export interface WorkerPoolOptions {
   threads?: number;
   /** Task families (name prefixes: state, job, insecure, linux) each worker loads as it boots; the rest load on first use. */
   preload?: string[];
+  /** The daemon's shared spawner (startSharedSpawner): the workers' host commands go to it. */
+  spawner?: SharedSpawner;
 }
 
 /**
@@ -55,7 +58,12 @@ const WORKER_ENTRY = fileURLToPath(
 );
 
 /** A Piscina of the task table's workers; what differs between the two lanes is given. */
-function lane(o: { minThreads: number; maxThreads: number; idleTimeout: number; workerData: { preload: string[]; nice?: number } }): Piscina {
+function lane(o: {
+  minThreads: number;
+  maxThreads: number;
+  idleTimeout: number;
+  workerData: { preload: string[]; nice?: number; spawner?: SharedSpawner };
+}): Piscina {
   return new Piscina({
     filename: WORKER_ENTRY,
     concurrentTasksPerWorker: 4096,
@@ -74,9 +82,15 @@ export class WorkerPool implements TaskRunner {
 
   constructor(opts: WorkerPoolOptions = {}) {
     const threads = Math.max(1, opts.threads ?? availableParallelism());
-    this.piscina = lane({ minThreads: threads, maxThreads: threads, idleTimeout: Number.MAX_SAFE_INTEGER, workerData: { preload: opts.preload ?? [] } });
+    this.piscina = lane({
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+      workerData: { preload: opts.preload ?? [], ...(opts.spawner ? { spawner: opts.spawner } : {}) },
+    });
     // Started on first use and ended after a quiet spell: most hosts link in bursts,
-    // and a thread that idles costs the daemon's RSS some 10 MiB.
+    // and a thread that idles costs the daemon's RSS some 10 MiB. Its commands go to a
+    // spawner of its own, which inherits its low priority.
     this.janitor = lane({ minThreads: 0, maxThreads: 1, idleTimeout: JANITOR_IDLE_MS, workerData: { preload: [], nice: JANITOR_NICE } });
   }
 

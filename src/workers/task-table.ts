@@ -11,6 +11,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { Piscina } from 'piscina';
 import { toWireError } from '../model/errors.ts';
+import { useSharedSpawner, type SharedSpawner } from '../host/spawner.ts';
 
 type SnapshotTasks = typeof import('../depot/depot-tasks.ts').depotTasks;
 type JobTasks = typeof import('../jobs/job-tasks.ts').jobTasks;
@@ -44,7 +45,10 @@ function family(name: string): Promise<TaskTable> {
   return table;
 }
 
-const boot = (Piscina.workerData ?? {}) as { preload?: string[]; nice?: number };
+const boot = (Piscina.workerData ?? {}) as { preload?: string[]; nice?: number; spawner?: SharedSpawner };
+
+// The daemon's spawner, started before the workers: this worker's host commands go there.
+if (boot.spawner) useSharedSpawner(boot.spawner);
 
 // Families the daemon will need at once (its backend's) start loading as the
 // worker boots, while the main thread loads its own modules.

@@ -1,6 +1,6 @@
 // Drains, restarts and crashes of the real daemon on the same depot.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestDaemon } from '../support/daemon.ts';
 import { sleep, waitFor } from '../support/wait.ts';
@@ -337,4 +337,46 @@ describe('crash (kill -9)', () => {
     expect(existsSync(join(d1.depot, handle))).toBe(false);
     await c2.close();
   });
+
+  it('its one host-command spawner, shared by the workers, ends with it and leaves no socket behind', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    // Jobs start through the spawner: several at once reach both workers.
+    await Promise.all(Array.from({ length: 4 }, () => c1.run({ handle, script: 'true' })));
+    const spawners = await spawnersOf(d1.pid);
+    expect(spawners).toHaveLength(1);
+    const socket = /--listen (\S+)/.exec(spawners[0]!.args)?.[1];
+    expect(socket).toBeDefined();
+    expect(existsSync(socket!)).toBe(true);
+    await c1.close();
+    await d1.kill9();
+    await waitFor('the spawner to end', async () => !isRunning(spawners[0]!.pid));
+    expect(existsSync(dirname(socket!))).toBe(false);
+  });
 });
+
+/** The spawner processes (spawner-process.js) a daemon started, from /proc. */
+async function spawnersOf(daemonPid: number): Promise<Array<{ pid: number; args: string }>> {
+  const out: Array<{ pid: number; args: string }> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ');
+      if (ppid === daemonPid && args.includes('spawner-process.js')) out.push({ pid: Number(name), args });
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return out;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
