@@ -51,6 +51,9 @@ async function main(): Promise<void> {
   // loading of the daemon on another core, and the workers find it ready at their
   // first command (at a restart, the host setup's).
   const spawner = startSharedSpawner();
+  // The worker pool's module loads meanwhile: the workers start as soon as the config is read.
+  const poolModule = values.cleanup ? undefined : import('./workers/pool.ts');
+  poolModule?.catch(() => {}); // a failure shows where it is awaited
   const { loadConfig } = await import('./config/config.ts');
   if (values.cleanup) {
     const { cleanupConfig } = await import('./backends/linux/host/cleanup.ts');
@@ -98,7 +101,7 @@ async function main(): Promise<void> {
   // The worker threads boot (on other cores) while this thread loads the rest of
   // the daemon: a restart is that much shorter.
   const config = await loadConfig(values.config);
-  const { WorkerPool } = await import('./workers/pool.ts');
+  const { WorkerPool } = await poolModule!;
   const backend = config.server.container_klass === 'Warden::Container::Linux' ? 'linux' : 'insecure';
   const pool = new WorkerPool({ threads: config.server.worker_threads, preload: ['state', 'job', backend], ...(spawner ? { spawner } : {}) });
   const { startDaemon } = await import('./daemon.ts');

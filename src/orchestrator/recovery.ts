@@ -82,12 +82,14 @@ export async function recover(
   service.watchContainerEvents();
   // An early scan (made while the host was prepared) counts only if the depot is
   // still on the device it read: setupHost may have mounted the depot meanwhile.
-  let scan = early && (await early.catch(() => undefined));
-  if (!scan || scan.dev === -1 || scan.dev !== (await pool.run('state.deviceOf', { path: service.depot }))) {
-    scan = await scanDepot(pool, service.depot);
-  }
+  const [earlyScan, dev, jobIds] = await Promise.all([
+    early?.catch(() => undefined),
+    pool.run('state.deviceOf', { path: service.depot }).catch(() => -1),
+    pool.run('state.readText', { path: join(service.depot, JOB_IDS_FILE) }),
+  ]);
+  const scan = earlyScan && earlyScan.dev !== -1 && earlyScan.dev === dev ? earlyScan : await scanDepot(pool, service.depot);
   const { entries } = scan;
-  const ceiling = Number((await pool.run('state.readText', { path: join(service.depot, JOB_IDS_FILE) }))?.trim() ?? 0) || 0;
+  const ceiling = Number(jobIds?.trim() ?? 0) || 0;
   let highestJob = ceiling;
   lap('scan');
 

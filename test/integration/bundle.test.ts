@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, TestDaemon } from '../support/daemon.ts';
@@ -26,8 +26,8 @@ afterAll(() => {
 });
 
 /** Starts the copy's daemon once; returns its 'warden started' line and what a job printed. */
-async function startOnce(): Promise<{ started: Record<string, unknown>; jobOutput: string; version: unknown }> {
-  const d = await TestDaemon.start({ bin: join(tree, 'bin/warden-server') });
+async function startOnce(bin = join(tree, 'bin/warden-server')): Promise<{ started: Record<string, unknown>; jobOutput: string; version: unknown }> {
+  const d = await TestDaemon.start({ bin });
   try {
     const c = await d.client();
     const { handle } = await c.create({});
@@ -51,6 +51,20 @@ describe('the bundle', () => {
     // package.json read from the tree's root, not from beside the bundle.
     expect(r.version).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
     expect(readFileSync(join(tree, 'dist/BUILT'), 'utf8')).toMatch(/^\d+ modules bundled by esbuild/);
+  }, 60_000);
+
+  it('is found through a symlink to bin/warden-server (as one in /usr/local/bin), and by a relative path', async () => {
+    const links = mkdtempSync(join(tmpdir(), 'warden-bin-'));
+    try {
+      symlinkSync(join(tree, 'bin/warden-server'), join(links, 'warden-server'));
+      expect((await startOnce(join(links, 'warden-server'))).started.entry).toBe(join(tree, 'dist/main.js'));
+      // Without a symlink the script finds its tree without a fork (no readlink).
+      const rel = relative(process.cwd(), join(tree, 'bin/warden-server'));
+      expect(rel.startsWith('/')).toBe(false);
+      expect((await startOnce(rel)).started.entry).toBe(join(tree, 'dist/main.js'));
+    } finally {
+      rmSync(links, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('is passed over for the sources once a source is newer, until it is built again', async () => {

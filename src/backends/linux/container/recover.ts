@@ -19,6 +19,14 @@ function relink(s: LinuxHostSettings, c: ContainerRecord): Promise<void> {
 import { joinMissing } from '../disk/containers-qgroup.ts';
 import { mapBounded } from '../bounded.ts';
 
+/** The btrfs subvolume ids of containers whose rootfs is one. */
+function subvolumeIds(cs: ContainerRecord[]): number[] {
+  return cs.flatMap((c) => {
+    const v = factsOf(c).subvolume;
+    return v?.btrfs && v.subvolId !== undefined ? [v.subvolId] : [];
+  });
+}
+
 /** Containers whose /proc and cgroup checks run at once. */
 const AT_ONCE = 32;
 
@@ -56,20 +64,21 @@ export async function recoverContainersOnHost(s: LinuxHostSettings, cs: Containe
     return initAlive(c, list.get(c.id));
   });
   const alive = cs.flatMap((_, i) => (isAlive[i] ? [i] : []));
-  const restored = await restoreContainerNetworks(
-    alive.map((i) => {
-      const c = cs[i]!;
-      return { spec: netSpec(c, s), netIn: c.net_in ?? [], netOut: c.net_out ?? [], bandwidth: c.limits?.bandwidth };
-    }),
-  );
-  await mapBounded(alive, AT_ONCE, async (i, k) => {
-    const err = restored[k] ?? (await relink(s, cs[i]!).then(() => undefined, (e: unknown) => e));
+  // The network, the cgroup links and the depot's qgroup are independent: restored at once.
+  const [restored, relinked] = await Promise.all([
+    restoreContainerNetworks(
+      alive.map((i) => {
+        const c = cs[i]!;
+        return { spec: netSpec(c, s), netIn: c.net_in ?? [], netOut: c.net_out ?? [], bandwidth: c.limits?.bandwidth };
+      }),
+    ),
+    mapBounded(alive, AT_ONCE, (i) => relink(s, cs[i]!).then(() => undefined, (e: unknown) => e)),
+    // Not a reason to lose the containers: they would only stay outside the depot's share.
+    s.diskQuota ? joinMissing(s.depot, subvolumeIds(alive.map((i) => cs[i]!))).catch(() => undefined) : undefined,
+  ]);
+  alive.forEach((i, k) => {
+    const err = restored[k] ?? relinked[k];
     out[i] = err ? { error: describeError(err) } : { alive: true };
   });
-  if (s.diskQuota) {
-    const ids = alive.map((i) => factsOf(cs[i]!).subvolume).filter((v) => v?.btrfs && v.subvolId !== undefined).map((v) => v!.subvolId!);
-    // Not a reason to lose the containers: they would only stay outside the depot's share.
-    await joinMissing(s.depot, ids).catch(() => undefined);
-  }
   return out;
 }

@@ -255,38 +255,42 @@ export async function restoreContainerNetworks(items: RestoreItem[]): Promise<Ar
   });
   const ok = items.flatMap((_, i) => (restoredEnd[i] ? [i] : []));
   if (ok.length === 0) return results;
-  try {
-    await applyFresh(async () => {
-      const b = newBatch();
-      // One listing for all; a container whose chains are as its record says (the
-      // usual restart: they lived on with it) adds nothing to the restore.
-      const tables = await listTables(ctx);
-      const instances = tables.filter.get(CHAINS.instances);
-      const prerouting = tables.nat.get(CHAINS.prerouting);
-      if (!instances || !prerouting) throw new Error(`${ctx}: base chains missing: run setupNetworkHost first`);
-      for (const i of ok) {
-        const { spec, netIn: inRules, netOut: outRules } = items[i]!;
-        const own = instanceChainsBatch(spec, inRules, outRules);
-        if (!declaredChainsInPlace(own, tables)) {
-          b.filter.push(...own.filter);
-          b.nat.push(...own.nat);
-        }
-        exactlyOnce(b.filter, instances, `-A ${CHAINS.instances} ${instanceJumpSpec(spec.id)}`);
-        exactlyOnce(b.nat, prerouting, `-A ${CHAINS.prerouting} ${natJumpSpec(spec.id)}`);
+  // The shaping (tc) and the rules (iptables) are independent: restored at once.
+  const shaping = restoreBandwidths(ok.map((i) => ({ id: items[i]!.spec.id, bandwidth: items[i]!.bandwidth })), ctx);
+  const rules = applyFresh(async () => {
+    const b = newBatch();
+    // One listing for all; a container whose chains are as its record says (the
+    // usual restart: they lived on with it) adds nothing to the restore.
+    const tables = await listTables(ctx);
+    const instances = tables.filter.get(CHAINS.instances);
+    const prerouting = tables.nat.get(CHAINS.prerouting);
+    if (!instances || !prerouting) throw new Error(`${ctx}: base chains missing: run setupNetworkHost first`);
+    for (const i of ok) {
+      const { spec, netIn: inRules, netOut: outRules } = items[i]!;
+      const own = instanceChainsBatch(spec, inRules, outRules);
+      if (!declaredChainsInPlace(own, tables)) {
+        b.filter.push(...own.filter);
+        b.nat.push(...own.nat);
       }
-      return b;
-    }, ctx);
-  } catch {
-    // Find the culprit(s): one container at a time.
+      exactlyOnce(b.filter, instances, `-A ${CHAINS.instances} ${instanceJumpSpec(spec.id)}`);
+      exactlyOnce(b.nat, prerouting, `-A ${CHAINS.prerouting} ${natJumpSpec(spec.id)}`);
+    }
+    return b;
+  }, ctx).then(
+    () => true,
+    () => false,
+  );
+  const [rulesRestored, shaped] = await Promise.all([rules, shaping]);
+  if (!rulesRestored) {
+    // Find the culprit(s): one container at a time (its shaping again with it).
     for (const i of ok) {
       const it = items[i]!;
       await restoreContainerNetwork(it.spec, it.netIn, it.netOut, it.bandwidth).catch((err: Error) => (results[i] = err));
     }
     return results;
   }
-  const shaping = await restoreBandwidths(ok.map((i) => ({ id: items[i]!.spec.id, bandwidth: items[i]!.bandwidth })), ctx);
   ok.forEach((i, k) => {
-    if (shaping[k]) results[i] = shaping[k];
+    if (shaped[k]) results[i] = shaped[k];
   });
   return results;
 }
