@@ -12,7 +12,7 @@
 // private one.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmdirSync, unlinkSync } from 'node:fs';
-import { readdir, rmdir, unlink } from 'node:fs/promises';
+import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -267,6 +267,10 @@ export async function removeStaleSharedSpawners(): Promise<string[]> {
     const pid = Number(SHARED_DIR.exec(name)?.[1]);
     if (!pid || pid === process.pid || processExists(pid)) continue;
     const dir = join(tmpdir(), name);
+    // Only a real folder of our own user: anyone may create such a name in /tmp,
+    // e.g. a symlink to a folder where we must not remove an entry named `s`.
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st?.isDirectory() || st.uid !== process.getuid?.()) continue;
     if (await removeSharedDirLater(dir)) removed.push(dir);
   }
   return removed;

@@ -5,8 +5,8 @@
 // daemon was killed, and the next daemon removes the folder of one killed with it.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -113,13 +113,21 @@ describe('a daemon killed with SIGKILL', () => {
     // One whose daemon (here: this process's parent) still runs stays.
     const live = join(tmpdir(), `warden-spawner-${process.ppid}-xY7zQ1`);
     await mkdir(live, { mode: 0o700 });
+    // What another user may plant under such a name: a symlink to a folder with an
+    // entry `s` (which must not be removed through it).
+    const target = await mkdtemp(join(tmpdir(), 'warden-spawner-target-'));
+    await writeFile(join(target, 's'), 'keep');
+    const planted = join(tmpdir(), `warden-spawner-${gone.pid}-pL4nT3`);
+    await symlink(target, planted);
     try {
       const removed = await removeStaleSharedSpawners();
       expect(removed).toContain(stale);
       expect(existsSync(stale)).toBe(false);
       expect(existsSync(live)).toBe(true);
+      expect(removed).not.toContain(planted);
+      expect(readFileSync(join(target, 's'), 'utf8')).toBe('keep');
     } finally {
-      await Promise.all([rm(stale, { recursive: true, force: true }), rm(live, { recursive: true, force: true })]);
+      await Promise.all([stale, live, target, planted].map((p) => rm(p, { recursive: true, force: true })));
     }
   });
 });
