@@ -209,7 +209,7 @@ async function floor(ctx: BenchContext, n: number, rounds: number): Promise<RawR
  * One drain and restart; the daemons' log lines go into phases. Returns the round's row (ms):
  * [round, drain, gap, signal → serving, signal → every job linkable, old exit → spawn, spawn → first Ping].
  */
-async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: number, phases: PhaseTable): Promise<number[]> {
+async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: number, phases: PhaseTable, entries: Set<string>): Promise<number[]> {
   const { target, results } = ctx;
   const own = target.own!;
   const n = jobs.length;
@@ -230,6 +230,8 @@ async function restartOnce(ctx: BenchContext, jobs: JobRef[], live: Live, r: num
   const drained = phasesOf(await waitForLogLine(own.logPath, oldPid, 'drained, exiting'));
   const startedLine = await waitForLogLine(own.logPath, own.pid!, 'warden started');
   const recoveryLine = await waitForLogLine(own.logPath, own.pid!, 'recovery done');
+  // A tree edited since its last build runs its sources, slower to start than the bundle.
+  entries.add(String(startedLine?.entry ?? 'unknown'));
   if (startedLine?.containers !== n) {
     results.errors.push({ scenario: 'restart', message: `round ${r}: the next daemon started with ${String(startedLine?.containers)} containers, expected ${n}` });
   }
@@ -320,6 +322,8 @@ export async function restartScenario(ctx: BenchContext): Promise<void> {
   progress.end();
   const rows: number[][] = [];
   const phases = new PhaseTable();
+  /** The file each next daemon started from ('warden started' line). */
+  const entries = new Set<string>();
   let raw: RawRun | undefined;
   // Whatever ends the scenario early (Ctrl-C, a failed round), its Streams' connections go with it.
   const closeWatches = () => Promise.all(live.watches.map((w) => w.close()));
@@ -331,7 +335,7 @@ export async function restartScenario(ctx: BenchContext): Promise<void> {
     for (let r = 1; r <= rounds; r++) {
       checkAbort(ctx.signal);
       progress.start(`restart round ${r}/${rounds}: drain, next daemon, every job`, 0);
-      const row = await restartOnce(ctx, jobs, live, r, phases);
+      const row = await restartOnce(ctx, jobs, live, r, phases, entries);
       progress.end();
       rows.push(row);
       progress.log(
@@ -349,12 +353,15 @@ export async function restartScenario(ctx: BenchContext): Promise<void> {
   const check = await checkJobs(ctx, jobs);
   for (const l of check.lost.slice(0, 10)) results.errors.push({ scenario: 'restart', message: l });
   if (check.lost.length > 10) results.errors.push({ scenario: 'restart', message: `... and ${check.lost.length - 10} more jobs lost` });
-  report(ctx, { n, params, rows, phases, raw, check });
+  report(ctx, { n, params, rows, phases, raw, check, entries });
 }
 
-function report(ctx: BenchContext, o: { n: number; params: string; rows: number[][]; phases: PhaseTable; raw: RawRun | undefined; check: { lost: string[]; ms: number } }): void {
+function report(
+  ctx: BenchContext,
+  o: { n: number; params: string; rows: number[][]; phases: PhaseTable; raw: RawRun | undefined; check: { lost: string[]; ms: number }; entries: Set<string> },
+): void {
   const { results } = ctx;
-  const { n, params, rows, phases, raw, check } = o;
+  const { n, params, rows, phases, raw, check, entries } = o;
   results.addSeries('restart', 'rounds', ['round', 'drain_ms', 'gap_ms', 'serving_ms', 'linkable_ms', 'spawn_delay_ms', 'spawn_to_ping_ms'], rows);
   const col = (i: number) => summarize(rows.map((x) => x[i]!));
   const rawOps = (op: string) => raw?.ops.filter((x) => x.op === op) ?? [];
@@ -384,7 +391,11 @@ function report(ctx: BenchContext, o: { n: number; params: string; rows: number[
     for (const x of rawOps(op)) for (const [k, v] of Object.entries(x.steps)) steps.set(k, [...(steps.get(k) ?? []), v]);
     for (const [k, v] of steps) phaseRows.push(['baseline', `${op}: ${k}`, formatDuration(summarize(v).p50), share(summarize(v).p50)]);
   }
-  results.finding('restart', `where a restart's time goes with ${n} containers and ${n} running jobs (p50 of ${rows.length} rounds; phases from the daemons' 'drained, exiting', 'warden started' and 'recovery done' lines)`,
+  const fromSources = [...entries].filter((e) => !e.endsWith('/dist/main.js'));
+  if (fromSources.length > 0) {
+    process.stderr.write(`restart: the next daemon started from ${fromSources.join(', ')}, not the bundle (the tree changed since scripts/build): its start is slower than a release's\n`);
+  }
+  results.finding('restart', `where a restart's time goes with ${n} containers and ${n} running jobs (p50 of ${rows.length} rounds; phases from the daemons' 'drained, exiting', 'warden started' and 'recovery done' lines; started from ${[...entries].join(', ')})`,
     ['process', 'phase', 'p50', 'share of SIGUSR2 → serving'], phaseRows);
   results.finding('restart', `every job after ${rows.length} restarts: Stop, then Link (${formatDuration(check.ms)} for ${n} jobs); lost: ${check.lost.length}`,
     ['jobs', 'exit status and output as the script wrote them', 'lost'], [[String(n), String(n - check.lost.length), String(check.lost.length)]]);
