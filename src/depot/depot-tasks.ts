@@ -8,6 +8,7 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readExitStatusSync } from '../jobs/job-files.ts';
 import { parse64, stringify64 } from '../protocol/json64.ts';
+import { snapshotDigest, snapshotText } from './snapshot-writer.ts';
 
 /**
  * Write a file so that a daemon that dies at any point leaves the old or the new
@@ -57,6 +58,8 @@ export interface DepotEntry {
   path: string;
   /** Parsed snapshot.json, or undefined when there is none (or it does not parse). */
   snapshot?: unknown;
+  /** snapshotDigest of that snapshot as the writer would write it: a restart rewrites only what differs. */
+  digest?: string;
   /** Jobs found in <path>/jobs: id and exit status when it has ended. */
   jobs: { id: number; exit_status?: number }[];
 }
@@ -86,6 +89,8 @@ function scanFolders(depot: string): DepotEntry[] {
     }
     try {
       entry.snapshot = parse64(readFileSync(join(path, 'snapshot.json'), 'utf8'));
+      // Here rather than on the main thread, which a restart's clients wait for.
+      entry.digest = snapshotDigest(snapshotText(entry.snapshot));
     } catch {
       entry.snapshot = undefined;
     }

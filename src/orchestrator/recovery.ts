@@ -146,7 +146,7 @@ export async function recover(
     }
     const c = new Container(snap);
     // The file as read: adopt's snapshot is written only if the record differs from it.
-    c.snapshotDigest = snapshotDigest(snapshotText(e.snapshot));
+    c.snapshotDigest = e.digest ?? snapshotDigest(snapshotText(e.snapshot));
     const known = new Map<number, JobRecord>(snap.jobs.map((j) => [j.id, j]));
     snap.jobs = [];
     // The job folders are the truth about jobs: a folder exists until the job is forgotten.
