@@ -372,7 +372,11 @@ describe('health-check port while draining', () => {
       const marks = mkdtempSync(join(tmpdir(), 'warden-drain-'));
       const termed = join(marks, 'termed');
       const release = join(marks, 'release');
-      await c.spawn({ handle, script: `trap 'touch ${termed}' TERM; while [ ! -e ${release} ]; do sleep 0.05; done` });
+      const trapped = join(marks, 'trapped');
+      await c.spawn({ handle, script: `trap 'touch ${termed}' TERM; touch ${trapped}; while [ ! -e ${release} ]; do sleep 0.05; done` });
+      // A Stop that came before the shell had set its trap would end it at once (the
+      // default action of TERM), and nothing would say so: the job says when it is ready.
+      await waitFor('the job to set its TERM trap', () => existsSync(trapped));
       const k = await d.client();
       const stopping = k.stop({ handle });
       await waitFor('the Stop to signal the job', () => existsSync(termed));

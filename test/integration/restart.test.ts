@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TestDaemon } from '../support/daemon.ts';
 import { sleep, waitFor } from '../support/wait.ts';
 import { heldJob, type HeldJob } from '../support/held-job.ts';
+import { pidAlive } from '../support/pids.ts';
 
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
 /** A held job's script with `after` run once it is released (instead of its exit 0). */
@@ -351,7 +352,7 @@ describe('crash (kill -9)', () => {
     expect(existsSync(socket!)).toBe(true);
     await c1.close();
     await d1.kill9();
-    await waitFor('the spawner to end', async () => !isRunning(spawners[0]!.pid));
+    await waitFor('the spawner to end', async () => !pidAlive(spawners[0]!.pid));
     expect(existsSync(dirname(socket!))).toBe(false);
   });
 });
@@ -370,13 +371,4 @@ async function spawnersOf(daemonPid: number): Promise<Array<{ pid: number; args:
     }
   }
   return out;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -6,6 +6,7 @@
 // processes are pruned on install.
 import { applyFresh, deleteOf, listChain, newBatch } from '../../src/backends/linux/network/iptables.ts';
 import { formatCidr, parseCidr } from '../../src/model/ipv4.ts';
+import { pidAlive } from './pids.ts';
 
 const TAG_PREFIX = 'warden-egress-guard-';
 const TABLES = ['mangle', 'filter'] as const;
@@ -14,15 +15,6 @@ const CTX = 'egress guard';
 function tagOf(rule: string): number | undefined {
   const m = new RegExp(`--comment "?${TAG_PREFIX}(\\d+)"?`).exec(rule);
   return m ? Number(m[1]) : undefined;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function guardRule(pool: string): string {
@@ -40,7 +32,7 @@ export async function installEgressGuard(poolCidr: string): Promise<void> {
       const rules = (await listChain(table, 'FORWARD', CTX)) ?? [];
       for (const r of rules) {
         const pid = tagOf(r);
-        if (pid !== undefined && pid !== process.pid && !alive(pid)) b[table].push(deleteOf(r));
+        if (pid !== undefined && pid !== process.pid && !pidAlive(pid)) b[table].push(deleteOf(r));
       }
       if (rules[0] === rule) continue;
       for (const r of rules) if (r === rule) b[table].push(deleteOf(r));

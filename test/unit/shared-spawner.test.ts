@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { removeStaleSharedSpawners, startSharedSpawner, type SharedSpawner } from '../../src/host/spawner.ts';
 import { runHost } from '../../src/host/run.ts';
+import { pidAlive } from '../support/pids.ts';
 import { waitFor } from '../support/wait.ts';
 
 const WORKER = new URL('../support/spawner-worker.ts', import.meta.url);
@@ -41,15 +42,6 @@ async function spawnerChildren(): Promise<number[]> {
   return out.stdout.split('\n').filter(Boolean).map(Number);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('the shared spawner', () => {
   const shared = startSharedSpawner()!;
 
@@ -76,13 +68,13 @@ describe('the shared spawner', () => {
     const [first] = await spawnerChildren();
     expect(await commandParent(w)).toBe(first);
     process.kill(first!, 'SIGKILL');
-    await waitFor('the shared spawner to die', () => !alive(first!));
+    await waitFor('the shared spawner to die', () => !pidAlive(first!));
     await waitFor('its folder to be removed', () => !existsSync(dirname(shared.socket)));
     // The worker's next command may still meet the dying connection; the one after has a spawner of its own.
     await commandParent(w).catch(() => undefined);
     const next = await commandParent(w);
     expect(next).not.toBe(first);
-    expect(alive(next)).toBe(true);
+    expect(pidAlive(next)).toBe(true);
     // A worker that boots now does not wait for the dead one.
     expect(await commandParent(worker(shared))).toBeGreaterThan(0);
   });
