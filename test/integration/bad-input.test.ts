@@ -147,6 +147,7 @@ describe('framing', () => {
       expect((await r.next()).kind).toBe('closed');
     } finally {
       await c.destroy({ handle });
+      job.cleanup();
     }
   });
 

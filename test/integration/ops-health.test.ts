@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ROOT, TestDaemon } from '../support/daemon.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -370,6 +370,7 @@ describe('health-check port while draining', () => {
       // go keeps a graceful Stop busy for as long as the test needs: a request in
       // progress, which the drain lets finish.
       const marks = mkdtempSync(join(tmpdir(), 'warden-drain-'));
+      onTestFinished(() => rmSync(marks, { recursive: true, force: true }));
       const termed = join(marks, 'termed');
       const release = join(marks, 'release');
       const trapped = join(marks, 'trapped');
@@ -393,7 +394,6 @@ describe('health-check port while draining', () => {
       writeFileSync(release, '');
       await expect(stopping).resolves.toEqual({});
       expect(await exited).toBe(0);
-      rmSync(marks, { recursive: true, force: true });
       await expect(http(port, '/healthz')).rejects.toThrow(/ECONNREFUSED/);
       await c.close().catch(() => {});
       await k.close().catch(() => {});

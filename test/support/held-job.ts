@@ -7,6 +7,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
 import { waitFor } from './wait.ts';
 
 export interface HeldJob {
@@ -24,6 +25,8 @@ export interface HeldJob {
 
 export function heldJob(before = ''): HeldJob {
   const dir = mkdtempSync(join(tmpdir(), 'warden-held-'));
+  // Its folder goes with the test that made it, also when the test fails before its cleanup().
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   const f = (name: string) => join(dir, name);
   const script =
     `${before}trap 'touch ${f('termed')}' TERM; echo $$ > ${f('pid')}; touch ${f('ready')}; ` +

@@ -3,10 +3,10 @@
 // in the test's thread. The job watch records a job's exit without any Link;
 // Link, Stream and Run answer it; the output limit, the job limit and container
 // deaths reported by the backend end up in the container's events.
-import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { INIT_EXITED_EVENT, JOB_IDS_FILE, OUTPUT_EXCEEDED_EVENT } from '../../src/orchestrator/warden-service.ts';
 import { makeHarness, readSnapshot, type Harness } from '../support/orchestrator-harness.ts';
 
@@ -34,7 +34,9 @@ describe('job watch', () => {
     const { handle } = await h.service.create({}, conn.ctx);
     const c = h.service.registry.get(handle);
     // The job waits for the test's go, so that it is seen running first.
-    const go = join(await mkdtemp(join(tmpdir(), 'warden-go-')), 'go');
+    const goDir = await mkdtemp(join(tmpdir(), 'warden-go-'));
+    onTestFinished(() => rm(goDir, { recursive: true, force: true }));
+    const go = join(goDir, 'go');
     const { job_id } = await h.service.spawn({ handle, script: `while [ ! -e ${go} ]; do sleep 0.01; done; echo out; echo err >&2; exit 7` }, conn.ctx);
     expect((await h.service.infoRequest({ handle }, conn.ctx)).job_ids).toEqual([job_id]);
     await writeFile(go, '');
