@@ -29,7 +29,10 @@ const until = (cond: () => Promise<boolean>) => waitFor('the job processes to be
 it('sends TERM, then KILL to what ignores it, and keeps the init', async () => {
   const c = await t.create();
   const polite = t.job(c, 'sleep 30');
-  const stubborn = t.job(c, 'trap "" TERM; while :; do sleep 0.05; done');
+  const stubborn = t.job(c, 'trap "" TERM; touch /tmp/trapped; while :; do sleep 0.05; done');
+  // Its shell is counted before it has run the trap: wait for the trap's mark, or a
+  // TERM that comes first ends it with 143.
+  await until(async () => (await t.job(c, 'test -e /tmp/trapped')).exitCode === 0);
   await until(async () => (await processCount(c)) >= 6);
   const t0 = Date.now();
   await linuxTasks['linux.stop']({ c, kill: false, timeoutMs: 600 });
