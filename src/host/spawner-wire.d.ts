@@ -30,6 +30,13 @@ export interface SpawnOrder {
    * killed. Default 0: killed as soon as the second has ended and it has not.
    */
   sourceGraceMs?: number;
+  /**
+   * A fork server script (src/jobs/job-starter.sh) that may start this command
+   * instead: the spawner keeps one running and hands it the order when the order is
+   * one it can take (see spawner-process.js), else spawns the command as usual.
+   * The report is then the server's: exit code 0 once the command is under way.
+   */
+  starter?: string;
 }
 
 /** The second command of a pipeline (SpawnOrder.pipeTo); the timeout is the pipeline's. */

@@ -26,37 +26,37 @@
 #                    alone cannot tell `exit 137` from SIGKILL.
 # Every step avoids forking a process it can do without: on a loaded host each
 # exec costs milliseconds, and this runs for every job.
-set -u
-dir=$1 discard=$2
-shift 3
+#
+# job-starter.sh sources this file with WARDEN_SUPERVISOR_LIB=1 (its functions
+# only) and runs enter_groups and supervise in a subshell of its own instead.
 
 # Into the job's cgroups first (Linux backend: the container's jobs memory group;
 # one cgroup.procs path a line), before the supervisor is forked: every page the
 # supervisor and its children allocate is then charged there. The container's
 # first job creates the group (mkdir, the one fork here); one that cannot be
-# joined is skipped: the job then runs charged to the daemon.
-if [ -n "${WARDEN_JOB_CGROUP_PROCS:-}" ]; then
-  saved_ifs=$IFS
-  IFS=$'\n'
-  set -f
-  for procs in $WARDEN_JOB_CGROUP_PROCS; do
-    [ -d "${procs%/*}" ] || mkdir -p "${procs%/*}" 2>/dev/null
-    { echo $$ > "$procs"; } 2>/dev/null || true
-  done
-  set +f
-  IFS=$saved_ifs
-  unset WARDEN_JOB_CGROUP_PROCS procs saved_ifs
-fi
-
-fd3=${WARDEN_JOB_FD3:-}
-unset WARDEN_JOB_FD3
-
-# Out of the daemon's own cgroup (Linux backend) before forking the supervisor:
-# the supervisor outlives the daemon, whose group is removed when it exits.
-if [ -n "${WARDEN_SUPERVISOR_CGROUP_PROCS:-}" ]; then
-  echo $$ > "$WARDEN_SUPERVISOR_CGROUP_PROCS" || exit 1
-  unset WARDEN_SUPERVISOR_CGROUP_PROCS
-fi
+# joined is skipped: the job then runs charged to the daemon. Then out of the
+# daemon's own cgroup (Linux backend): the supervisor outlives the daemon, whose
+# group is removed when it exits; fails (1) when that cannot be done. Sets fd3.
+enter_groups() {
+  if [ -n "${WARDEN_JOB_CGROUP_PROCS:-}" ]; then
+    saved_ifs=$IFS
+    IFS=$'\n'
+    set -f
+    for procs in $WARDEN_JOB_CGROUP_PROCS; do
+      [ -d "${procs%/*}" ] || mkdir -p "${procs%/*}" 2>/dev/null
+      { echo $BASHPID > "$procs"; } 2>/dev/null || true
+    done
+    set +f
+    IFS=$saved_ifs
+    unset WARDEN_JOB_CGROUP_PROCS procs saved_ifs
+  fi
+  fd3=${WARDEN_JOB_FD3:-}
+  unset WARDEN_JOB_FD3
+  if [ -n "${WARDEN_SUPERVISOR_CGROUP_PROCS:-}" ]; then
+    echo $BASHPID > "$WARDEN_SUPERVISOR_CGROUP_PROCS" || return 1
+    unset WARDEN_SUPERVISOR_CGROUP_PROCS
+  fi
+}
 
 start_time=
 read_start_time() { # field 22 of /proc/PID/stat; the command name may hold spaces
@@ -118,4 +118,10 @@ supervise() {
   echo "$status" > "$dir/exit_status"
 }
 
+[ "${WARDEN_SUPERVISOR_LIB:-}" = 1 ] && return 0
+
+set -u
+dir=$1 discard=$2
+shift 3
+enter_groups || exit 1
 supervise "$@" < /dev/null > /dev/null 2>&1 &

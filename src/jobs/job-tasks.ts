@@ -16,6 +16,8 @@ import { isSameProcess } from '../host/procfs.ts';
 import { SMALL_OUTPUT_BYTES } from './kept-output.ts';
 
 const SUPERVISOR = join(import.meta.dirname, 'job-supervisor.sh');
+/** The spawner's fork server for supervisors (see spawner-process.js, job-starter.sh). */
+const STARTER = join(import.meta.dirname, 'job-starter.sh');
 const EXIT_STATUS = 'exit_status';
 /** Output events this soon after the last look wait for the rest (see followJob): a streamed job, and one only watched. */
 const STREAM_HOLD_MS = 10;
@@ -50,11 +52,12 @@ function checkJobFileName(name: string): void {
 const START_TIMEOUT_MS = 60_000;
 
 /**
- * Write the job folder and start its supervisor in a session of its own. The
- * thread's spawner process forks it (a small process; forking this worker's
- * would copy the daemon's page tables and block the thread for tens of ms), with
- * the job's environment only, and a session of its own: the start script forks
- * the supervisor away and exits, so the supervisor is no child of ours.
+ * Write the job folder and start its supervisor. The thread's spawner process
+ * starts it (a small process; forking this worker's would copy the daemon's page
+ * tables and block the thread for tens of ms) with the job's environment only:
+ * through its job starter, a shell that forks supervisors (the Linux backend's
+ * orders), or else as a command in a session of its own whose start script forks
+ * the supervisor away and exits. Either way the supervisor is no child of ours.
  */
 async function startJob(a: StartJobArgs): Promise<void> {
   const files = Object.entries(a.files ?? {});
@@ -78,6 +81,7 @@ async function startJob(a: StartJobArgs): Promise<void> {
     timeoutMs: START_TIMEOUT_MS,
     killGraceMs: 2_000,
     maxOutputBytes: 0,
+    starter: STARTER,
   }).catch((err: Error): SpawnReport => ({ id: 0, spawnError: err.message }));
   if (r.spawnError !== undefined) throw new Error(`cannot start job supervisor: ${r.spawnError}`);
   if (r.exitCode !== 0) throw new Error(`job supervisor failed to start (status ${r.exitCode ?? r.signal})`);
