@@ -15,8 +15,10 @@ export interface ProcessSample {
    * (the daemon's spawner processes, which run its host commands, with the
    * commands they waited for). A long-lived child's children reach the
    * process's own cutime only when that child exits, so without the live ones
-   * every host command the daemon ran would be missing. Detached job
-   * supervisors are no descendants.
+   * every host command the daemon ran would be missing. Job supervisors forked
+   * by the spawner's job starter (Linux) are descendants: their CPU and their
+   * `runc exec`'s count, as the raw scripts' `runc exec` does; the insecure
+   * backend's supervisors are detached, no descendants.
    */
   childCpu: number;
   threads: number;
