@@ -54,11 +54,16 @@ while IFS= read -r len; do
     unset envs args e n m f order len
     dir=$1 discard=$2
     shift 3
+    # An answer nobody reads any more (the spawner died meanwhile) must not end
+    # the supervisor with SIGPIPE: the job runs, as one whose start script had
+    # already forked it does. The job itself gets SIGPIPE at its default again.
+    trap '' PIPE
     if ! enter_groups; then
       echo "$id 1 $BASHPID"
       exit 1
     fi
     echo "$id 0 $BASHPID"
+    trap - PIPE
     unset id cwd
     exec < /dev/null > /dev/null 2>&1
     supervise "$@"

@@ -108,6 +108,12 @@ describe('the job starter', () => {
     expect(await readFile(join(viaStarter, 'stdout'), 'utf8')).toContain('fd3');
   });
 
+  it('leaves SIGPIPE at its default for the job: a writer to a closed pipe dies of it', async () => {
+    const dir = await start('yes | head -n 1 > /dev/null; echo "${PIPESTATUS[0]}"');
+    expect(await exitStatus(dir)).toBe(0);
+    expect(await readFile(join(dir, 'stdout'), 'utf8')).toBe('141\n');
+  });
+
   it('passes fields as they are: newlines, spaces, control bytes; one holding its field end goes the usual way', async () => {
     const value = ' two\nlines\x02 and  spaces ';
     const held = async (v: string) => {
