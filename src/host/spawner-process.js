@@ -174,7 +174,9 @@ class Starter {
   pending = new Map();
   seq = 0;
   partial = '';
+  /** Its orders have been failed: it ended. */
   gone = false;
+  /** Takes no more orders (its quota is used, or it exited). */
   retired = false;
 
   /** @param {string} script */
@@ -194,7 +196,10 @@ class Starter {
       this.pending.clear();
     };
     this.child.once('error', (e) => end(`could not start: ${e.message}`, true));
-    // 'close', not 'exit': answers still in the pipe are read first.
+    // Once it has exited no order may go to it (its stdout may close later, when the
+    // last supervisor it forked lets go of it); the orders it had fail on 'close',
+    // once the answers still in the pipe are read.
+    this.child.once('exit', () => this.retire());
     this.child.once('close', (code, signal) => end(`exited (${signal ?? code})`, false));
   }
 

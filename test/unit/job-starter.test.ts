@@ -3,7 +3,7 @@
 // must match one started the usual way: its environment, its files, its answer;
 // orders it cannot take go the usual way; a starter retires after its quota of
 // orders and a dead one is replaced.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { jobTasks, type StartJobArgs } from '../../src/jobs/job-tasks.ts';
 import { runHost } from '../../src/host/run.ts';
 import { spawnHost } from '../../src/host/spawner.ts';
+import { isSameProcess, procStat } from '../../src/host/procfs.ts';
 import { waitFor } from '../support/wait.ts';
 import { pidAlive } from '../support/pids.ts';
 
@@ -32,9 +33,25 @@ afterAll(async () => {
   await rm(base, { recursive: true, force: true });
 });
 
+/** Job folders of this test: a job still running when it ends (it failed midway) is killed. */
+const started: string[] = [];
+afterEach(async () => {
+  for (const dir of started.splice(0)) {
+    const [pid, startTime] = (await readFile(join(dir, 'pid'), 'utf8').catch(() => '')).split(' ').map(Number);
+    // The same process still (a pid alone may have been reused): its group goes.
+    if (!pid || !startTime || !(await isSameProcess(pid, startTime))) continue;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // ended just now
+    }
+  }
+});
+
 async function jobDir(): Promise<string> {
   const dir = join(base, String(++n));
   await mkdir(dir);
+  started.push(dir);
   return dir;
 }
 
@@ -52,10 +69,9 @@ async function exitStatus(dir: string): Promise<number> {
   return Number(await readFile(file, 'utf8'));
 }
 
-function stat(pid: number): { ppid: number; pgrp: number; comm: string } {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { ppid: Number(fields[1]), pgrp: Number(fields[2]), comm: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')) };
+/** pid's parent, or undefined once it has ended. */
+async function ppidOf(pid: number): Promise<number | undefined> {
+  return (await procStat(pid))?.ppid;
 }
 
 function cmdline(pid: number): string {
@@ -63,17 +79,16 @@ function cmdline(pid: number): string {
 }
 
 /** The spawner's live job starters. */
-function starters(): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        return stat(pid).ppid === spawnerPid && cmdline(pid).includes('job-starter.sh');
-      } catch {
-        return false;
-      }
-    });
+async function starters(): Promise<number[]> {
+  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
+  const parents = await Promise.all(pids.map(ppidOf));
+  return pids.filter((pid, i) => {
+    try {
+      return parents[i] === spawnerPid && cmdline(pid).includes('job-starter.sh');
+    } catch {
+      return false;
+    }
+  });
 }
 
 function supervisorPid(dir: string): number {
@@ -86,7 +101,7 @@ describe('the job starter', () => {
     expect(await exitStatus(dir)).toBe(3);
     expect(await readFile(join(dir, 'stdout'), 'utf8')).toBe('out\n');
     expect(await readFile(join(dir, 'stderr'), 'utf8')).toBe('err\n');
-    const [starter] = starters();
+    const [starter] = await starters();
     expect(starter).toBeDefined();
     // A signal death is 255, an exit 137 is its own, as with the start script.
     expect(await exitStatus(await start('kill -9 $$'))).toBe(255);
@@ -119,7 +134,7 @@ describe('the job starter', () => {
     const held = async (v: string) => {
       const dir = await start('printf %s "$WARDEN_X"; sleep 30', { PATH, WARDEN_X: v });
       await waitFor('the pid file', async () => (await readFile(join(dir, 'pid'), 'utf8').catch(() => '')) !== '');
-      const viaStarter = starters().includes(stat(supervisorPid(dir)).ppid);
+      const viaStarter = (await starters()).includes((await ppidOf(supervisorPid(dir)))!);
       await waitFor('the output', async () => (await readFile(join(dir, 'stdout'), 'utf8')) === v);
       process.kill(-Number(readFileSync(join(dir, 'pid'), 'utf8').split(' ')[0]), 'SIGKILL');
       await exitStatus(dir);
@@ -134,8 +149,8 @@ describe('the job starter', () => {
     await waitFor('the pid file', async () => (await readFile(join(dir, 'pid'), 'utf8').catch(() => '')) !== '');
     const sup = supervisorPid(dir);
     const job = Number(readFileSync(join(dir, 'pid'), 'utf8').split(' ')[0]);
-    expect(starters()).toContain(stat(sup).ppid);
-    expect(stat(job).pgrp).toBe(job);
+    expect(await starters()).toContain(await ppidOf(sup));
+    expect((await procStat(job))?.pgrp).toBe(job);
     process.kill(-job, 'SIGKILL');
     expect(await exitStatus(dir)).toBe(255);
   });
@@ -156,24 +171,25 @@ describe('the job starter', () => {
 
   it('a killed starter is replaced at the next order', async () => {
     await exitStatus(await start('true'));
-    const [old] = starters();
+    const [old] = await starters();
     expect(old).toBeDefined();
     process.kill(old!, 'SIGKILL');
     await waitFor('the starter to end', async () => !pidAlive(old!));
     expect(await exitStatus(await start('exit 5'))).toBe(5);
-    expect(starters()).not.toContain(old);
-    expect(starters()).toHaveLength(1);
+    const now = await starters();
+    expect(now).not.toContain(old);
+    expect(now).toHaveLength(1);
   });
 
   it('hands orders to a fresh starter after its quota; the old one ends once its own are answered', { timeout: 60_000 }, async () => {
     await exitStatus(await start('true'));
-    const first = starters();
+    const first = await starters();
     expect(first).toHaveLength(1);
     // Quota 256: enough orders that the current starter surely retires, 16 at a time.
     const dirs: string[] = [];
     for (let i = 0; i < 17; i++) dirs.push(...(await Promise.all(Array.from({ length: 16 }, () => start('true')))));
     for (const dir of dirs) expect(await exitStatus(dir)).toBe(0);
     await waitFor('the retired starter to end', async () => !pidAlive(first[0]!));
-    expect(starters()).toHaveLength(1);
+    expect(await starters()).toHaveLength(1);
   });
 });
