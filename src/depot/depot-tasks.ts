@@ -5,10 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { readExitStatusSync } from '../jobs/job-files.ts';
 import { parse64, stringify64 } from '../protocol/json64.ts';
 import { snapshotDigest, snapshotText } from './snapshot-writer.ts';
+import { RETIRED_PREFIX } from './folder-remover.ts';
 
 /**
  * Write a file so that a daemon that dies at any point leaves the old or the new
@@ -62,6 +63,8 @@ export interface DepotEntry {
   digest?: string;
   /** Jobs found in <path>/jobs: id and exit status when it has ended. */
   jobs: { id: number; exit_status?: number }[];
+  /** Folders of forgotten jobs, hidden and not yet deleted when the daemon stopped (folder-remover.ts). */
+  hidden: string[];
 }
 
 /**
@@ -82,7 +85,7 @@ function scanFolders(depot: string): DepotEntry[] {
   for (const ent of readdirSync(depot, { withFileTypes: true })) {
     if (!ent.isDirectory() || ent.name.startsWith('.')) continue;
     const path = join(depot, ent.name);
-    const entry: DepotEntry = { id: ent.name, path, jobs: [] };
+    const entry: DepotEntry = { id: ent.name, path, jobs: [], hidden: [] };
     // Temp files of snapshot writes a crash interrupted.
     for (const f of listOrNone(path)) {
       if (f.startsWith('snapshot.json.tmp-')) ignoreGone(() => unlinkSync(join(path, f)));
@@ -95,6 +98,7 @@ function scanFolders(depot: string): DepotEntry[] {
       entry.snapshot = undefined;
     }
     for (const name of listOrNone(join(path, 'jobs'))) {
+      if (name.startsWith(RETIRED_PREFIX)) entry.hidden.push(join(path, 'jobs', name));
       const id = Number(name);
       if (!Number.isInteger(id) || id <= 0) continue;
       entry.jobs.push({ id, exit_status: readExitStatusSync(join(path, 'jobs', name)) });
@@ -180,6 +184,26 @@ export async function removeTree(path: string): Promise<void> {
 }
 
 /**
+ * Each folder of `paths` renamed to a hidden sibling (prefix + its name), in the
+ * folder it is in (so never across filesystems). Answers what is left to delete:
+ * each hidden folder, or the folder itself where it could not be renamed for
+ * another reason than being gone (its hidden name taken, say).
+ */
+async function hideTrees(a: { paths: string[]; prefix: string }): Promise<string[]> {
+  const doomed: string[] = [];
+  for (const path of a.paths) {
+    const hidden = join(dirname(path), a.prefix + basename(path));
+    try {
+      renameSync(path, hidden);
+      doomed.push(hidden);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') doomed.push(path);
+    }
+  }
+  return doomed;
+}
+
+/**
  * Each folder of `paths` removed as removeTree does (a batch of finished jobs'
  * folders). It runs on WorkerPool's janitor thread, where nothing a request waits
  * for queues behind it.
@@ -208,4 +232,5 @@ export const depotTasks = {
   },
   'state.removeTree': (a: { path: string }) => removeTree(a.path),
   'state.removeTrees': removeTrees,
+  'state.hideTrees': hideTrees,
 };

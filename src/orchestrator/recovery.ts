@@ -40,6 +40,8 @@ export interface RecoveryTarget {
 
 /** Containers destroyed at once during recovery (each is several host commands). */
 const DISCARD_CONCURRENCY = 4;
+/** Hidden job folders one janitor task deletes at most. */
+const HIDDEN_BATCH = 64;
 
 export interface RecoveryReport {
   recovered: string[];
@@ -190,6 +192,11 @@ export async function recover(
       log.error({ err: describeError(err) }, 'recovery: the sweep of leftovers failed; the next start sweeps again');
     }
     lap('sweep');
+    // Folders of jobs linked just before the last daemon stopped (folder-remover.ts).
+    const hidden = entries.flatMap((e) => e.hidden ?? []);
+    for (let i = 0; i < hidden.length; i += HIDDEN_BATCH) {
+      await pool.run('state.removeTrees', { paths: hidden.slice(i, i + HIDDEN_BATCH) }).catch(() => {});
+    }
     log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
   })();
   service.holdCreatesUntil(report.cleanup);

@@ -4,7 +4,7 @@
 // whose host state is there. Destroyed: folders without a snapshot, born
 // snapshots (a cut create), containers whose processes are gone, and records
 // claiming resources another already holds.
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -246,6 +246,24 @@ describe('recovery', () => {
     expect([r.exit_status, r.stdout!.toString()]).toEqual([5, 'late\n']);
     const again = await next.service.spawn({ handle, script: 'true' }, b.ctx);
     expect(again.job_id).toBeGreaterThan(Math.max(running.job_id, ended.job_id));
+  });
+
+  it('a job linked just before the stop is not listed again, and the folder it left hidden is deleted', async () => {
+    before = await makeHarness();
+    const conn = before.connect();
+    const { handle } = await before.service.create({}, conn.ctx);
+    const jobs = join(before.service.registry.get(handle).record.path, 'jobs');
+    const kept = await before.service.spawn({ handle, script: 'echo kept' }, conn.ctx);
+    const linked = await before.service.spawn({ handle, script: 'echo linked' }, conn.ctx);
+    expect((await before.service.link({ handle, job_id: linked.job_id }, conn.ctx)).stdout!.toString()).toBe('linked\n');
+    // The drain waits for the folder to be hidden, not for its delete (left to the next daemon).
+    await before.service.stopGuards(2000);
+    expect((await readdir(jobs)).sort()).toEqual([String(kept.job_id), `.gone-${linked.job_id}`].sort());
+
+    const { next } = await restart(before);
+    const c = next.service.registry.get(handle);
+    expect([...c.jobs.keys()]).toEqual([kept.job_id]);
+    expect(await readdir(jobs)).toEqual([String(kept.job_id)]);
   });
 
   it('an init that died before recovery listed the container, or an OOM while no daemon watched, stops it', async () => {

@@ -7,7 +7,8 @@ import { depotTasks, removeTree, writeFileAtomicSync } from '../../src/depot/dep
 import { SnapshotWriter, snapshotText } from '../../src/depot/snapshot-writer.ts';
 import { Container } from '../../src/model/container.ts';
 import { toSnapshot } from '../../src/depot/snapshot-format.ts';
-import { FolderRemover } from '../../src/depot/folder-remover.ts';
+import { FolderRemover, RETIRED_PREFIX } from '../../src/depot/folder-remover.ts';
+import { waitFor } from '../support/wait.ts';
 import { InThreadPool } from '../support/in-thread-pool.ts';
 
 const depot = mkdtempSync(join(tmpdir(), 'warden-depot-'));
@@ -102,30 +103,84 @@ describe('removeTree', () => {
 });
 
 describe('FolderRemover', () => {
-  it('removes the folders asked for in one turn with one worker task', async () => {
+  /** n job folders (a few files each) in a fresh jobs folder. */
+  function jobFolders(root: string, n: number): string[] {
+    const jobs = join(root, 'jobs');
+    mkdirSync(jobs, { recursive: true });
+    return Array.from({ length: n }, (_, i) => {
+      const d = join(jobs, String(i + 1));
+      mkdirSync(d);
+      for (const f of ['stdout', 'stderr', 'exit_status']) writeFileSync(join(d, f), f);
+      return d;
+    });
+  }
+
+  it('hides the folders of one turn at once, in tasks of 64, and deletes them once removals pause', async () => {
     const root = mkdtempSync(join(tmpdir(), 'folder-remover-'));
     try {
       const pool = new InThreadPool();
       const remover = new FolderRemover(pool);
-      const dirs = Array.from({ length: 300 }, (_, i) => join(root, String(i)));
-      for (const d of dirs) {
-        mkdirSync(d);
-        for (const f of ['stdout', 'stderr', 'exit_status']) writeFileSync(join(d, f), f);
-      }
+      const dirs = jobFolders(root, 300);
       await Promise.all(dirs.map((d) => remover.remove(d)));
-      expect(dirs.filter((d) => existsSync(d))).toEqual([]);
-      // 300 folders: batches of 64, then the rest.
-      expect(pool.calls.map((c) => [c.name, (c.args as { paths: string[] }).paths.length])).toEqual([
-        ['state.removeTrees', 64],
-        ['state.removeTrees', 64],
-        ['state.removeTrees', 64],
-        ['state.removeTrees', 64],
-        ['state.removeTrees', 44],
-      ]);
-      // A folder that is not there, or cannot go, still settles.
-      await remover.remove(join(root, 'never-was'));
+      // Settled: none is listed as a job any more (recovery reads only digit names), all hidden.
+      const names = readdirSync(join(root, 'jobs'));
+      expect(names.filter((n) => /^[0-9]+$/.test(n))).toEqual([]);
+      expect(names.sort()).toEqual(dirs.map((_, i) => `${RETIRED_PREFIX}${i + 1}`).sort());
+      const sizes = (name: string) => pool.callsOf(name as 'state.hideTrees').map((a) => (a as { paths: string[] }).paths.length);
+      expect(sizes('state.hideTrees')).toEqual([64, 64, 64, 64, 44]);
+      expect(sizes('state.removeTrees')).toEqual([]);
+      // The delete comes after a quiet spell, in tasks of 64.
+      const t = performance.now();
+      await waitFor('the hidden folders to be deleted', () => readdirSync(join(root, 'jobs')).length === 0);
+      expect(performance.now() - t).toBeGreaterThan(150);
+      await waitFor('the last delete task', () => sizes('state.removeTrees').length === 5);
+      expect(sizes('state.removeTrees')).toEqual([64, 64, 64, 64, 44]);
+      // A folder that is not there still settles, and leaves nothing to delete.
+      await remover.remove(join(root, 'jobs', 'never-was'));
+      await remover.settled();
+      expect(sizes('state.removeTrees')).toHaveLength(5);
     } finally {
       rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('deletes where it is a folder it cannot hide, and everything at once when asked', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'folder-remover-'));
+    try {
+      const pool = new InThreadPool();
+      const remover = new FolderRemover(pool);
+      const [a, b] = jobFolders(root, 2);
+      // Its hidden name is taken by a folder with files: the rename fails, the delete takes it where it is.
+      mkdirSync(join(root, 'jobs', `${RETIRED_PREFIX}1`));
+      writeFileSync(join(root, 'jobs', `${RETIRED_PREFIX}1`, 'stdout'), 'x');
+      await Promise.all([remover.remove(a!), remover.remove(b!)]);
+      expect(existsSync(a!)).toBe(true);
+      expect(existsSync(join(root, 'jobs', `${RETIRED_PREFIX}2`))).toBe(true);
+      await remover.settled();
+      expect(readdirSync(join(root, 'jobs')).sort()).toEqual([`${RETIRED_PREFIX}1`]);
+      // A hidden folder a daemon left is deleted through deleteLater (recovery's way).
+      remover.deleteLater([join(root, 'jobs', `${RETIRED_PREFIX}1`)]);
+      await remover.settled();
+      expect(readdirSync(join(root, 'jobs'))).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('lists what a stopped daemon left hidden, apart from the jobs, in the depot scan', async () => {
+    const depot = mkdtempSync(join(tmpdir(), 'folder-remover-depot-'));
+    try {
+      const c = join(depot, 'c1');
+      const [, two] = jobFolders(c, 2);
+      writeFileSync(join(c, 'snapshot.json'), '{}');
+      const remover = new FolderRemover(new InThreadPool());
+      await remover.remove(two!);
+      const scan = await depotTasks['state.scanDepot']({ depot });
+      expect(scan.entries.map((e) => ({ jobs: e.jobs.map((j) => j.id), hidden: e.hidden }))).toEqual([
+        { jobs: [1], hidden: [join(c, 'jobs', `${RETIRED_PREFIX}2`)] },
+      ]);
+    } finally {
+      rmSync(depot, { recursive: true, force: true });
     }
   });
 });

@@ -40,6 +40,8 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 async function jobsStarting(c: ContainerRecord): Promise<boolean> {
   const jobs = join(c.path, 'jobs');
   for (const name of await readdir(jobs).catch(() => [] as string[])) {
+    // Job ids only: a linked job's folder waiting for its delete is hidden (.gone-N).
+    if (!/^[0-9]+$/.test(name)) continue;
     const dir = join(jobs, name);
     if ((await exists(join(dir, 'exit_status'))) || (await exists(jobPidFile(dir)))) continue;
     const pids = await readJobPids(dir);
