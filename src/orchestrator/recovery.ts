@@ -49,6 +49,8 @@ export interface RecoveryReport {
   destroyed: string[];
   /** Destroying what was not adopted, then the host sweep; never rejects. */
   cleanup: Promise<void>;
+  /** After cleanup: the job folders the last daemon left hidden are deleted; never rejects. */
+  hiddenDeleted: Promise<void>;
 }
 
 /** A minimal record for a folder without a usable snapshot: enough for the backend to tear down by id. */
@@ -72,7 +74,7 @@ export async function recover(
   log: Logger,
   early?: Promise<DepotScan>,
 ): Promise<RecoveryReport> {
-  const report: RecoveryReport = { recovered: [], destroyed: [], cleanup: Promise.resolve() };
+  const report: RecoveryReport = { recovered: [], destroyed: [], cleanup: Promise.resolve(), hiddenDeleted: Promise.resolve() };
   // How long each phase took, in the 'recovery done' line: the daemon is down meanwhile.
   const ms: Record<string, number> = {};
   let t = performance.now();
@@ -192,13 +194,16 @@ export async function recover(
       log.error({ err: describeError(err) }, 'recovery: the sweep of leftovers failed; the next start sweeps again');
     }
     lap('sweep');
-    // Folders of jobs linked just before the last daemon stopped (folder-remover.ts).
-    const hidden = entries.flatMap((e) => e.hidden ?? []);
+    log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
+  })();
+  // Folders of jobs linked just before the last daemon stopped (folder-remover.ts):
+  // deleted on the janitor, after the cleanup and without holding Creates.
+  const hidden = entries.flatMap((e) => e.hidden ?? []);
+  report.hiddenDeleted = report.cleanup.then(async () => {
     for (let i = 0; i < hidden.length; i += HIDDEN_BATCH) {
       await pool.run('state.removeTrees', { paths: hidden.slice(i, i + HIDDEN_BATCH) }).catch(() => {});
     }
-    log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
-  })();
+  });
   service.holdCreatesUntil(report.cleanup);
   return report;
 }

@@ -260,9 +260,10 @@ describe('recovery', () => {
     await before.service.stopGuards(2000);
     expect((await readdir(jobs)).sort()).toEqual([String(kept.job_id), `.gone-${linked.job_id}`].sort());
 
-    const { next } = await restart(before);
+    const { next, report } = await restart(before);
     const c = next.service.registry.get(handle);
     expect([...c.jobs.keys()]).toEqual([kept.job_id]);
+    await report.hiddenDeleted;
     expect(await readdir(jobs)).toEqual([String(kept.job_id)]);
   });
 
