@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { readExitStatusSync } from '../jobs/job-files.ts';
+import { jobIdOfFolder, readExitStatusSync } from '../jobs/job-files.ts';
 import { parse64, stringify64 } from '../protocol/json64.ts';
 import { snapshotDigest, snapshotText } from './snapshot-writer.ts';
 import { RETIRED_PREFIX } from './folder-remover.ts';
@@ -99,8 +99,8 @@ function scanFolders(depot: string): DepotEntry[] {
     }
     for (const name of listOrNone(join(path, 'jobs'))) {
       if (name.startsWith(RETIRED_PREFIX)) entry.hidden.push(join(path, 'jobs', name));
-      const id = Number(name);
-      if (!Number.isInteger(id) || id <= 0) continue;
+      const id = jobIdOfFolder(name);
+      if (id === undefined) continue;
       entry.jobs.push({ id, exit_status: readExitStatusSync(join(path, 'jobs', name)) });
     }
     out.push(entry);

@@ -4,6 +4,16 @@ import { readFileSync } from 'node:fs';
 import { readFile } from '../host/thread-fs.ts';
 import { join } from 'node:path';
 
+/**
+ * The job id a folder in a container's jobs/ names, or undefined for anything
+ * else there (a linked job's folder waiting for its delete, `.gone-N`).
+ */
+export function jobIdOfFolder(name: string): number | undefined {
+  if (!/^[0-9]+$/.test(name)) return undefined;
+  const id = Number(name);
+  return Number.isSafeInteger(id) && id > 0 ? id : undefined;
+}
+
 export interface JobPids {
   pid: number;
   startTime: number;

@@ -198,7 +198,7 @@ export async function recover(
   })();
   // Folders of jobs linked just before the last daemon stopped (folder-remover.ts):
   // deleted on the janitor, after the cleanup and without holding Creates.
-  const hidden = entries.flatMap((e) => e.hidden ?? []);
+  const hidden = entries.flatMap((e) => e.hidden);
   report.hiddenDeleted = report.cleanup.then(async () => {
     for (let i = 0; i < hidden.length; i += HIDDEN_BATCH) {
       await pool.run('state.removeTrees', { paths: hidden.slice(i, i + HIDDEN_BATCH) }).catch(() => {});

@@ -167,7 +167,7 @@ export async function densityScenario(ctx: BenchContext): Promise<void> {
     // Two passes: the first after the fill reads every container's files for the
     // first time (cold kernel caches, the Info path not yet compiled); the direct
     // reads below then found them warm, so the ratio compared a cold pass with a
-    // warm one. The second pass is the one compared; the first is reported apart.
+    // warm one. The second pass is the one compared; the first goes in its note.
     const infoPass = async (label: string) => {
       progress.start(`density: Info of all ${live}, c=${c}${label}`, live);
       const ms: number[] = [];

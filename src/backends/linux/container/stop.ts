@@ -6,7 +6,7 @@
 import { access, readdir } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
-import { readJobPids } from '../../../jobs/job-files.ts';
+import { jobIdOfFolder, readJobPids } from '../../../jobs/job-files.ts';
 import { readPids } from '../cgroups/cgroups.ts';
 import { jobPidFile } from '../jobs/launch.ts';
 import { procStat, signal, isSameProcess } from '../../../host/procfs.ts';
@@ -40,8 +40,7 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 async function jobsStarting(c: ContainerRecord): Promise<boolean> {
   const jobs = join(c.path, 'jobs');
   for (const name of await readdir(jobs).catch(() => [] as string[])) {
-    // Job ids only: a linked job's folder waiting for its delete is hidden (.gone-N).
-    if (!/^[0-9]+$/.test(name)) continue;
+    if (jobIdOfFolder(name) === undefined) continue;
     const dir = join(jobs, name);
     if ((await exists(join(dir, 'exit_status'))) || (await exists(jobPidFile(dir)))) continue;
     const pids = await readJobPids(dir);
