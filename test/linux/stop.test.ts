@@ -8,6 +8,9 @@ import { linuxTasks } from '../../src/backends/linux/tasks.ts';
 import { containerState } from '../../src/backends/linux/runtime/runc.ts';
 import type { ContainerRecord } from '../../src/model/records.ts';
 import type { LinuxFacts } from '../../src/backends/linux/container/facts.ts';
+import { jobLeader, statAll } from '../../src/backends/linux/jobs/leader.ts';
+import { readJobPids } from '../../src/jobs/job-files.ts';
+import { readPids } from '../../src/backends/linux/cgroups/cgroups.ts';
 
 let t: TestHost;
 
@@ -22,6 +25,13 @@ afterAll(async () => {
 async function processCount(c: ContainerRecord): Promise<number> {
   const f = c.backend as unknown as LinuxFacts;
   return (await readFile(join(f.cgroups.pids!, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).length;
+}
+
+/** The job's process in the container, as kill finds it: undefined until runc started it. */
+async function leaderOf(c: ContainerRecord, dir: string): Promise<number | undefined> {
+  const pids = await readJobPids(dir);
+  const f = c.backend as unknown as LinuxFacts;
+  return pids && jobLeader(pids, await statAll(await readPids(f.cgroups)));
 }
 
 const until = (cond: () => Promise<boolean>) => waitFor('the job processes to be up', cond, 30_000, 20);
@@ -68,7 +78,7 @@ it('kills one job and all its processes, leaving the others', async () => {
   const victim = t.job(c, 'sleep 30 & sleep 31 & wait', { dir });
   // Held until released below, so it is surely still running when the victim dies.
   const other = t.job(c, 'while [ ! -e /tmp/go ]; do sleep 0.05; done; echo survived');
-  await until(async () => (await readFile(join(dir, 'container.pid'), 'utf8').catch(() => '')) !== '');
+  await until(async () => (await leaderOf(c, dir)) !== undefined);
   await until(async () => (await processCount(c)) >= 7);
   await linuxTasks['linux.killJob']({ c, job: { id: 1, dir } });
   expect((await victim).exitCode).toBe(137);
@@ -79,15 +89,15 @@ it('kills one job and all its processes, leaving the others', async () => {
   await t.destroy(c);
 });
 
-it('kills a job whose pid file is written only after the kill began (a job killed as it starts)', async () => {
+it('kills a job whose supervisor records its pids only after the kill began (a job killed as it starts)', async () => {
   const c = await t.create();
   const dir = join(c.path, 'jobs', 'early');
   const victim = t.job(c, 'sleep 30 & wait', { dir });
-  const pidFile = join(dir, 'container.pid');
-  await until(async () => (await readFile(pidFile, 'utf8').catch(() => '')) !== '');
+  const pidFile = join(dir, 'pid');
+  await until(async () => (await leaderOf(c, dir)) !== undefined);
   await until(async () => (await processCount(c)) >= 4);
-  // As when the output limit is hit before runc has written the file: it is not
-  // there when the kill starts, and comes a moment later.
+  // As when the output limit is hit before the supervisor has written the job's
+  // pids: they are not there when the kill starts, and come a moment later.
   await rename(pidFile, `${pidFile}.later`);
   const killing = linuxTasks['linux.killJob']({ c, job: { id: 1, dir } });
   await new Promise((r) => setTimeout(r, 300));

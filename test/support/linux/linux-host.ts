@@ -14,6 +14,7 @@ import type { LinuxHostSettings } from '../../../src/backends/linux/settings.ts'
 import { linuxTasks } from '../../../src/backends/linux/tasks.ts';
 import { jobLaunch } from '../../../src/backends/linux/jobs/launch.ts';
 import { runtimeOf } from '../../../src/backends/linux/container/facts.ts';
+import { procStat } from '../../../src/host/procfs.ts';
 
 export const TEST_ROOTFS = '/tmp/warden-test-rootfs';
 const BUILD = fileURLToPath(new URL('../../../scripts/build-rootfs', import.meta.url));
@@ -126,7 +127,8 @@ export async function makeTestHost(): Promise<TestHost> {
 
 /**
  * Runs a JobLaunch as the job supervisor would, without it: its files written into
- * the job's folder, its fd3 file opened as fd 3, the script on stdin.
+ * the job's folder, its fd3 file opened as fd 3, the script on stdin; the job's
+ * `pid` and `exit_status` files written as the supervisor writes them.
  */
 export async function runJobLaunch(launch: JobLaunch, dir: string, script: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   for (const [name, content] of Object.entries(launch.files ?? {})) await writeFile(join(dir, name), content);
@@ -138,12 +140,19 @@ export async function runJobLaunch(launch: JobLaunch, dir: string, script: strin
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(script);
-    const exitCode = await new Promise<number>((resolve, reject) => {
+    const exited = new Promise<number>((resolve, reject) => {
       child.once('error', reject);
       child.once('close', (code) => resolve(code ?? -1));
     });
+    exited.catch(() => undefined); // awaited below; a spawn error must not count as unhandled meanwhile
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(script);
+    // The job's pids, as its supervisor records them: kill and stop find the job's
+    // process in the container as runc's child (src/backends/linux/jobs/leader.ts).
+    const [runc, self] = [await procStat(child.pid ?? 0), await procStat(process.pid)];
+    if (runc && self) await writeFile(join(dir, 'pid'), `${runc.pid} ${runc.startTime} ${self.pid} ${self.startTime}\n`);
+    const exitCode = await exited;
+    await writeFile(join(dir, 'exit_status'), `${exitCode}\n`);
     // As execa gave them: without the final newline.
     return { exitCode, stdout: stdout.replace(/\n$/, ''), stderr: stderr.replace(/\n$/, '') };
   } finally {

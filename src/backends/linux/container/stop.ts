@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { jobIdOfFolder, readJobPids } from '../../../jobs/job-files.ts';
 import { readPids } from '../cgroups/cgroups.ts';
-import { jobPidFile } from '../jobs/launch.ts';
-import { procStat, signal, isSameProcess } from '../../../host/procfs.ts';
+import { jobLeader, statAll } from '../jobs/leader.ts';
+import { procStat, signal, isSameProcess, type ProcStat } from '../../../host/procfs.ts';
 import { liveFacts } from './facts.ts';
 
 export const STOP_TIMEOUT_MS = 10_000;
@@ -33,18 +33,22 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 
 /**
  * Whether some job of c is still on its way in: its folder has no exit status and
- * no container.pid yet (runc exec writes that once the job runs in the container's
- * cgroups), and its supervisor or runc exec is alive or has not recorded its pids yet.
- * A kill before then would miss the job, which would then run on in a stopped container.
+ * its leader is not in the container yet (see leader.ts), and its supervisor or
+ * runc exec is alive or has not recorded its pids yet. A kill before then would
+ * miss the job, which would then run on in a stopped container.
  */
 async function jobsStarting(c: ContainerRecord): Promise<boolean> {
   const jobs = join(c.path, 'jobs');
+  let container: ProcStat[] | undefined;
   for (const name of await readdir(jobs).catch(() => [] as string[])) {
     if (jobIdOfFolder(name) === undefined) continue;
     const dir = join(jobs, name);
-    if ((await exists(join(dir, 'exit_status'))) || (await exists(jobPidFile(dir)))) continue;
+    if (await exists(join(dir, 'exit_status'))) continue;
     const pids = await readJobPids(dir);
-    if (!pids || (await isSameProcess(pids.pid, pids.startTime)) || (await isSameProcess(pids.supervisorPid, pids.supervisorStartTime))) return true;
+    if (!pids) return true;
+    container ??= await statAll(await readPids(liveFacts(c).cgroups));
+    if ((await jobLeader(pids, container)) !== undefined) continue;
+    if ((await isSameProcess(pids.pid, pids.startTime)) || (await isSameProcess(pids.supervisorPid, pids.supervisorStartTime))) return true;
   }
   return false;
 }

@@ -2,7 +2,9 @@
 // reading the script from stdin. Pure (no I/O): it runs on the daemon's main
 // thread; the worker that starts the job writes the process spec into the job's
 // folder (JobLaunch.files), and the supervisor hands runc the job_end file as
-// fd 3 (JobLaunch.fd3): the supervisor execs runc itself, no shell between.
+// fd 3 (JobLaunch.fd3): the supervisor execs runc itself, no shell between. No
+// --pid-file: runc writes it O_SYNC, a disk flush per job; kill and stop find the
+// job's process from runc's pid instead (leader.ts).
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import type { JobLaunch, JobSpec } from '../../backend.ts';
@@ -24,10 +26,6 @@ export type HardLimits = Record<string, number>;
 
 /** runc's process spec of the job, in its folder. */
 const PROCESS_FILE = 'process.json';
-
-export function jobPidFile(dir: string): string {
-  return join(dir, 'container.pid');
-}
 
 /**
  * The process runc starts: a bash that runs the job's bash (the script on stdin)
@@ -91,7 +89,7 @@ export function jobLaunch(rt: Runtime, c: ContainerRecord, job: JobSpec, hard: H
   const spec = stringify64(processSpec(c, job, hard));
   const memory = (c.backend as { cgroups?: { memory?: string } } | undefined)?.cgroups?.memory;
   return {
-    argv: [rt.binary, '--root', rt.root, 'exec', '--preserve-fds', '1', '--process', join(job.dir, PROCESS_FILE), '--pid-file', jobPidFile(job.dir), c.id],
+    argv: [rt.binary, '--root', rt.root, 'exec', '--preserve-fds', '1', '--process', join(job.dir, PROCESS_FILE), c.id],
     files: { [PROCESS_FILE]: spec },
     fd3: 'job_end',
     env: {
