@@ -4,7 +4,7 @@
 // follows. Filesystem work points at temp folders. The real root tests
 // (test/linux/) stay what proves the commands work on a real kernel.
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,21 +48,47 @@ const argv = (c: HostCall) => [c.file, ...c.args];
 describe('runc', () => {
   const rt = (): Runtime => ({ binary: 'runc', root: join(tmp, 'runc-root') });
 
-  it('create: --log, --root, create --bundle --pid-file, output to /dev/null', async () => {
-    await createContainer(rt(), ID, '/b', '/b/pid', '/b/log');
-    expect(host.calls.map(argv)).toEqual([
-      ['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', '--pid-file', '/b/pid', ID],
-    ]);
+  /** What runc create leaves: its state file under the runtime root, with the init's pid. */
+  const fakeRuncState = (pid: number) => async () => {
+    await mkdir(join(rt().root, ID), { recursive: true });
+    await writeFile(join(rt().root, ID, 'state.json'), JSON.stringify({ id: ID, init_process_pid: pid }));
+    return {};
+  };
+
+  it('create: --log, --root, create --bundle, output to /dev/null; the init pid from runc\'s state file, written to the pid file', async () => {
+    host.on('runc --log', fakeRuncState(4242));
+    const pidFile = join(tmp, 'wshd.pid');
+    expect(await createContainer(rt(), ID, '/b', pidFile, '/b/log')).toBe(4242);
+    // No --pid-file: runc opens it O_SYNC, a flush of the depot's disk per create.
+    expect(host.calls.map(argv)).toEqual([['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', ID]]);
     expect(host.calls[0]!.stdout).toBe('ignore');
+    expect(await readFile(pidFile, 'utf8')).toBe('4242\n');
+  });
+
+  it('create with another runtime: it writes the pid file itself', async () => {
+    const crun: Runtime = { binary: 'crun', root: rt().root };
+    const pidFile = join(tmp, 'crun.pid');
+    host.on('crun --log', async () => {
+      await writeFile(pidFile, '4343\n');
+      return {};
+    });
+    expect(await createContainer(crun, ID, '/b', pidFile, '/b/log')).toBe(4343);
+    expect(host.calls.map(argv)).toEqual([['crun', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', '--pid-file', pidFile, ID]]);
+  });
+
+  it('create that leaves no state file is an error naming the container', async () => {
+    await rm(join(rt().root, ID), { recursive: true, force: true });
+    await expect(createContainer(rt(), ID, '/b', join(tmp, 'none.pid'), '/b/log')).rejects.toThrow(`runc create ${ID} left no state file`);
   });
 
   it('create from inside the daemon\'s cgroup: a shell first moves into the given cgroup.procs, then execs runc', async () => {
-    await createContainer(rt(), ID, '/b', '/b/pid', '/b/log', '/sys/fs/cgroup/cpu/cgroup.procs');
+    host.on('/bin/sh -c', fakeRuncState(4242));
+    await createContainer(rt(), ID, '/b', join(tmp, 'wshd.pid'), '/b/log', '/sys/fs/cgroup/cpu/cgroup.procs');
     const [file, dashC, script, procs, ...rest] = argv(host.calls[0]!);
     expect([file, dashC]).toEqual(['/bin/sh', '-c']);
     expect(script).toBe('echo $$ > "$0" || exit 97; exec "$@"');
     expect(procs).toBe('/sys/fs/cgroup/cpu/cgroup.procs');
-    expect(rest).toEqual(['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', '--pid-file', '/b/pid', ID]);
+    expect(rest).toEqual(['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', ID]);
   });
 
   it('a failed create says why in runc\'s own words, from its log', async () => {
@@ -290,8 +316,9 @@ describe('container create', () => {
       jobs: [], created_at: 0, backend: {},
     };
     // runc create "starts" an init: our own pid, which is in the host's network namespace.
-    host.on(/^runc .* create /, async (call) => {
-      await writeFile(call.args[call.args.indexOf('--pid-file') + 1]!, `${process.pid}\n`);
+    host.on(/^runc .* create /, async () => {
+      await mkdir(join(s.runtimeRoot, ID), { recursive: true });
+      await writeFile(join(s.runtimeRoot, ID, 'state.json'), JSON.stringify({ id: ID, init_process_pid: process.pid }));
       return {};
     });
 

@@ -1,7 +1,7 @@
 // create: the whole life of a container's setup, in order; any failure undoes
 // every step done so far, in reverse.
 import { rm } from 'node:fs/promises';
-import { mkdir, readFile, stat, writeFile } from '../../../host/thread-fs.ts';
+import { mkdir, stat, writeFile } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { containerPaths } from '../paths.ts';
@@ -82,7 +82,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
     await writeFile(p.configJson, stringify64(config, 1));
 
     const cgroups = await containerCgroups(s.cgroupParent, c.id);
-    await undo.step(
+    const initPid = await undo.step(
       'runtime container',
       async () => createContainer(rt, c.id, p.bundle, p.pidFile, p.runtimeLog, await procsOutsideDaemonGroup()),
       async () => {
@@ -92,7 +92,6 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
     );
     const links = s.cgroupLinkRoot ?? CGROUP_LINK_ROOT;
     await undo.step('cgroup links', () => linkContainerCgroups(links, c.id, cgroups), () => unlinkContainerCgroups(links, c.id));
-    const initPid = Number((await readFile(p.pidFile, 'utf8')).trim());
     const st = await procStat(initPid);
     if (!st) throw new Error(`init ${initPid} vanished right after runtime create`);
 

@@ -1,7 +1,7 @@
 // The OCI runtime (runc) commands the backend uses. Containers live under our own
 // `--root`, so listing it lists only ours.
 import { rm } from 'node:fs/promises';
-import { readFile, readdir, stat } from '../../../host/thread-fs.ts';
+import { readFile, readdir, stat, writeFile } from '../../../host/thread-fs.ts';
 import { basename, join } from 'node:path';
 import { runHost } from '../../../host/run.ts';
 import { run, HostCommandError } from '../exec.ts';
@@ -29,11 +29,17 @@ const CGROUP_MOVE_FAILED = 97;
  * `runc create`: the container's init is started, stopped before exec. The init inherits
  * runc's stdio, so it gets /dev/null (a pipe would stay open for the container's whole
  * life and we would wait for its end); runc's own messages go to its --log file.
+ * Returns the init's host pid, also written to pidFile. runc itself is not asked to
+ * write pidFile: its --pid-file is opened O_SYNC, a flush of the depot's disk per
+ * create; the pid is read from runc's state file (on the runtime root's filesystem,
+ * written before `create` returns) and pidFile written without the flush. Other
+ * runtimes write pidFile themselves.
  */
 export async function createContainer(
   rt: Runtime, id: string, bundle: string, pidFile: string, logFile: string, cgroupProcs?: string,
-): Promise<void> {
-  const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, '--pid-file', pidFile, id];
+): Promise<number> {
+  const ownState = keepsRuncState(rt);
+  const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, ...(ownState ? [] : ['--pid-file', pidFile]), id];
   // runc resolves the relative cgroupsPath against its own cgroup: when the daemon sits
   // in its own cgroup (cgroups/daemon-cgroup.ts), runc first moves to the one it left.
   const [file, argv] = cgroupProcs
@@ -52,6 +58,11 @@ export async function createContainer(
       text,
     );
   }
+  if (!ownState) return Number((await readFile(pidFile, 'utf8')).trim());
+  const state = await readRuncState(rt, id);
+  if (!state) throw new HostCommandError(`${rt.binary} create ${id} left no state file`, [rt.binary, ...args].join(' '), undefined, '');
+  await writeFile(pidFile, `${state.pid}\n`);
+  return state.pid;
 }
 
 export async function startContainer(rt: Runtime, id: string): Promise<void> {
