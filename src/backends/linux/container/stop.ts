@@ -9,7 +9,7 @@ import type { ContainerRecord } from '../../../model/records.ts';
 import { jobIdOfFolder, readJobPids } from '../../../jobs/job-files.ts';
 import { readPids } from '../cgroups/cgroups.ts';
 import { jobLeader, statAll } from '../jobs/leader.ts';
-import { procStat, signal, isSameProcess, type ProcStat } from '../../../host/procfs.ts';
+import { signal, isSameProcess, type ProcStat } from '../../../host/procfs.ts';
 import { liveFacts } from './facts.ts';
 
 export const STOP_TIMEOUT_MS = 10_000;
@@ -17,13 +17,7 @@ const POLL_MS = 50;
 
 async function nonInitPids(c: ContainerRecord): Promise<number[]> {
   const f = liveFacts(c);
-  const out: number[] = [];
-  for (const pid of await readPids(f.cgroups)) {
-    if (pid === f.initPid) continue;
-    const st = await procStat(pid);
-    if (st && st.session !== f.initPid) out.push(pid);
-  }
-  return out;
+  return (await statAll(await readPids(f.cgroups))).filter((st) => st.pid !== f.initPid && st.session !== f.initPid).map((st) => st.pid);
 }
 
 /** How long a Stop waits for jobs that are still being started (runc exec's setup). */
