@@ -5,10 +5,11 @@ import { mkdir, stat, writeFile } from '../../../host/thread-fs.ts';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../../model/records.ts';
 import { containerPaths } from '../paths.ts';
-import { run, UndoStack } from '../exec.ts';
+import { UndoStack } from '../exec.ts';
 import { DEFAULT_PIDS_LIMIT, type LinuxHostSettings } from '../settings.ts';
 import { createSubvolume, deleteSubvolume, setByteLimit } from '../disk/subvolume.ts';
 import { hostnameFor, writeEtcFiles } from '../rootfs/etc-files.ts';
+import { renumberOwner } from '../rootfs/renumber.ts';
 import { mountOverlay, unmountOverlay } from '../rootfs/overlay.ts';
 import { buildConfig } from '../bundle/spec.ts';
 import { containerCgroups, removeCgroups, runtimeCgroupsPath } from '../cgroups/cgroups.ts';
@@ -62,7 +63,9 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
     if (etc.previousVcapUid !== undefined) {
       // vcap's files in the base rootfs carry its old uid: give them to the pooled one.
       const home = join(p.mnt, 'home', 'vcap');
-      await run('chown', ['-R', '-h', `--from=${etc.previousVcapUid}`, `${c.uid}:${c.uid}`, home], { context: 'renumber vcap' });
+      await renumberOwner(home, etc.previousVcapUid, c.uid).catch((err) => {
+        throw wrapError(`cannot give vcap's files in ${home} to uid ${c.uid}`, err);
+      });
     }
 
     // Only now into the containers' shared qgroup: the setup's own writes above must
