@@ -7,7 +7,7 @@
 // unpacking); it knows nothing of containers, requests or the protocol.
 import { WardenError } from '../model/errors.ts';
 import { spawnHost, type SpawnRequest } from './spawner.ts';
-import type { SpawnReport } from './spawner-wire.ts';
+import type { AlreadyIn, SpawnReport } from './spawner-wire.ts';
 
 export interface HostRunOptions {
   /** What the caller was doing; the error message starts with it. */
@@ -23,6 +23,11 @@ export interface HostRunOptions {
   output?: 'pipe' | 'ignore';
   /** Resolve with the result instead of throwing when the command exits non-zero. */
   allowFailure?: boolean;
+  /**
+   * The command to run instead when the spawner is already in this cgroup: for a
+   * command that is a wrapper moving into it first (SpawnOrder.alreadyIn).
+   */
+  alreadyIn?: AlreadyIn;
 }
 
 export interface HostResult {
@@ -101,6 +106,7 @@ export async function runHost(file: string, args: readonly string[], opts: HostR
     timeoutMs,
     killGraceMs: KILL_GRACE_MS,
     maxOutputBytes: MAX_OUTPUT_BYTES,
+    ...(opts.alreadyIn ? { alreadyIn: opts.alreadyIn } : {}),
   }).catch((err: Error) => {
     throw new HostCommandError(`${opts.context}: ${shown} failed: ${err.message}`, shown, null, '');
   });

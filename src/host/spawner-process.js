@@ -12,7 +12,7 @@
 // Plain JavaScript, so that Node does not load its TypeScript stripper (a
 // WebAssembly module of ~17 MB) into the spawner.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, constants, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { FrameReader, frame } from './spawner-wire.js';
@@ -270,9 +270,34 @@ function forStarter(o) {
   return ![o.cwd ?? '', ...o.args, ...Object.values(o.env)].some((f) => f.includes('\0') || f.includes('\x01'));
 }
 
+/**
+ * Whether this process is in the cgroup of a cgroup.procs file (its pid is listed
+ * there). Remembered once seen: nothing moves a spawner into another group later
+ * (the daemon moves only itself; at its exit it moves what is in its own group out,
+ * which at worst makes a remembered "no" cost a wrapper that was not needed).
+ * @type {Map<string, boolean>}
+ */
+const memberOf = new Map();
+
+/** @param {string} procs */
+function inCgroup(procs) {
+  let known = memberOf.get(procs);
+  if (known === undefined) {
+    try {
+      known = readFileSync(procs, 'utf8').split('\n').includes(String(process.pid));
+    } catch {
+      known = false;
+    }
+    memberOf.set(procs, known);
+  }
+  return known;
+}
+
 /** @param {import('./spawner-wire.d.ts').SpawnOrder} o @param {Reply} report */
 async function start(o, report) {
   if (o.pipeTo) return startPipeline(o, report);
+  // Already where the wrapper would move to: start the command itself, one exec less.
+  if (o.alreadyIn && inCgroup(o.alreadyIn.procs)) o = { ...o, file: o.alreadyIn.file, args: o.alreadyIn.args };
   if (forStarter(o)) {
     let starter = starters.get(o.starter);
     if (!starter) starters.set(o.starter, (starter = new Starter(o.starter)));

@@ -37,6 +37,19 @@ export interface SpawnOrder {
    * The report is then the server's: exit code 0 once the command is under way.
    */
   starter?: string;
+  /**
+   * What to start instead when the spawner itself is already in the cgroup whose
+   * cgroup.procs file this names: the order's own command is then a wrapper that
+   * would only move itself there first (runc create, see runtime/runc.ts).
+   */
+  alreadyIn?: AlreadyIn;
+}
+
+/** SpawnOrder.alreadyIn. */
+export interface AlreadyIn {
+  procs: string;
+  file: string;
+  args: string[];
 }
 
 /** The second command of a pipeline (SpawnOrder.pipeTo); the timeout is the pipeline's. */

@@ -74,6 +74,27 @@ describe('runHost', () => {
     expect(rs.map((r) => r.stdout)).toEqual(Array.from({ length: 200 }, (_, i) => `${i}\n`));
   });
 
+  it('starts the command itself instead of its cgroup-moving wrapper when the spawner is in that cgroup already', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'already-in-'));
+    try {
+      await runHost('true', [], { context: 't' });
+      const spawners = (await runHost('pgrep', ['-P', String(process.pid), '-f', 'spawner-process.js'], { context: 't' })).stdout;
+      // Stand-ins for cgroup.procs files: one lists the spawner, one does not.
+      const member = join(dir, 'member.procs');
+      const other = join(dir, 'other.procs');
+      await writeFile(member, `1\n${spawners}`);
+      await writeFile(other, '1\n2\n');
+      const wrapped = ['-c', 'echo wrapped "$@"', 'sh', 'arg'];
+      const direct = { file: 'echo', args: ['direct', 'arg'] };
+      expect((await runHost('/bin/sh', wrapped, { context: 't', alreadyIn: { procs: member, ...direct } })).stdout).toBe('direct arg\n');
+      expect((await runHost('/bin/sh', wrapped, { context: 't', alreadyIn: { procs: other, ...direct } })).stdout).toBe('wrapped arg\n');
+      // A procs file it cannot read: the wrapper runs (it fails there on its own terms).
+      expect((await runHost('/bin/sh', wrapped, { context: 't', alreadyIn: { procs: join(dir, 'missing'), ...direct } })).stdout).toBe('wrapped arg\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('starts a new spawner when the old one died', async () => {
     await runHost('true', [], { context: 't' });
     // The spawner is this process's child running spawner-process.js: kill it.

@@ -42,11 +42,17 @@ export async function createContainer(
   const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, ...(ownState ? [] : ['--pid-file', pidFile]), id];
   // runc resolves the relative cgroupsPath against its own cgroup: when the daemon sits
   // in its own cgroup (cgroups/daemon-cgroup.ts), runc first moves to the one it left.
+  // The shared spawner, started before the daemon moved, is already there: it then
+  // starts runc itself, without the shell.
   const [file, argv] = cgroupProcs
     ? ['/bin/sh', ['-c', `echo $$ > "$0" || exit ${CGROUP_MOVE_FAILED}; exec "$@"`, cgroupProcs, rt.binary, ...args]]
     : [rt.binary, args];
   try {
-    await runHost(file, argv, { context: `create ${id}`, output: 'ignore' });
+    await runHost(file, argv, {
+      context: `create ${id}`,
+      output: 'ignore',
+      ...(cgroupProcs ? { alreadyIn: { procs: cgroupProcs, file: rt.binary, args } } : {}),
+    });
   } catch (err) {
     const text = (await readFile(logFile, 'utf8').catch(() => ''))
       .trim().split('\n').slice(-3).map((l) => /msg="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l).join('; ')
