@@ -4,10 +4,12 @@
 // Runs at create, before anything runs in the container: the tree is the base
 // rootfs's (seen through the overlay, so each change is a copy-up into the
 // container's own layer). Symlinks are changed themselves, never followed, and the
-// walk enters real directories only. Through the threadpool, not blocking: a
-// copy-up copies the file's contents, which may be large.
-import { lchown, lstat, readdir } from 'node:fs/promises';
+// walk enters real directories only. lstat and readdir are the small calls of
+// thread-fs; lchown goes through the threadpool, not blocking: a copy-up copies
+// the file's contents, which may be large.
+import { lchown } from 'node:fs/promises';
 import { join } from 'node:path';
+import { lstat, readdir } from '../../../host/thread-fs.ts';
 
 /** Changes owner and group to `to` of every entry under `top` (itself included) owned by uid `from`; returns how many. */
 export async function renumberOwner(top: string, from: number, to: number): Promise<number> {
