@@ -15,7 +15,9 @@ export interface FollowOptions {
   dir: string;
   limit: number;
   /**
-   * Receives each chunk; resolve (or return) when ready for more. Omit to only
+   * Receives each chunk; resolve (or return) when ready for more. A returned
+   * promise also says that `data` is no longer needed: its buffer then goes back
+   * to the reader for its next chunk, so keep no reference to it. Omit to only
    * watch the job's exit and output size.
    */
   onData?: (name: 'stdout' | 'stderr', data: Buffer) => void | Promise<void>;
@@ -58,11 +60,14 @@ export async function followJobFromMain(pool: TaskRunner, opts: FollowOptions): 
     }
     const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
     const ready = opts.onData?.(m.name, data);
-    const grant = () => {
-      if (!closed) port1.postMessage({ credit: 1 });
-    };
-    if (ready instanceof Promise) ready.then(grant, close);
-    else grant();
+    if (ready instanceof Promise) {
+      ready.then(() => {
+        if (closed) return;
+        // The consumer is done with the chunk: a full-size one goes back to be read into again.
+        if (m.reusable) port1.postMessage({ credit: 1, recycle: m.data.buffer }, [m.data.buffer as ArrayBuffer]);
+        else port1.postMessage({ credit: 1 });
+      }, close);
+    } else if (!closed) port1.postMessage({ credit: 1 });
   });
   if (opts.onData && !closed) port1.postMessage({ credit: INITIAL_CREDIT });
   try {

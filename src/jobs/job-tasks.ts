@@ -9,7 +9,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { LOST_JOB_STATUS, readExitStatus, readJobPids, type JobPids } from './job-files.ts';
 import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
 import { LivenessSweep } from './liveness-sweep.ts';
-import { CHUNK, OutputFile, pendingBytes, readSyslogOffsets, saveSyslogOffsets } from './output-files.ts';
+import { CHUNK, OutputFile, dropSpareChunks, pendingBytes, readSyslogOffsets, recycleChunk, saveSyslogOffsets } from './output-files.ts';
 import { spawnHost } from '../host/spawner.ts';
 import type { SpawnReport } from '../host/spawner-wire.js';
 import { isSameProcess } from '../host/procfs.ts';
@@ -22,6 +22,12 @@ const EXIT_STATUS = 'exit_status';
 /** Output events this soon after the last look wait for the rest (see followJob): a streamed job, and one only watched. */
 const STREAM_HOLD_MS = 10;
 const WATCH_HOLD_MS = 50;
+/**
+ * How often a follower looks while its job writes without pause (it then stops
+ * listening to the folder's events, see followJob), and so how late it may see
+ * that job's exit at most.
+ */
+const HOT_LOOK_MS = 10;
 /** Poll interval where a job's folder cannot be watched (no inotify). */
 const POLL_MS = 250;
 /** How often the worker's followers check that their jobs' supervisors are still alive (and look again, should an event have been lost). */
@@ -88,7 +94,8 @@ async function startJob(a: StartJobArgs): Promise<void> {
 }
 
 export type FollowMessage =
-  | { kind: 'data'; name: 'stdout' | 'stderr'; data: Uint8Array }
+  /** reusable: data fills a buffer of the reader's own, which the receiver may send back (recycle) once done with it. */
+  | { kind: 'data'; name: 'stdout' | 'stderr'; data: Uint8Array; reusable: boolean }
   | { kind: 'exit'; status: number; truncated: boolean };
 
 export interface FollowJobArgs {
@@ -97,7 +104,7 @@ export interface FollowJobArgs {
   limit: number;
   /** Send output (Link/Stream); false only watches sizes and the exit. */
   sendData: boolean;
-  /** Main thread → worker: `{ credit: n }` grants n more chunks; closing the port cancels. */
+  /** Main thread → worker: `{ credit: n, recycle? }` grants n more chunks (and may return a reusable chunk's buffer); closing the port cancels. */
   port: MessagePort;
   /** When watching (not sendData): also forward the output to syslog. */
   syslog?: SyslogTarget;
@@ -122,9 +129,12 @@ interface Dirty {
  * flow control, so a slow client stalls only this reader) or just watch that it
  * stays under the output limit. Many of these run at once in each worker. It
  * wakes on its folder's events (inotify), on credit, and on the worker's one
- * liveness sweep; it polls on a timer only where the folder cannot be watched.
+ * liveness sweep; it looks on a timer only while its job writes without pause
+ * (every write is an event, and each event wakes this thread: 50,000 to 100,000
+ * wake-ups for a 400 MiB Stream) and where the folder cannot be watched.
  */
 async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
+  if (a.sendData) streaming++;
   const files = [new OutputFile(join(a.dir, 'stdout'), 'stdout'), new OutputFile(join(a.dir, 'stderr'), 'stderr')];
   let credit = 0;
   let cancelled = false;
@@ -141,8 +151,9 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   // Everything is to be looked at first; then only what the events name.
   const dirty: Dirty = { status: true, output: true };
   let checkLiveness = false;
-  a.port.on('message', (m: { credit?: number }) => {
+  a.port.on('message', (m: { credit?: number; recycle?: ArrayBuffer }) => {
     if (typeof m.credit === 'number') credit += m.credit;
+    if (m.recycle instanceof ArrayBuffer) recycleChunk(m.recycle);
     nudge();
   });
   a.port.on('close', () => {
@@ -155,8 +166,24 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   const holdMs = a.sendData ? STREAM_HOLD_MS : WATCH_HOLD_MS;
   let lastLook = 0;
   let hold: NodeJS.Timeout | undefined;
+  // Hot: the job writes without pause. The follower stops listening (the events
+  // would wake this thread at every write) and looks every HOT_LOOK_MS until a
+  // look finds nothing new; then it listens again, and looks once more (a write
+  // between that look and the watch would otherwise go unseen).
+  let hot = false;
+  /** A hot look is due (its timer fired), and whether the looks since the one before found output. */
+  let hotLook = false;
+  let found = false;
   const outputEvent = () => {
-    if (hold) return;
+    if (hold) {
+      // A second write within the hold: the job keeps writing.
+      if (!hot) {
+        hot = true;
+        watcher?.close();
+        watcher = undefined;
+      }
+      return;
+    }
     const wait = lastLook + holdMs - performance.now();
     if (wait <= 0) nudge();
     else
@@ -165,40 +192,52 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
         nudge();
       }, wait);
   };
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(a.dir, { persistent: false }, (_event, name) => {
-      if (name === 'stdout' || name === 'stderr') {
-        dirty.output = true;
-        outputEvent();
-        return;
-      }
-      // The supervisor's other files (pid, child_end, job_end, runc's) change nothing
-      // a follower reads; an event that names no file may be anything.
-      if (name && name !== EXIT_STATUS) return;
-      dirty.status = dirty.output = true;
-      nudge();
-    });
-    watcher.on('error', () => {});
-  } catch {
-    watcher = undefined; // polling only
-  }
+  const onEvent = (_event: string, name: string | null) => {
+    if (name === 'stdout' || name === 'stderr') {
+      dirty.output = true;
+      outputEvent();
+      return;
+    }
+    // The supervisor's other files (pid, child_end, job_end, runc's) change nothing
+    // a follower reads; an event that names no file may be anything.
+    if (name && name !== EXIT_STATUS) return;
+    dirty.status = dirty.output = true;
+    nudge();
+  };
+  const listen = (): FSWatcher | undefined => {
+    try {
+      const w = watch(a.dir, { persistent: false }, onEvent);
+      w.on('error', () => {});
+      return w;
+    } catch {
+      return undefined; // polling only
+    }
+  };
+  let watcher = listen();
+  const coolDown = () => {
+    hot = false;
+    watcher = listen();
+    dirty.status = dirty.output = true;
+  };
   const unsweep = sweep.add(() => {
     checkLiveness = true;
     dirty.status = dirty.output = true;
     nudge();
   });
-  const sleep = () =>
+  /** Until the next event, credit or look; forCredit: only credit can let a streaming follower go on. */
+  const sleep = (forCredit = false) =>
     new Promise<void>((resolve) => {
       if (nudged) {
         nudged = false;
         resolve();
         return;
       }
-      const timer = watcher ? undefined : setTimeout(() => {
+      const every = watcher || (hot && forCredit) ? undefined : hot ? HOT_LOOK_MS : POLL_MS;
+      const timer = every === undefined ? undefined : setTimeout(() => {
         dirty.status = dirty.output = true;
+        hotLook = hot;
         nudge();
-      }, POLL_MS);
+      }, every);
       wake = () => {
         clearTimeout(timer);
         resolve();
@@ -229,6 +268,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
       if (cancelled) return { outcome: 'cancelled' };
       lastLook = performance.now();
       let progressed = false;
+      let grew = false;
       let status: number | undefined;
       if (a.sendData) {
         // Read when an event says there is more (or credit comes back after a stop
@@ -253,7 +293,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
               sent += got;
               credit--;
               progressed = true;
-              a.port.postMessage({ kind: 'data', name: f.name, data: chunk } satisfies FollowMessage, [
+              const reusable = chunk.buffer.byteLength === CHUNK;
+              a.port.postMessage({ kind: 'data', name: f.name, data: chunk, reusable } satisfies FollowMessage, [
                 chunk.buffer as ArrayBuffer,
               ]);
               if (got < want) break; // at the end of what the file holds now
@@ -263,7 +304,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
           if (stoppedForCredit) dirty.output = true;
         }
         if (credit === 0 && !cancelled) {
-          await sleep();
+          await sleep(true);
           continue;
         }
         if (progressed) continue;
@@ -298,9 +339,12 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
         } else if (dirty.output && status === undefined) {
           // Sizes only while the job runs: after its exit no limit is enforced.
           dirty.output = false;
+          const before = sent;
           sent = (await files[0].size()) + (await files[1].size());
+          grew = sent !== before;
         }
       }
+      if (progressed || grew) found = true;
       const overLimit = a.sendData ? sent >= a.limit && (await pendingBytes(files)) > 0 : sent > a.limit;
       if (status !== undefined && !progressed) {
         // Nothing new after the exit: everything there is was read.
@@ -323,12 +367,22 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
           continue;
         }
       }
+      if (hotLook) {
+        // Nothing written since the last hot look: the job went quiet.
+        hotLook = false;
+        if (!found) {
+          coolDown();
+          continue;
+        }
+        found = false;
+      }
       await sleep();
     }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { outcome: 'gone' };
     throw err;
   } finally {
+    if (a.sendData && --streaming === 0) dropSpareChunks();
     unsweep();
     clearTimeout(hold);
     watcher?.close();
@@ -339,6 +393,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
 }
 
 const sweep = new LivenessSweep(LIVENESS_MS);
+/** This worker's followers that send output (the spare chunk buffers are kept only while there are any). */
+let streaming = 0;
 
 /**
  * A finished job's stdout and stderr when together they hold at most

@@ -24,7 +24,7 @@ export interface RequestContext {
   readonly references: Set<Container>;
   /** Aborted when the connection goes away (or the daemon drains). */
   readonly signal: AbortSignal;
-  /** Send one more response frame (Stream); resolves when the socket can take more. */
+  /** Send one more response frame (Stream); resolves once the socket wrote it (body.data may then be reused). */
   send(type: 'Stream', body: M.StreamResponse): Promise<void>;
 }
 

@@ -314,28 +314,21 @@ export class Connection {
     });
   }
 
-  /** Write the parts of one frame (one writev), then resolve when the socket has room again (flow control for streams). */
+  /**
+   * Write the parts of one frame (one writev), then resolve once the socket wrote
+   * them: the kernel took the bytes (flow control for streams), and a chunk the
+   * frame carried is free to be reused (job-output.ts sends it back to its reader).
+   */
   private writeAndWait(parts: Uint8Array[]): Promise<void> {
     if (this.closed) return Promise.reject(new WardenError('connection closed'));
-    let room = true;
-    if (parts.length === 1) room = this.socket.write(parts[0]);
-    else {
-      this.socket.cork();
-      for (const p of parts) room = this.socket.write(p);
-      this.socket.uncork();
-    }
-    if (room) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const onDrain = () => {
-        this.socket.off('close', onClose);
-        resolve();
-      };
-      const onClose = () => {
-        this.socket.off('drain', onDrain);
-        reject(new WardenError('connection closed'));
-      };
-      this.socket.once('drain', onDrain);
-      this.socket.once('close', onClose);
+      // A destroyed socket calls back with an error for every write it still held.
+      const written = (err?: Error | null) => (err ? reject(new WardenError('connection closed')) : resolve());
+      const last = parts.length - 1;
+      if (last > 0) this.socket.cork();
+      for (let i = 0; i < last; i++) this.socket.write(parts[i]);
+      this.socket.write(parts[last], written);
+      if (last > 0) this.socket.uncork();
     });
   }
 }

@@ -1,6 +1,7 @@
 // Through the real daemon (Linux backend): Info figures, Stop (TERM, KILL after 10 s,
 // kill at once), Destroy (idempotent, concurrent, answers pending Links, a failure keeps
-// the container listed) and the latencies of create / run / destroy. Pool 10.245.5.0/24.
+// the container listed), a large Stream byte for byte, and the latencies of create /
+// run / destroy. Pool 10.245.5.0/24.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -151,6 +152,41 @@ describe('Destroy', () => {
     }
     await client.destroy({ handle });
     expect((await client.list()).handles ?? []).not.toContain(handle);
+  });
+});
+
+describe('Stream', () => {
+  it('gives two clients at once every byte of output a job writes without pause, then its exit', async () => {
+    const { handle } = await client.create();
+    // About 4.7 MB in many writes: read in full chunks whose buffers go back and forth
+    // between the reader and the connection, while the reader stops listening to the
+    // job's folder (job-tasks.ts); a chunk sent from a reused buffer too early would show.
+    const count = 700_000;
+    const expected = Array.from({ length: count }, (_, i) => `${i + 1}\n`).join('');
+    const { job_id } = await client.spawn({ handle, script: `seq 1 ${count}; echo done >&2; exit 4` });
+    const other = await d.client();
+    try {
+      const streamed = [client, other].map(async (k) => {
+        const out: Buffer[] = [];
+        let err = '';
+        let status: number | undefined;
+        for await (const m of k.stream({ handle, job_id })) {
+          if (m.name === 'stdout') out.push(Buffer.from(m.data!));
+          if (m.name === 'stderr') err += Buffer.from(m.data!).toString();
+          if (m.exit_status !== undefined) status = m.exit_status;
+        }
+        return { out: Buffer.concat(out).toString(), err, status };
+      });
+      for (const r of await Promise.all(streamed)) {
+        expect(r.out.length).toBe(expected.length);
+        expect(r.out === expected).toBe(true);
+        expect(r.err).toBe('done\n');
+        expect(r.status).toBe(4);
+      }
+    } finally {
+      await other.close();
+    }
+    await client.destroy({ handle });
   });
 });
 

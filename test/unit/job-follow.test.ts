@@ -1,8 +1,10 @@
 // Worker-side job followers (src/jobs/job-tasks.ts), run on this thread: they
-// wake on their folder's events, not on timers of their own, and a Stream
-// follower sends large reads.
+// wake on their folder's events, not on timers of their own (except while a job
+// writes without pause), and a Stream follower sends large reads in buffers the
+// receiver may hand back.
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile, appendFile } from 'node:fs/promises';
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
@@ -34,12 +36,20 @@ interface Follower {
   firstData: Promise<void>;
 }
 
-function follow(dir: string, sendData: boolean): Follower {
+/** recycle: take a copy of each chunk and hand a reusable one's buffer back, as the main thread does once the client has it. */
+function follow(dir: string, sendData: boolean, o: { recycle?: boolean } = {}): Follower {
   const { port1, port2 } = new MessageChannel();
   const messages: FollowMessage[] = [];
   let gotData!: () => void;
   const firstData = new Promise<void>((r) => (gotData = r));
   port1.on('message', (m: FollowMessage) => {
+    if (m.kind === 'data' && o.recycle) {
+      messages.push({ ...m, data: new Uint8Array(m.data) });
+      if (m.reusable) port1.postMessage({ credit: 1, recycle: m.data.buffer }, [m.data.buffer as ArrayBuffer]);
+      else port1.postMessage({ credit: 1 });
+      gotData();
+      return;
+    }
     messages.push(m);
     if (m.kind === 'data') {
       gotData();
@@ -52,6 +62,32 @@ function follow(dir: string, sendData: boolean): Follower {
 }
 
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+/** inotify watches this process holds on dir, as the kernel lists them (fdinfo: one line per watch, with its inode). */
+function watchesOn(dir: string): number {
+  const ino = statSync(dir, { bigint: true }).ino;
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target = '';
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== 'anon_inode:inotify') continue;
+    for (const m of readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').matchAll(/^inotify wd:\S+ ino:([0-9a-f]+) /gm)) {
+      if (BigInt(`0x${m[1]}`) === ino) n++;
+    }
+  }
+  return n;
+}
+
+/** Byte i of a pattern no two nearby chunks share (a chunk read into a wrong or reused buffer shows). */
+function pattern(bytes: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i += 4) b.writeUInt32LE(i, i);
+  return b;
+}
 
 describe('job followers', () => {
   it('hold no timer of their own while their jobs run quietly, and see the exit from its event', async () => {
@@ -85,6 +121,56 @@ describe('job followers', () => {
     const chunks = f.messages.flatMap((m) => (m.kind === 'data' ? [m.data] : []));
     expect(chunks.reduce((n, c) => n + c.length, 0)).toBe(4 * 1024 * 1024 + 4);
     expect(Math.max(...chunks.map((c) => c.length))).toBeGreaterThan(64 * 1024);
+    f.port.close();
+  });
+
+  it('stop listening while their job writes without pause, and listen again once it is quiet', async () => {
+    for (const sendData of [true, false]) {
+      const dir = await runningJob('');
+      const f = follow(dir, sendData);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(watchesOn(dir)).toBe(1);
+      // A write about every millisecond for a while (each one an inotify event while
+      // the follower listens); the folder's watches counted now and then.
+      const expected: string[] = [];
+      const counts: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const line = `line ${i}\n`;
+        expected.push(line);
+        await appendFile(join(dir, 'stdout'), line);
+        await new Promise((r) => setTimeout(r, 1));
+        if (i >= 20 && i % 10 === 0) counts.push(watchesOn(dir));
+      }
+      // It stopped listening while the job wrote (a pause in the writes may let it
+      // listen again for a moment, hence not at every count)...
+      expect(counts).toContain(0);
+      // ...and listens again once the job is quiet.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(watchesOn(dir)).toBe(1);
+      await writeFile(join(dir, 'exit_status'), '3\n');
+      const r = await f.done;
+      expect(r.status).toBe(3);
+      if (sendData) {
+        const text = Buffer.concat(f.messages.flatMap((m) => (m.kind === 'data' ? [m.data] : []))).toString();
+        expect(text).toBe(expected.join(''));
+      }
+      f.port.close();
+    }
+  });
+
+  it('read full chunks into the buffers the receiver hands back, and the bytes stay right', async () => {
+    const body = pattern(5 * 512 * 1024 + 1000);
+    const dir = await runningJob(body.subarray(0, 3 * 512 * 1024));
+    const f = follow(dir, true, { recycle: true });
+    await f.firstData;
+    await appendFile(join(dir, 'stdout'), body.subarray(3 * 512 * 1024));
+    await writeFile(join(dir, 'exit_status'), '0\n');
+    expect((await f.done).status).toBe(0);
+    const data = f.messages.flatMap((m) => (m.kind === 'data' ? [m] : []));
+    expect(Buffer.concat(data.map((m) => m.data)).equals(body)).toBe(true);
+    // Full chunks are the reader's own buffers; the short last one is a copy of its size.
+    expect(data.filter((m) => m.reusable).length).toBeGreaterThanOrEqual(5);
+    expect(data.filter((m) => !m.reusable).every((m) => m.data.length < 512 * 1024)).toBe(true);
     f.port.close();
   });
 
