@@ -6,7 +6,7 @@ import { closeSync, mkdirSync, openSync, readSync, watch, writeFileSync, type FS
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
-import { LOST_JOB_STATUS, readExitStatus, readJobPids, type JobPids } from './job-files.ts';
+import { LOST_JOB_STATUS, readExitStatus, readExitStatusSync, readJobPids, type JobPids } from './job-files.ts';
 import { SyslogSink, type SyslogTarget } from './syslog-sink.ts';
 import { LivenessSweep } from './liveness-sweep.ts';
 import { CHUNK, OutputFile, dropSpareChunks, pendingBytes, readSyslogOffsets, recycleChunk, saveSyslogOffsets } from './output-files.ts';
@@ -169,19 +169,23 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   // Hot: the job writes without pause. The follower stops listening (the events
   // would wake this thread at every write) and looks every HOT_LOOK_MS until a
   // look finds nothing new; then it listens again, and looks once more (a write
-  // between that look and the watch would otherwise go unseen).
+  // between that look and the watch would otherwise go unseen). Its exit is then
+  // seen at the next look, at most HOT_LOOK_MS late.
   let hot = false;
   /** A hot look is due (its timer fired), and whether the looks since the one before found output. */
   let hotLook = false;
   let found = false;
+  /** When a look last found new output. */
+  let foundAt = -Infinity;
+  const sawOutput = () => {
+    found = true;
+    foundAt = performance.now();
+  };
   const outputEvent = () => {
     if (hold) {
-      // A second write within the hold: the job keeps writing.
-      if (!hot) {
-        hot = true;
-        watcher?.close();
-        watcher = undefined;
-      }
+      // Another write within the hold, and output found just before: the job keeps
+      // writing. (The supervisor creating the empty output files is no output.)
+      if (performance.now() - foundAt < 2 * holdMs) heatUp();
       return;
     }
     const wait = lastLook + holdMs - performance.now();
@@ -214,6 +218,15 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     }
   };
   let watcher = listen();
+  const heatUp = () => {
+    hot = true;
+    watcher?.close();
+    watcher = undefined;
+    clearTimeout(hold);
+    hold = undefined;
+    // Look now, then on the hot timer (a follower asleep without one would wait for nothing).
+    nudge();
+  };
   const coolDown = () => {
     hot = false;
     watcher = listen();
@@ -259,7 +272,8 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
   const readStatus = async (): Promise<number | undefined> => {
     if (ended === undefined && dirty.status) {
       dirty.status = false;
-      ended = await readExitStatus(a.dir);
+      // Blocking: one tiny file (a threadpool trip otherwise, on every hot look).
+      ended = readExitStatusSync(a.dir);
     }
     return ended;
   };
@@ -268,7 +282,6 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
       if (cancelled) return { outcome: 'cancelled' };
       lastLook = performance.now();
       let progressed = false;
-      let grew = false;
       let status: number | undefined;
       if (a.sendData) {
         // Read when an event says there is more (or credit comes back after a stop
@@ -293,6 +306,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
               sent += got;
               credit--;
               progressed = true;
+              sawOutput();
               const reusable = chunk.buffer.byteLength === CHUNK;
               a.port.postMessage({ kind: 'data', name: f.name, data: chunk, reusable } satisfies FollowMessage, [
                 chunk.buffer as ArrayBuffer,
@@ -330,6 +344,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
               }
               sent += chunk.length;
               progressed = forwarded = true;
+              sawOutput();
               await sink.write(f.name, chunk);
             }
           }
@@ -341,10 +356,9 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
           dirty.output = false;
           const before = sent;
           sent = (await files[0].size()) + (await files[1].size());
-          grew = sent !== before;
+          if (sent !== before) sawOutput();
         }
       }
-      if (progressed || grew) found = true;
       const overLimit = a.sendData ? sent >= a.limit && (await pendingBytes(files)) > 0 : sent > a.limit;
       if (status !== undefined && !progressed) {
         // Nothing new after the exit: everything there is was read.

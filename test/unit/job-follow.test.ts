@@ -42,7 +42,10 @@ function follow(dir: string, sendData: boolean, o: { recycle?: boolean } = {}): 
   const messages: FollowMessage[] = [];
   let gotData!: () => void;
   const firstData = new Promise<void>((r) => (gotData = r));
+  let gotExit!: () => void;
+  const exitMessage = new Promise<void>((r) => (gotExit = r));
   port1.on('message', (m: FollowMessage) => {
+    if (m.kind === 'exit') gotExit();
     if (m.kind === 'data' && o.recycle) {
       messages.push({ ...m, data: new Uint8Array(m.data) });
       if (m.reusable) port1.postMessage({ credit: 1, recycle: m.data.buffer }, [m.data.buffer as ArrayBuffer]);
@@ -57,7 +60,12 @@ function follow(dir: string, sendData: boolean, o: { recycle?: boolean } = {}): 
     }
   });
   if (sendData) port1.postMessage({ credit: 4 });
-  const done = jobTasks['job.follow']({ dir, limit: 64 * 1024 * 1024, sendData, port: port2 });
+  // The task's result may come before the port's last messages (as on the main
+  // thread, job-output.ts): done waits for the exit message too.
+  const done = jobTasks['job.follow']({ dir, limit: 64 * 1024 * 1024, sendData, port: port2 }).then(async (r) => {
+    if (r.outcome === 'exit') await exitMessage;
+    return r;
+  });
   return { messages, port: port1, done, firstData };
 }
 
@@ -158,6 +166,23 @@ describe('job followers', () => {
     }
   });
 
+  it('keep listening when the supervisor only creates the empty output files (a job that writes nothing)', async () => {
+    const dir = await runningJob('');
+    const followers = [follow(dir, true), follow(dir, false)];
+    await new Promise((r) => setTimeout(r, 20));
+    // As job-supervisor.sh does at the start, twice over: events, but no output.
+    for (let i = 0; i < 2; i++) {
+      await writeFile(join(dir, 'stdout'), '');
+      await writeFile(join(dir, 'stderr'), '');
+    }
+    await new Promise((r) => setTimeout(r, 5));
+    // Still listening: the exit's event (not a timer) ends them.
+    expect(watchesOn(dir)).toBe(1);
+    await writeFile(join(dir, 'exit_status'), '0\n');
+    expect((await Promise.all(followers.map((f) => f.done))).map((r) => r.status)).toEqual([0, 0]);
+    for (const f of followers) f.port.close();
+  });
+
   it('read full chunks into the buffers the receiver hands back, and the bytes stay right', async () => {
     const body = pattern(5 * 512 * 1024 + 1000);
     const dir = await runningJob(body.subarray(0, 3 * 512 * 1024));
@@ -167,7 +192,9 @@ describe('job followers', () => {
     await writeFile(join(dir, 'exit_status'), '0\n');
     expect((await f.done).status).toBe(0);
     const data = f.messages.flatMap((m) => (m.kind === 'data' ? [m] : []));
-    expect(Buffer.concat(data.map((m) => m.data)).equals(body)).toBe(true);
+    const got = Buffer.concat(data.map((m) => m.data));
+    expect(got.length).toBe(body.length);
+    expect(got.equals(body)).toBe(true);
     // Full chunks are the reader's own buffers; the short last one is a copy of its size.
     expect(data.filter((m) => m.reusable).length).toBeGreaterThanOrEqual(5);
     expect(data.filter((m) => !m.reusable).every((m) => m.data.length < 512 * 1024)).toBe(true);
