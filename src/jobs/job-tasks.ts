@@ -269,7 +269,7 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
     files.forEach((f, i) => (f.offset = offsets[i] ?? 0));
     sent = files[0].offset + files[1].offset;
   }
-  const readStatus = async (): Promise<number | undefined> => {
+  const readStatus = (): number | undefined => {
     if (ended === undefined && dirty.status) {
       dirty.status = false;
       // Blocking: one tiny file (a threadpool trip otherwise, on every hot look).
@@ -322,13 +322,13 @@ async function followJob(a: FollowJobArgs): Promise<FollowJobResult> {
           continue;
         }
         if (progressed) continue;
-        if (status === undefined && (await readStatus()) !== undefined) {
+        if (status === undefined && readStatus() !== undefined) {
           dirty.output = true;
           continue;
         }
       } else {
         // Read the status before the data: output written before the exit is then surely read below.
-        status = await readStatus();
+        status = readStatus();
         if (sink) {
           // Forward to syslog everything up to the limit; the sizes tell the rest.
           // Whole lines only while the job runs: a line cut at a restart would
