@@ -11,6 +11,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { jobTasks, type FollowMessage } from '../../src/jobs/job-tasks.ts';
 import { procStat } from '../../src/host/procfs.ts';
 import { SMALL_OUTPUT_BYTES } from '../../src/jobs/kept-output.ts';
+import { sleep, waitFor } from '../support/wait.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -136,25 +137,22 @@ describe('job followers', () => {
     for (const sendData of [true, false]) {
       const dir = await runningJob('');
       const f = follow(dir, sendData);
-      await new Promise((r) => setTimeout(r, 20));
-      expect(watchesOn(dir)).toBe(1);
-      // A write about every millisecond for a while (each one an inotify event while
-      // the follower listens); the folder's watches counted now and then.
+      await waitFor('the follower to watch its folder', () => watchesOn(dir) === 1);
+      // The job writes a line about every millisecond (each write an event while the
+      // follower listens) until the follower no longer watches its folder. A pause
+      // in these writes may let it listen again for a while, so the test writes on
+      // until it sees it stopped; the deadline only bounds a failure.
       const expected: string[] = [];
-      const counts: number[] = [];
-      for (let i = 0; i < 200; i++) {
-        const line = `line ${i}\n`;
+      const deadline = Date.now() + 10_000;
+      while (watchesOn(dir) !== 0) {
+        if (Date.now() > deadline) throw new Error(`the ${sendData ? 'streaming' : 'watching'} follower never stopped listening`);
+        const line = `line ${expected.length}\n`;
         expected.push(line);
         await appendFile(join(dir, 'stdout'), line);
-        await new Promise((r) => setTimeout(r, 1));
-        if (i >= 20 && i % 10 === 0) counts.push(watchesOn(dir));
+        await sleep(1);
       }
-      // It stopped listening while the job wrote (a pause in the writes may let it
-      // listen again for a moment, hence not at every count)...
-      expect(counts).toContain(0);
-      // ...and listens again once the job is quiet.
-      await new Promise((r) => setTimeout(r, 100));
-      expect(watchesOn(dir)).toBe(1);
+      // The job is quiet now: the follower listens again.
+      await waitFor('the follower to watch its folder again', () => watchesOn(dir) === 1);
       await writeFile(join(dir, 'exit_status'), '3\n');
       const r = await f.done;
       expect(r.status).toBe(3);
