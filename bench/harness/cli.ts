@@ -28,6 +28,10 @@ Target
                            experiments such as UV_THREADPOOL_SIZE=16
   --cpu-prof               run the own daemon with V8's --cpu-prof and report its self time
                            by file and function (main thread; workers when they exit cleanly)
+  --perf                   record every CPU with \`perf record -a\` (package linux-perf) and
+                           report, per phase, the CPU of one operation by process: the
+                           daemon's tree (threads, spawner, forks before their exec, host
+                           commands, container processes) against the raw baseline's
 
 Sizes
   --containers N           density: live containers (default 10000 insecure, 1000 linux)
@@ -67,6 +71,7 @@ export interface BenchOptions {
   logLevel: string;
   traceSpawns: boolean;
   cpuProf: boolean;
+  perf: boolean;
   daemonEnv: Record<string, string>;
   containers: number;
   /** --containers was given (else the default follows the backend, known once the target is). */
@@ -134,6 +139,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'log-level': { type: 'string' },
       trace: { type: 'boolean' },
       'cpu-prof': { type: 'boolean' },
+      perf: { type: 'boolean' },
       'daemon-env': { type: 'string', multiple: true },
       containers: { type: 'string' },
       concurrency: { type: 'string' },
@@ -187,6 +193,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     logLevel: values['log-level'] ?? 'info',
     traceSpawns: !!values.trace,
     cpuProf: !!values['cpu-prof'],
+    perf: !!values.perf,
     daemonEnv: Object.fromEntries(
       (values['daemon-env'] ?? []).map((kv) => {
         const at = kv.indexOf('=');

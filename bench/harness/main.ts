@@ -34,6 +34,7 @@ import { restartScenario } from './scenarios/restart.ts';
 import { stagingScenario } from './scenarios/staging.ts';
 import { readTrace, summarizeTrace, TRACE_COLUMNS, traceTableRows } from './trace/summary.ts';
 import { summarizeProfiles } from './trace/cpu-profile.ts';
+import { perfFindings, startPerf, type PerfRecording } from './trace/perf-cpu.ts';
 import { Tracker } from './tracker.ts';
 import { Interrupted, messageOf, summarize } from './util.ts';
 import { formatDuration } from '../lib/format.ts';
@@ -246,7 +247,10 @@ async function main(): Promise<number> {
   }
   let failed = false;
   let target: Target | undefined;
+  let perf: PerfRecording | undefined;
   try {
+    // Before the daemon starts: perf then knows its whole process tree from fork events.
+    if (opts.perf) perf = await startPerf(join(st.tmp, 'perf.data'));
     target = await setupTarget(opts, st, progress, traceFile, cpuProfDir);
     if (!opts.containersExplicit && target.backend === 'linux' && !opts.quick) opts.containers = 1000;
     results.meta.backend = target.backend;
@@ -314,6 +318,7 @@ async function main(): Promise<number> {
     results.errors.push({ scenario: 'setup', message: messageOf(err) });
   } finally {
     results.interrupted = st.abort.signal.aborted;
+    await perf?.stop().catch(() => undefined);
     try {
       await cleanup(st, tracker, results, progress);
     } catch (err) {
@@ -334,7 +339,7 @@ async function main(): Promise<number> {
         ['bash: fork + exec + wait of /bin/true', formatDuration(bash.p50), formatDuration(bash.p90), formatDuration(bash.p99), String(bash.n)],
       ]);
     }
-    for (const pt of summarizeTrace(entries, results.phases.filter((p) => Number.isFinite(p.end)))) {
+    for (const pt of summarizeTrace(entries, results.phases.filter((p) => Number.isFinite(p.end) && !p.raw))) {
       if (pt.rows.length === 0) continue;
       const rows = traceTableRows(pt);
       rows.push(['all host commands', pt.rows.filter((r) => r.kind === 'process').reduce((a, r) => a + r.perOp, 0).toFixed(2), '', '', `${pt.msPerOp.toFixed(2)} ms`]);
@@ -346,6 +351,15 @@ async function main(): Promise<number> {
         rows.push(['latency in neither (queues, event loops)', '', '', '', `${(lat - pt.msPerOp - pt.fsMsPerOp).toFixed(2)} ms`]);
       }
       results.finding('trace', `${pt.phase.label}: host commands and fs calls the daemon made per ${pt.phase.opName} (${pt.phase.ops} ops; calls overlap when the daemon runs them in parallel)`, TRACE_COLUMNS, rows);
+    }
+  }
+
+  if (perf && target?.pid) {
+    for (const f of await perfFindings(perf.file, results.phases, target.pid).catch((err: unknown) => {
+      results.errors.push({ scenario: 'perf', message: messageOf(err) });
+      return [];
+    })) {
+      results.finding('perf', f.title, f.columns, f.rows);
     }
   }
 

@@ -71,8 +71,12 @@ export class Results {
   /** Free-form findings per scenario (where the time goes): shown in the report. */
   readonly findings: Array<{ scenario: string; title: string; rows: string[][]; columns: string[] }> = [];
   readonly errors: Array<{ scenario: string; message: string }> = [];
-  /** Time windows of the run's phases (epoch ms), for attributing the daemon's spawn trace. */
-  readonly phases: Array<{ label: string; start: number; end: number; ops: number; opName: string; latencyP50?: number }> = [];
+  /**
+   * Time windows of the run's phases (epoch ms), for attributing the daemon's spawn
+   * trace and a perf recording's CPU: the daemon's work, or a raw baseline's
+   * (`pairs` names the daemon phase it is the baseline of).
+   */
+  readonly phases: Array<{ label: string; start: number; end: number; ops: number; opName: string; latencyP50?: number; raw?: { pairs: string } }> = [];
   cleanup: CleanupReport | undefined;
   interrupted = false;
 
@@ -116,9 +120,9 @@ export class Results {
     return this.series.find((s) => s.scenario === scenario && s.name === name);
   }
 
-  /** Starts a phase; end(ops) closes it with the number of operations done in it. */
-  phase(label: string, opName: string): { end(ops: number, latencyP50?: number): void } {
-    const p: Results['phases'][number] = { label, start: Date.now(), end: NaN, ops: 0, opName };
+  /** Starts a phase; end(ops) closes it with the number of operations done in it. rawFor: the label of the daemon phase this one is the baseline of. */
+  phase(label: string, opName: string, rawFor?: string): { end(ops: number, latencyP50?: number): void } {
+    const p: Results['phases'][number] = { label, start: Date.now(), end: NaN, ops: 0, opName, ...(rawFor ? { raw: { pairs: rawFor } } : {}) };
     this.phases.push(p);
     return {
       end: (ops: number, latencyP50?: number) => {

@@ -57,7 +57,9 @@ export async function lifecycleScenario(ctx: BenchContext): Promise<void> {
     let raw: Awaited<ReturnType<typeof rawCycles>>;
     if (opts.baselines && !ctx.signal.aborted) {
       progress.start(`lifecycle c=${c} raw`, opts.count ?? 0, { timeBoundMs: durationMs });
+      const rawPhase = results.phase(`lifecycle c=${c} raw`, 'create+destroy cycle', `lifecycle c=${c}`);
       raw = await rawCycles(ctx, c, { count: opts.count, durationMs, onCycle: () => progress.tick() });
+      rawPhase.end(raw?.cycles ?? 0);
       progress.end();
       if (raw) {
         for (const e of raw.errors.slice(0, 3)) results.errors.push({ scenario: 'lifecycle', message: `raw c=${c}: ${e}` });

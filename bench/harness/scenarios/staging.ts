@@ -116,6 +116,7 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
     const perWorker = Math.max(1, Math.ceil(total / c));
     const rawOut = join(ctx.tmp, 'staging-raw-out');
     await mkdir(rawOut, { recursive: true });
+    const rawPhase = results.phase(`staging c=${c} raw`, 'staging', `staging c=${c}`);
     const r0 = performance.now();
     let run;
     if (ctx.rawLinux) {
@@ -164,6 +165,7 @@ export async function stagingScenario(ctx: BenchContext): Promise<void> {
         }
       }
     }
+    rawPhase.end(done);
     raw.rate = (done * 1000) / rawWall;
     if (done > 0 && run.cpuSeconds > 0) raw.cpuMs = (run.cpuSeconds * 1000) / done;
     results.addSeries('staging', 'raw', [...STEPS.map((s) => `${s}_ms`), 'total_ms'], rawRows);
