@@ -8,7 +8,7 @@
 // owner, and moved into place entry by entry without ever following a symlink that
 // was in the destination before.
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, copyFile, constants, lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
+import { chmod, chown, copyFile, constants, lchown, lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runHost, runPipeline, type PipelineCommand } from './run.ts';
 import { realDirs } from './real-path.ts';
@@ -62,15 +62,30 @@ export async function unpackUntrusted(source: PipelineCommand, opts: UnpackOptio
     await mkdir(inner, { mode: 0o700 });
     if (isRoot()) await chown(inner, opts.uid, opts.uid);
     await extract(source, inner, opts);
-    await sanitize(inner);
-    // Names resolve through the host's users (chown does); -R never follows a symlink, -h changes the link.
-    if (opts.owner || isRoot()) await chownTree(opts.owner || DEFAULT_OWNER, inner, context);
+    const owner = opts.owner || (isRoot() ? DEFAULT_OWNER : undefined);
+    // A numeric owner is set by the walk that checks every entry anyway; names
+    // resolve through the host's users, as chown does (-R never follows a symlink, -h changes the link).
+    const ids = owner === undefined ? undefined : numericOwner(owner);
+    await sanitize(inner, ids);
+    if (ids) await lchown(inner, ids.uid, ids.gid);
+    else if (owner !== undefined) await chownTree(owner, inner, context);
     await merge(inner, dst, context, opts.as);
   } finally {
     if (made) await rm(staging, { recursive: true, force: true });
   }
   // The original ran `chown -R owner dst_path`: dst itself and everything below it.
   if (opts.owner) await chownTree(opts.owner, opts.as === undefined ? dst : join(dst, opts.as), context);
+}
+
+/** `uid:gid` or `uid` (group left as it is, -1), as chown takes them; undefined for names. */
+export function numericOwner(owner: string): { uid: number; gid: number } | undefined {
+  const m = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(owner);
+  if (!m) return undefined;
+  const uid = Number(m[1]);
+  const gid = m[2] === undefined ? -1 : Number(m[2]);
+  // Past 2^32 - 2 (the largest id; 2^32 - 1 means "unchanged") chown would refuse it too: leave it to chown's message.
+  if (uid > 0xfffffffe || gid > 0xfffffffe) return undefined;
+  return { uid, gid };
 }
 
 async function chownTree(owner: string, path: string, context: string): Promise<void> {
@@ -108,14 +123,15 @@ async function extract(source: PipelineCommand, cwd: string, opts: UnpackOptions
 /**
  * Walks what the unprivileged tar made (nothing else writes there now) and keeps only
  * regular files, folders and symlinks, with permission bits only (no 07000), and
- * every regular file its own inode.
+ * every regular file its own inode; with ids, each kept entry gets that owner (the
+ * link itself for a symlink: lchown never follows one).
  */
-async function sanitize(dir: string): Promise<void> {
+async function sanitize(dir: string, ids?: { uid: number; gid: number }): Promise<void> {
   for (const name of await readdir(dir)) {
     const p = join(dir, name);
     const st = await lstat(p);
     if (st.isDirectory()) {
-      await sanitize(p);
+      await sanitize(p, ids);
       await chmod(p, st.mode & 0o777);
     } else if (st.isFile()) {
       if (st.nlink > 1) {
@@ -128,7 +144,9 @@ async function sanitize(dir: string): Promise<void> {
     } else if (!st.isSymbolicLink()) {
       // FIFOs and anything else the stream made: not copied (the original skipped them too).
       await unlink(p);
+      continue;
     }
+    if (ids) await lchown(p, ids.uid, ids.gid);
   }
 }
 

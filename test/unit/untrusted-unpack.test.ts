@@ -1,11 +1,11 @@
 // unpackUntrusted on its own: how what comes merges with what is in the destination,
 // and that a failed copy leaves nothing behind and never leaves its source blocked.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { unpackUntrusted } from '../../src/host/untrusted-unpack.ts';
+import { numericOwner, unpackUntrusted } from '../../src/host/untrusted-unpack.ts';
 
 let work: string;
 const UID = 65534;
@@ -61,6 +61,52 @@ describe('unpackUntrusted', () => {
     expect((await lstat(join(dst, 'd'))).isDirectory()).toBe(true);
     expect(await lstat(join(work, 'y')).catch((e: NodeJS.ErrnoException) => e.code)).toBe('ENOENT');
     expect((await readdir(dst)).sort()).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('gives every entry the owner (root by default), links themselves, never what they point at', async () => {
+    // As root (the suite runs as root). A host file the archive's symlink points at: its owner must stay.
+    const target = join(work, 'owned-target.txt');
+    await writeFile(target, 'host\n');
+    await chown(target, 4242, 4242);
+    const tree = join(work, 'trees', 'owners');
+    await mkdir(join(tree, 'dir'), { recursive: true });
+    await writeFile(join(tree, 'dir', 'file'), 'f\n');
+    await symlink(target, join(tree, 'dir', 'link'));
+    const tar = join(work, 'owners.tar');
+    await execa('tar', ['-c', '-f', tar, '-C', tree, '.']);
+    const owners = async (dst: string) =>
+      Promise.all(['dir', 'dir/file', 'dir/link'].map(async (p) => {
+        const st = await lstat(join(dst, p));
+        return `${p} ${st.uid}:${st.gid}`;
+      }));
+
+    const byDefault = join(work, 'owners-default');
+    await unpackUntrusted(cat(tar), opts(byDefault));
+    // The unprivileged tar made them as uid 65534; root gets them, as the original's rsync left them.
+    expect(await owners(byDefault)).toEqual(['dir 0:0', 'dir/file 0:0', 'dir/link 0:0']);
+
+    const numeric = join(work, 'owners-numeric');
+    await unpackUntrusted(cat(tar), opts(numeric, { owner: '1234:4321' }));
+    expect(await owners(numeric)).toEqual(['dir 1234:4321', 'dir/file 1234:4321', 'dir/link 1234:4321']);
+    // dst itself too, as the original's chown -R of dst_path.
+    expect((await stat(numeric)).uid).toBe(1234);
+
+    const named = join(work, 'owners-named');
+    await unpackUntrusted(cat(tar), opts(named, { owner: 'nobody' }));
+    expect((await owners(named)).map((l) => l.split(' ')[1].split(':')[0])).toEqual(['65534', '65534', '65534']);
+
+    const st = await stat(target);
+    expect(`${st.uid}:${st.gid}`).toBe('4242:4242');
+    expect(await readFile(target, 'utf8')).toBe('host\n');
+  });
+
+  it('reads numeric owners as chown does, and leaves names to chown', () => {
+    expect(numericOwner('0:0')).toEqual({ uid: 0, gid: 0 });
+    expect(numericOwner('1234')).toEqual({ uid: 1234, gid: -1 });
+    expect(numericOwner('1234:')).toBeUndefined();
+    expect(numericOwner('nobody:nogroup')).toBeUndefined();
+    expect(numericOwner('4294967295')).toBeUndefined();
+    expect(numericOwner('-1:0')).toBeUndefined();
   });
 
   it('refuses to replace a folder with a file, and removes its staging folder', async () => {
