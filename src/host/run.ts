@@ -7,7 +7,9 @@
 // unpacking); it knows nothing of containers, requests or the protocol.
 import { WardenError } from '../model/errors.ts';
 import { spawnHost, type SpawnRequest } from './spawner.ts';
-import type { AlreadyIn, SpawnReport } from './spawner-wire.ts';
+import type { SpawnReport } from './spawner-wire.ts';
+
+export { JOIN_CGROUP_FAILED } from './spawner-wire.js';
 
 export interface HostRunOptions {
   /** What the caller was doing; the error message starts with it. */
@@ -23,11 +25,8 @@ export interface HostRunOptions {
   output?: 'pipe' | 'ignore';
   /** Resolve with the result instead of throwing when the command exits non-zero. */
   allowFailure?: boolean;
-  /**
-   * The command to run instead when the spawner is already in this cgroup: for a
-   * command that is a wrapper moving into it first (SpawnOrder.alreadyIn).
-   */
-  alreadyIn?: AlreadyIn;
+  /** A cgroup.procs file the command must start from (SpawnOrder.joinCgroup); exit JOIN_CGROUP_FAILED when it cannot get there. */
+  joinCgroup?: string;
 }
 
 export interface HostResult {
@@ -106,7 +105,7 @@ export async function runHost(file: string, args: readonly string[], opts: HostR
     timeoutMs,
     killGraceMs: KILL_GRACE_MS,
     maxOutputBytes: MAX_OUTPUT_BYTES,
-    ...(opts.alreadyIn ? { alreadyIn: opts.alreadyIn } : {}),
+    ...(opts.joinCgroup ? { joinCgroup: opts.joinCgroup } : {}),
   }).catch((err: Error) => {
     throw new HostCommandError(`${opts.context}: ${shown} failed: ${err.message}`, shown, null, '');
   });

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
-import { FrameReader, frame } from './spawner-wire.js';
+import { FrameReader, JOIN_CGROUP_FAILED, frame } from './spawner-wire.js';
 
 /** @typedef {(r: import('./spawner-wire.d.ts').SpawnReport) => void} Reply */
 
@@ -293,11 +293,21 @@ function inCgroup(procs) {
   return known;
 }
 
+/**
+ * The order as it is when this process is in the cgroup it must start from (or it
+ * names none), else its command behind a shell that moves into that cgroup first.
+ * @param {import('./spawner-wire.d.ts').SpawnOrder} o
+ */
+function inItsCgroup(o) {
+  if (o.joinCgroup === undefined || inCgroup(o.joinCgroup)) return o;
+  const move = `echo $$ > "$0" || exit ${JOIN_CGROUP_FAILED}; exec "$@"`;
+  return { ...o, file: '/bin/sh', args: ['-c', move, o.joinCgroup, o.file, ...o.args] };
+}
+
 /** @param {import('./spawner-wire.d.ts').SpawnOrder} o @param {Reply} report */
 async function start(o, report) {
+  o = inItsCgroup(o);
   if (o.pipeTo) return startPipeline(o, report);
-  // Already where the wrapper would move to: start the command itself, one exec less.
-  if (o.alreadyIn && inCgroup(o.alreadyIn.procs)) o = { ...o, file: o.alreadyIn.file, args: o.alreadyIn.args };
   if (forStarter(o)) {
     let starter = starters.get(o.starter);
     if (!starter) starters.set(o.starter, (starter = new Starter(o.starter)));

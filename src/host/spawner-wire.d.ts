@@ -38,18 +38,13 @@ export interface SpawnOrder {
    */
   starter?: string;
   /**
-   * What to start instead when the spawner itself is already in the cgroup whose
-   * cgroup.procs file this names: the order's own command is then a wrapper that
-   * would only move itself there first (runc create, see runtime/runc.ts).
+   * A cgroup.procs file the command must start from (runc create resolves its
+   * relative cgroupsPath against its own cgroup, see runtime/runc.ts). The spawner
+   * starts the command itself when it is in that cgroup already, else through a
+   * shell that writes its pid there first and then execs the command; the shell
+   * exits JOIN_CGROUP_FAILED when it cannot.
    */
-  alreadyIn?: AlreadyIn;
-}
-
-/** SpawnOrder.alreadyIn. */
-export interface AlreadyIn {
-  procs: string;
-  file: string;
-  args: string[];
+  joinCgroup?: string;
 }
 
 /** The second command of a pipeline (SpawnOrder.pipeTo); the timeout is the pipeline's. */
@@ -86,6 +81,9 @@ export interface SpawnReport extends CommandReport {
 
 /** Encodes one message as a frame. */
 export function frame(message: SpawnOrder | SpawnReport): Buffer;
+
+/** Exit status of the shell that moves a command into SpawnOrder.joinCgroup, when it cannot. */
+export const JOIN_CGROUP_FAILED: number;
 
 /** Splits a byte stream into the JSON messages of its frames. */
 export class FrameReader<T> {

@@ -5,6 +5,9 @@
 // spawner process that loads it (see spawner-process.js); its types are in
 // spawner-wire.d.ts.
 
+/** Exit status of the shell that moves a command into SpawnOrder.joinCgroup, when it cannot. */
+export const JOIN_CGROUP_FAILED = 97;
+
 /** Encodes one message as a frame. */
 export function frame(message) {
   const body = Buffer.from(JSON.stringify(message), 'utf8');

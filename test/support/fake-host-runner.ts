@@ -16,6 +16,8 @@ export interface HostCall {
   cwd?: string;
   stdout: 'pipe' | 'ignore';
   timeoutMs: number;
+  /** The cgroup.procs file the command was to start from (SpawnOrder.joinCgroup). */
+  joinCgroup?: string;
 }
 
 export interface FakeReply {
@@ -91,6 +93,7 @@ export class FakeHostRunner {
       ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
       stdout: req.stdout,
       timeoutMs: req.timeoutMs,
+      ...(req.joinCgroup !== undefined ? { joinCgroup: req.joinCgroup } : {}),
     };
     this.calls.push(call);
     // Commands end on a later turn, as real ones do.

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HostCommandError, runHost, runPipeline } from '../../src/host/run.ts';
+import { HostCommandError, JOIN_CGROUP_FAILED, runHost, runPipeline } from '../../src/host/run.ts';
 
 describe('runHost', () => {
   it('returns stdout, and stderr trimmed, of a command that succeeds', async () => {
@@ -74,22 +74,28 @@ describe('runHost', () => {
     expect(rs.map((r) => r.stdout)).toEqual(Array.from({ length: 200 }, (_, i) => `${i}\n`));
   });
 
-  it('starts the command itself instead of its cgroup-moving wrapper when the spawner is in that cgroup already', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'already-in-'));
+  it('starts a command that must start from a cgroup itself when the spawner is in it, else behind a shell that moves there first', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'join-cgroup-'));
     try {
       await runHost('true', [], { context: 't' });
       const spawners = (await runHost('pgrep', ['-P', String(process.pid), '-f', 'spawner-process.js'], { context: 't' })).stdout;
-      // Stand-ins for cgroup.procs files: one lists the spawner, one does not.
+      // Stand-ins for cgroup.procs files: one lists the spawner, one does not. The
+      // shell that moves a command writes its pid into the file, as into cgroup.procs.
       const member = join(dir, 'member.procs');
       const other = join(dir, 'other.procs');
       await writeFile(member, `1\n${spawners}`);
       await writeFile(other, '1\n2\n');
-      const wrapped = ['-c', 'echo wrapped "$@"', 'sh', 'arg'];
-      const direct = { file: 'echo', args: ['direct', 'arg'] };
-      expect((await runHost('/bin/sh', wrapped, { context: 't', alreadyIn: { procs: member, ...direct } })).stdout).toBe('direct arg\n');
-      expect((await runHost('/bin/sh', wrapped, { context: 't', alreadyIn: { procs: other, ...direct } })).stdout).toBe('wrapped arg\n');
-      // A procs file it cannot read: the wrapper runs (it fails there on its own terms).
-      expect((await runHost('/bin/sh', wrapped, { context: 't', alreadyIn: { procs: join(dir, 'missing'), ...direct } })).stdout).toBe('wrapped arg\n');
+      const pidOf = ['-c', 'echo $$', 'sh'];
+      const direct = await runHost('/bin/sh', pidOf, { context: 't', joinCgroup: member });
+      expect(await readFile(member, 'utf8')).toBe(`1\n${spawners}`);
+      const moved = await runHost('/bin/sh', pidOf, { context: 't', joinCgroup: other });
+      // The mover wrote its pid, then exec'd the command: the same process.
+      expect(await readFile(other, 'utf8')).toBe(moved.stdout);
+      expect(direct.stdout).toMatch(/^\d+\n$/);
+      // Where it cannot move: the command does not run, and the exit status says why.
+      const err = await runHost('/bin/sh', ['-c', 'echo ran'], { context: 't', joinCgroup: join(dir, 'missing', 'cgroup.procs') }).catch((e: HostCommandError) => e);
+      expect(err).toBeInstanceOf(HostCommandError);
+      expect((err as HostCommandError).exitCode).toBe(JOIN_CGROUP_FAILED);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

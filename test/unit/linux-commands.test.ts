@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostCommandError } from '../../src/host/run.ts';
+import { HostCommandError, JOIN_CGROUP_FAILED } from '../../src/host/run.ts';
 import { describeError } from '../../src/model/errors.ts';
 import { containerState, createContainer, deleteContainer, listContainerStates, startContainer, type Runtime } from '../../src/backends/linux/runtime/runc.ts';
 import {
@@ -81,14 +81,18 @@ describe('runc', () => {
     await expect(createContainer(rt(), ID, '/b', join(tmp, 'none.pid'), '/b/log')).rejects.toThrow(`runc create ${ID} left no state file`);
   });
 
-  it('create from inside the daemon\'s cgroup: a shell first moves into the given cgroup.procs, then execs runc', async () => {
-    host.on('/bin/sh -c', fakeRuncState(4242));
+  it('create from inside the daemon\'s cgroup: runc is ordered to start from the given cgroup.procs', async () => {
+    host.on('runc --log', fakeRuncState(4242));
     await createContainer(rt(), ID, '/b', join(tmp, 'wshd.pid'), '/b/log', '/sys/fs/cgroup/cpu/cgroup.procs');
-    const [file, dashC, script, procs, ...rest] = argv(host.calls[0]!);
-    expect([file, dashC]).toEqual(['/bin/sh', '-c']);
-    expect(script).toBe('echo $$ > "$0" || exit 97; exec "$@"');
-    expect(procs).toBe('/sys/fs/cgroup/cpu/cgroup.procs');
-    expect(rest).toEqual(['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', ID]);
+    expect(argv(host.calls[0]!)).toEqual(['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', ID]);
+    expect(host.calls[0]!.joinCgroup).toBe('/sys/fs/cgroup/cpu/cgroup.procs');
+  });
+
+  it('create that cannot get into that cgroup says so', async () => {
+    host.on('runc --log', { exitCode: JOIN_CGROUP_FAILED });
+    await expect(createContainer(rt(), ID, '/b', join(tmp, 'wshd.pid'), '/b/log', '/nowhere/cgroup.procs')).rejects.toThrow(
+      `runc create ${ID} failed: cannot move into the cgroup of /nowhere/cgroup.procs`,
+    );
   });
 
   it('a failed create says why in runc\'s own words, from its log', async () => {

@@ -3,7 +3,7 @@
 import { rm } from 'node:fs/promises';
 import { readFile, readdir, stat, writeFile } from '../../../host/thread-fs.ts';
 import { basename, join } from 'node:path';
-import { runHost } from '../../../host/run.ts';
+import { JOIN_CGROUP_FAILED, runHost } from '../../../host/run.ts';
 import { run, HostCommandError } from '../exec.ts';
 
 export interface Runtime {
@@ -22,9 +22,6 @@ export interface RuntimeState {
   bundle: string;
 }
 
-/** Exit status of the wrapper when runc could not be moved out of the daemon's cgroup. */
-const CGROUP_MOVE_FAILED = 97;
-
 /**
  * `runc create`: the container's init is started, stopped before exec. The init inherits
  * runc's stdio, so it gets /dev/null (a pipe would stay open for the container's whole
@@ -41,22 +38,14 @@ export async function createContainer(
   const ownState = keepsRuncState(rt);
   const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, ...(ownState ? [] : ['--pid-file', pidFile]), id];
   // runc resolves the relative cgroupsPath against its own cgroup: when the daemon sits
-  // in its own cgroup (cgroups/daemon-cgroup.ts), runc first moves to the one it left.
-  // The shared spawner, started before the daemon moved, is already there: it then
-  // starts runc itself, without the shell.
-  const [file, argv] = cgroupProcs
-    ? ['/bin/sh', ['-c', `echo $$ > "$0" || exit ${CGROUP_MOVE_FAILED}; exec "$@"`, cgroupProcs, rt.binary, ...args]]
-    : [rt.binary, args];
+  // in its own cgroup (cgroups/daemon-cgroup.ts), runc must start from the one it left
+  // (the shared spawner, started before the daemon moved, is there already).
   try {
-    await runHost(file, argv, {
-      context: `create ${id}`,
-      output: 'ignore',
-      ...(cgroupProcs ? { alreadyIn: { procs: cgroupProcs, file: rt.binary, args } } : {}),
-    });
+    await runHost(rt.binary, args, { context: `create ${id}`, output: 'ignore', ...(cgroupProcs ? { joinCgroup: cgroupProcs } : {}) });
   } catch (err) {
     const text = (await readFile(logFile, 'utf8').catch(() => ''))
       .trim().split('\n').slice(-3).map((l) => /msg="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l).join('; ')
-      || ((err as { exitCode?: number }).exitCode === CGROUP_MOVE_FAILED ? `cannot move into the cgroup of ${cgroupProcs}` : '');
+      || ((err as { exitCode?: number }).exitCode === JOIN_CGROUP_FAILED ? `cannot move into the cgroup of ${cgroupProcs}` : '');
     throw new HostCommandError(
       `${rt.binary} create ${id} failed: ${text || (err as Error).message}`,
       [rt.binary, ...args].join(' '),
