@@ -234,6 +234,8 @@ export async function removeCgroups(paths: CgroupPaths): Promise<void> {
 }
 
 async function removeTree(dir: string): Promise<void> {
+  // Usually gone already (runc delete removes its groups): no readdir and its exception then.
+  if (!existsSync(dir)) return;
   let entries;
   try {
     entries = await readdirTyped(dir);

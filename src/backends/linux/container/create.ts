@@ -94,7 +94,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
       },
     );
     const links = s.cgroupLinkRoot ?? CGROUP_LINK_ROOT;
-    await undo.step('cgroup links', () => linkContainerCgroups(links, c.id, cgroups), () => unlinkContainerCgroups(links, c.id));
+    await undo.step('cgroup links', () => linkContainerCgroups(links, c.id, cgroups, { fresh: true }), () => unlinkContainerCgroups(links, c.id));
     const st = await procStat(initPid);
     if (!st) throw new Error(`init ${initPid} vanished right after runtime create`);
 
