@@ -42,7 +42,7 @@ export async function readExitStatus(dir: string): Promise<number | undefined> {
   }
 }
 
-/** readExitStatus, blocking (a worker's start-up scan of the depot). */
+/** readExitStatus, blocking (a worker's start-up scan of the depot, and a follower's look: one tiny file). */
 export function readExitStatusSync(dir: string): number | undefined {
   try {
     return parseExitStatus(readFileSync(join(dir, 'exit_status'), 'utf8'));

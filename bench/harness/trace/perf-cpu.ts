@@ -13,6 +13,7 @@
 // address space's teardown at exec are paid.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { Results } from '../results.ts';
 
 /** CPU time each sample stands for (perf's -c, in ns of cpu-clock). */
 const SAMPLE_NS = 1_000_000;
@@ -212,14 +213,8 @@ export function breakdownRows(sides: Array<{ cpu: CpuBreakdown; ops: number } | 
   return rows;
 }
 
-interface Phase {
-  label: string;
-  start: number;
-  end: number;
-  ops: number;
-  opName: string;
-  raw?: { pairs: string };
-}
+/** A phase as the run's results record it. */
+type Phase = Results['phases'][number];
 
 /**
  * One table per daemon phase with operations: CPU per operation by process, the
