@@ -38,7 +38,7 @@ export interface SpawnOrder {
    */
   starter?: string;
   /**
-   * A cgroup.procs file the command must start from (runc create resolves its
+   * A cgroup.procs file the command must start from (runc run resolves its
    * relative cgroupsPath against its own cgroup, see runtime/runc.ts). The spawner
    * starts the command itself when it is in that cgroup already, else through a
    * shell that writes its pid there first and then execs the command; the shell

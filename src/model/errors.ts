@@ -5,7 +5,7 @@
 //
 // Wrap once per layer: `new WardenError('what this layer was doing', { cause })`
 // and never put the cause's text into the message as well; describeError joins
-// the chain (`cannot create container: create abc: runc create ... failed: ...`).
+// the chain (`cannot create container: create abc: runc run ... failed: ...`).
 // Where the original Warden answered an error, the text here is its text, word
 // for word (clients match on them): give such errors no `cause`.
 

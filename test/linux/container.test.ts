@@ -175,8 +175,8 @@ describe('bind mounts', () => {
   });
 });
 
-it('undoes every step when a late step fails', async () => {
-  // A rootfs without bash: runc create succeeds but start fails (no init binary).
+it('undoes every step when the runtime step fails', async () => {
+  // A rootfs without bash: runc run fails (no init binary to exec).
   const empty = join(t.base, 'empty-rootfs');
   await mkdir(join(empty, 'etc'), { recursive: true });
   const rec = t.record({ rootfs: empty });
@@ -185,6 +185,19 @@ it('undoes every step when a late step fails', async () => {
   // Nothing of the backend's is left in the folder the daemon made.
   expect(await readdir(rec.path)).toEqual([]);
   await rm(rec.path, { recursive: true, force: true });
+  expect(await leftovers(rec)).toEqual([]);
+});
+
+it('undoes every step, the running init too, when the network step after it fails', async () => {
+  const rec = t.record();
+  await mkdir(rec.path, { recursive: true });
+  // Something already holds the host end's name: the veth cannot be made once runc has started the init.
+  await execa('ip', ['link', 'add', `w-${rec.id}-0`, 'type', 'ifb']);
+  const err = await linuxTasks['linux.create']({ host: t.host, c: rec }).catch((e: Error) => e);
+  expect(describeError(err)).toMatch(new RegExp(`create ${rec.id}: create network: ip -batch - failed: .*File exists`));
+  expect(await readdir(rec.path)).toEqual([]);
+  await rm(rec.path, { recursive: true, force: true });
+  // The runtime container (its init ran), cgroups, links, rules, mount, subvolume: all gone; the network's undo took the squatter too.
   expect(await leftovers(rec)).toEqual([]);
 });
 

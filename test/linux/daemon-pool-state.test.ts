@@ -138,7 +138,7 @@ describe('a create cut by a SIGKILL', () => {
   it('leaves a runtime state folder without state.json that the next start removes (found by the chaos scenario)', async () => {
     const d = await start('10.247.118.0/24', 38600, 55600);
     await d.daemon.kill9();
-    // What `runc create` leaves when the daemon dies before runc wrote its state.
+    // What `runc run` leaves when the daemon dies before runc wrote its state.
     const leftover = join(d.settings.runtimeRoot, 'd27cftjltig');
     await mkdir(leftover, { recursive: true });
     await d.restart();

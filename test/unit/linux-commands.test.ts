@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostCommandError, JOIN_CGROUP_FAILED } from '../../src/host/run.ts';
 import { describeError } from '../../src/model/errors.ts';
-import { containerState, createContainer, deleteContainer, listContainerStates, startContainer, type Runtime } from '../../src/backends/linux/runtime/runc.ts';
+import { containerState, deleteContainer, listContainerStates, runContainer, type Runtime } from '../../src/backends/linux/runtime/runc.ts';
 import {
   createBatch,
   createContainerNetwork,
@@ -48,77 +48,75 @@ const argv = (c: HostCall) => [c.file, ...c.args];
 describe('runc', () => {
   const rt = (): Runtime => ({ binary: 'runc', root: join(tmp, 'runc-root') });
 
-  /** What runc create leaves: its state file under the runtime root, with the init's pid. */
+  /** What runc run --detach leaves: its state file under the runtime root, with the init's pid. */
   const fakeRuncState = (pid: number) => async () => {
     await mkdir(join(rt().root, ID), { recursive: true });
     await writeFile(join(rt().root, ID, 'state.json'), JSON.stringify({ id: ID, init_process_pid: pid }));
     return {};
   };
 
-  it('create: --log, --root, create --bundle, output to /dev/null; the init pid from runc\'s state file, written to the pid file', async () => {
+  it('run --detach: --log, --root, run --detach --bundle, output to /dev/null (one runc call, no start); the init pid from runc\'s state file, written to the pid file', async () => {
     host.on('runc --log', fakeRuncState(4242));
     const pidFile = join(tmp, 'wshd.pid');
-    expect(await createContainer(rt(), ID, '/b', pidFile, '/b/log')).toBe(4242);
+    expect(await runContainer(rt(), ID, '/b', pidFile, '/b/log')).toBe(4242);
     // No --pid-file: runc opens it O_SYNC, a flush of the depot's disk per create.
-    expect(host.calls.map(argv)).toEqual([['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', ID]]);
+    expect(host.calls.map(argv)).toEqual([['runc', '--log', '/b/log', '--root', rt().root, 'run', '--detach', '--bundle', '/b', ID]]);
     expect(host.calls[0]!.stdout).toBe('ignore');
     expect(await readFile(pidFile, 'utf8')).toBe('4242\n');
   });
 
-  it('create with another runtime: it writes the pid file itself', async () => {
+  it('run with another runtime: it writes the pid file itself', async () => {
     const crun: Runtime = { binary: 'crun', root: rt().root };
     const pidFile = join(tmp, 'crun.pid');
     host.on('crun --log', async () => {
       await writeFile(pidFile, '4343\n');
       return {};
     });
-    expect(await createContainer(crun, ID, '/b', pidFile, '/b/log')).toBe(4343);
-    expect(host.calls.map(argv)).toEqual([['crun', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', '--pid-file', pidFile, ID]]);
+    expect(await runContainer(crun, ID, '/b', pidFile, '/b/log')).toBe(4343);
+    expect(host.calls.map(argv)).toEqual([['crun', '--log', '/b/log', '--root', rt().root, 'run', '--detach', '--bundle', '/b', '--pid-file', pidFile, ID]]);
   });
 
-  it('create that leaves no state file is an error naming the container', async () => {
+  it('a run that leaves no state file is an error naming the container', async () => {
     await rm(join(rt().root, ID), { recursive: true, force: true });
-    await expect(createContainer(rt(), ID, '/b', join(tmp, 'none.pid'), '/b/log')).rejects.toThrow(`runc create ${ID} left no state file`);
+    await expect(runContainer(rt(), ID, '/b', join(tmp, 'none.pid'), '/b/log')).rejects.toThrow(`runc run ${ID} left no state file`);
   });
 
-  it('create from inside the daemon\'s cgroup: runc is ordered to start from the given cgroup.procs', async () => {
+  it('run from inside the daemon\'s cgroup: runc is ordered to start from the given cgroup.procs', async () => {
     host.on('runc --log', fakeRuncState(4242));
-    await createContainer(rt(), ID, '/b', join(tmp, 'wshd.pid'), '/b/log', '/sys/fs/cgroup/cpu/cgroup.procs');
-    expect(argv(host.calls[0]!)).toEqual(['runc', '--log', '/b/log', '--root', rt().root, 'create', '--bundle', '/b', ID]);
+    await runContainer(rt(), ID, '/b', join(tmp, 'wshd.pid'), '/b/log', '/sys/fs/cgroup/cpu/cgroup.procs');
+    expect(argv(host.calls[0]!)).toEqual(['runc', '--log', '/b/log', '--root', rt().root, 'run', '--detach', '--bundle', '/b', ID]);
     expect(host.calls[0]!.joinCgroup).toBe('/sys/fs/cgroup/cpu/cgroup.procs');
   });
 
-  it('create that cannot get into that cgroup says so', async () => {
+  it('a run that cannot get into that cgroup says so', async () => {
     host.on('runc --log', { exitCode: JOIN_CGROUP_FAILED });
-    await expect(createContainer(rt(), ID, '/b', join(tmp, 'wshd.pid'), '/b/log', '/nowhere/cgroup.procs')).rejects.toThrow(
-      `runc create ${ID} failed: cannot move into the cgroup of /nowhere/cgroup.procs`,
+    await expect(runContainer(rt(), ID, '/b', join(tmp, 'wshd.pid'), '/b/log', '/nowhere/cgroup.procs')).rejects.toThrow(
+      `runc run ${ID} failed: cannot move into the cgroup of /nowhere/cgroup.procs`,
     );
   });
 
-  it('a failed create says why in runc\'s own words, from its log', async () => {
+  it('a failed run says why in runc\'s own words, from its log', async () => {
     const log = join(tmp, 'runtime.log');
     host.on('runc --log', async () => {
       await writeFile(
         log,
-        'time="2026-01-01T00:00:00Z" level=error msg="runc create failed: unable to start container process: exec: \\"/sbin/init\\": permission denied"\n',
+        'time="2026-01-01T00:00:00Z" level=error msg="runc run failed: unable to start container process: exec: \\"/sbin/init\\": permission denied"\n',
       );
       return { exitCode: 1 };
     });
-    const err = await createContainer(rt(), ID, '/b', '/b/pid', log).catch((e: unknown) => e);
+    const err = await runContainer(rt(), ID, '/b', '/b/pid', log).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HostCommandError);
     expect((err as Error).message).toBe(
-      `runc create ${ID} failed: runc create failed: unable to start container process: exec: \\"/sbin/init\\": permission denied`,
+      `runc run ${ID} failed: runc run failed: unable to start container process: exec: \\"/sbin/init\\": permission denied`,
     );
   });
 
-  it('start, list: their argv; list parses runc\'s JSON (null when empty)', async () => {
-    await startContainer(rt(), ID);
+  it('list: its argv; it parses runc\'s JSON (null when empty)', async () => {
     host.on('runc --root', { stdout: '[{"id":"abc123","pid":77,"status":"running","bundle":"/b"}]\n' });
     const states = await listContainerStates(rt());
     host.on('runc --root', { stdout: 'null\n' });
     expect((await listContainerStates(rt())).size).toBe(0);
     expect(host.lines()).toEqual([
-      `runc --root ${rt().root} start ${ID}`,
       `runc --root ${rt().root} list --format json`,
       `runc --root ${rt().root} list --format json`,
     ]);
@@ -319,8 +317,8 @@ describe('container create', () => {
       uid: process.getuid!(), ports: [], grace_time: null, bind_mounts: [], rootfs: '', events: [], net_in: [], net_out: [], limits: {},
       jobs: [], created_at: 0, backend: {},
     };
-    // runc create "starts" an init: our own pid, which is in the host's network namespace.
-    host.on(/^runc .* create /, async () => {
+    // runc run "starts" an init: our own pid, which is in the host's network namespace.
+    host.on(/^runc .* run --detach /, async () => {
       await mkdir(join(s.runtimeRoot, ID), { recursive: true });
       await writeFile(join(s.runtimeRoot, ID, 'state.json'), JSON.stringify({ id: ID, init_process_pid: process.pid }));
       return {};

@@ -89,8 +89,9 @@ create() {
   lap bundle
   # No --pid-file (runc opens it O_SYNC, a disk flush): the init's pid from runc's
   # state file, read with builtins, as the daemon reads it.
-  runc --log "$p/run/runtime.log" --root "$RUNC_ROOT" create --bundle "$p/bundle" "$id" < /dev/null > /dev/null 2>&1 \
-    || { fail create "runc create: $(tail -n 2 "$p/run/runtime.log" 2>/dev/null)"; return 1; }
+  # run --detach: the init starts at once (one runc call; the network comes after, as in the daemon).
+  runc --log "$p/run/runtime.log" --root "$RUNC_ROOT" run --detach --bundle "$p/bundle" "$id" < /dev/null > /dev/null 2>&1 \
+    || { fail create "runc run: $(tail -n 2 "$p/run/runtime.log" 2>/dev/null)"; return 1; }
   local pid state
   read -r state < "$RUNC_ROOT/$id/state.json"
   pid=${state#*\"init_process_pid\":}
@@ -98,7 +99,7 @@ create() {
   printf '%s\n' "$pid" > "$p/run/wshd.pid"
   local stat
   read -r stat < "/proc/$pid/stat"
-  lap runc_create
+  lap runc_run
   out=$(iptables-restore -w 10 --noflush 2>&1 <<EOF
 *filter
 :warden-i-$id - [0:0]
@@ -135,8 +136,6 @@ route replace default via $hostip dev w-$id-1
 EOF
   ) || { fail create "nsenter ip -batch: $out"; return 1; }
   lap veth
-  out=$(runc --root "$RUNC_ROOT" start "$id" 2>&1) || { fail create "runc start: $out"; return 1; }
-  lap runc_start
   printf 'id="%s"\nhandle="%s"\nnetwork_host_ip="%s"\nnetwork_container_ip="%s"\nuser_uid="%s"\ninit_pid="%s"\n' \
     "$id" "$id" "$hostip" "$containerip" $uid "$pid" > "$p/etc/config"
   INIT_PID=$pid CONTAINER_IP=$containerip VCAP_UID=$uid

@@ -1,6 +1,6 @@
 // Host commands of the Linux backend, through the one runner (src/host/run.ts):
 // argument arrays only, bounded in time, and failures wrapped once with what was
-// being done ("create abc: runc create ... failed: <stderr>").
+// being done ("create abc: runc run ... failed: <stderr>").
 import { HostCommandError, runHost } from '../../host/run.ts';
 import { WardenError, codeOf, describeError } from '../../model/errors.ts';
 

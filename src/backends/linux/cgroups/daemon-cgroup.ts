@@ -7,7 +7,7 @@
 // removed then; a daemon killed outright leaves it for the next daemon on the same
 // depot, which reuses it. Children forked by the daemon start in it, which is right
 // for host commands, but two kinds move back to <own> first:
-// - `runc create` resolves the container's relative cgroupsPath against its own
+// - `runc run` resolves the container's relative cgroupsPath against its own
 //   cgroup; from inside this group the container would land under it.
 // - job supervisors outlive the daemon and would keep the group from being removed.
 // Only the hierarchy with the cpu controller is touched (v1); on a pure cgroup v2
@@ -24,7 +24,7 @@ async function cpuHierarchy(): Promise<CgroupHierarchy | undefined> {
 /**
  * Creates (or reuses) the daemon's group with the given shares and moves the whole
  * daemon process into it. Returns the cgroup.procs file of the group it left (where
- * runc create and job supervisors go), or undefined when there is no cpu hierarchy.
+ * runc run and job supervisors go), or undefined when there is no cpu hierarchy.
  */
 export async function enterDaemonCgroup(parent: string, shares: number): Promise<string | undefined> {
   const h = await cpuHierarchy();
@@ -41,7 +41,7 @@ export async function enterDaemonCgroup(parent: string, shares: number): Promise
 }
 
 /**
- * The cgroup.procs file a child must write its pid to before it runs runc create or
+ * The cgroup.procs file a child must write its pid to before it runs runc run or
  * becomes a job supervisor, when this process is in its daemon group now (else undefined).
  */
 export async function procsOutsideDaemonGroup(): Promise<string | undefined> {

@@ -15,7 +15,7 @@ import { buildConfig } from '../bundle/spec.ts';
 import { containerCgroups, removeCgroups, runtimeCgroupsPath } from '../cgroups/cgroups.ts';
 import { procsOutsideDaemonGroup } from '../cgroups/daemon-cgroup.ts';
 import { CGROUP_LINK_ROOT, linkContainerCgroups, unlinkContainerCgroups } from '../cgroups/links.ts';
-import { createContainer, deleteContainer, startContainer, type Runtime } from '../runtime/runc.ts';
+import { deleteContainer, runContainer, type Runtime } from '../runtime/runc.ts';
 import { procStat } from '../../../host/procfs.ts';
 import { createContainerNetwork, destroyContainerNetwork } from '../network/index.ts';
 import { checkContainerId, netSpec, type LinuxFacts } from './facts.ts';
@@ -87,7 +87,7 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
     const cgroups = await containerCgroups(s.cgroupParent, c.id);
     const initPid = await undo.step(
       'runtime container',
-      async () => createContainer(rt, c.id, p.bundle, p.pidFile, p.runtimeLog, await procsOutsideDaemonGroup()),
+      async () => runContainer(rt, c.id, p.bundle, p.pidFile, p.runtimeLog, await procsOutsideDaemonGroup()),
       async () => {
         await deleteContainer(rt, c.id);
         await removeCgroups(cgroups);
@@ -96,11 +96,11 @@ export async function createContainerOnHost(s: LinuxHostSettings, c: ContainerRe
     const links = s.cgroupLinkRoot ?? CGROUP_LINK_ROOT;
     await undo.step('cgroup links', () => linkContainerCgroups(links, c.id, cgroups, { fresh: true }), () => unlinkContainerCgroups(links, c.id));
     const st = await procStat(initPid);
-    if (!st) throw new Error(`init ${initPid} vanished right after runtime create`);
+    if (!st) throw new Error(`init ${initPid} vanished right after runtime run`);
 
     const spec = netSpec(c, s);
+    // The init runs already; it needs no network, and no job starts before create replies.
     await undo.step('network', () => createContainerNetwork(spec, initPid), () => destroyContainerNetwork(c.id));
-    await startContainer(rt, c.id);
 
     await writeFile(p.settings, settingsFile(c, s, lower, initPid));
     return { initPid, initStartTime: st.startTime, cgroups, subvolume, runtime: rt };

@@ -54,7 +54,7 @@ export async function sweepHost(s: LinuxHostSettings, a: SweepArgs): Promise<voi
     attemptAll('sweep', [
       ['runtime containers', async () => {
         await owned.catch(() => undefined);
-        // Also folders a `runc create` cut by a kill left without a state.json.
+        // Also folders a `runc run` cut by a kill left without a state.json.
         const ids = new Set([...(await runtimeIds), ...(await runtimeRootIds(rt))]);
         for (const id of [...ids].filter(orphan)) await deleteContainer(rt, id);
       }],

@@ -23,20 +23,23 @@ export interface RuntimeState {
 }
 
 /**
- * `runc create`: the container's init is started, stopped before exec. The init inherits
- * runc's stdio, so it gets /dev/null (a pipe would stay open for the container's whole
- * life and we would wait for its end); runc's own messages go to its --log file.
+ * `runc run --detach`: the container's init is started and runc returns (one runc
+ * call where `create` + `start` were two: the init is the daemon's own sleeper, so
+ * nothing of the container's own runs before create has set the network up and
+ * replied). The init inherits runc's stdio, so it gets /dev/null (a pipe would stay
+ * open for the container's whole life and we would wait for its end); runc's own
+ * messages go to its --log file.
  * Returns the init's host pid, also written to pidFile. runc itself is not asked to
  * write pidFile: its --pid-file is opened O_SYNC, a flush of the depot's disk per
  * create; the pid is read from runc's state file (on the runtime root's filesystem,
- * written before `create` returns) and pidFile written without the flush. Other
+ * written before `run --detach` returns) and pidFile written without the flush. Other
  * runtimes write pidFile themselves.
  */
-export async function createContainer(
+export async function runContainer(
   rt: Runtime, id: string, bundle: string, pidFile: string, logFile: string, cgroupProcs?: string,
 ): Promise<number> {
   const ownState = keepsRuncState(rt);
-  const args = ['--log', logFile, ...base(rt), 'create', '--bundle', bundle, ...(ownState ? [] : ['--pid-file', pidFile]), id];
+  const args = ['--log', logFile, ...base(rt), 'run', '--detach', '--bundle', bundle, ...(ownState ? [] : ['--pid-file', pidFile]), id];
   // runc resolves the relative cgroupsPath against its own cgroup: when the daemon sits
   // in its own cgroup (cgroups/daemon-cgroup.ts), runc must start from the one it left
   // (the shared spawner, started before the daemon moved, is there already).
@@ -47,7 +50,7 @@ export async function createContainer(
       .trim().split('\n').slice(-3).map((l) => /msg="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l).join('; ')
       || ((err as { exitCode?: number }).exitCode === JOIN_CGROUP_FAILED ? `cannot move into the cgroup of ${cgroupProcs}` : '');
     throw new HostCommandError(
-      `${rt.binary} create ${id} failed: ${text || (err as Error).message}`,
+      `${rt.binary} run ${id} failed: ${text || (err as Error).message}`,
       [rt.binary, ...args].join(' '),
       (err as HostCommandError).exitCode,
       text,
@@ -55,13 +58,9 @@ export async function createContainer(
   }
   if (!ownState) return Number((await readFile(pidFile, 'utf8')).trim());
   const state = await readRuncState(rt, id);
-  if (!state) throw new HostCommandError(`${rt.binary} create ${id} left no state file`, [rt.binary, ...args].join(' '), undefined, '');
+  if (!state) throw new HostCommandError(`${rt.binary} run ${id} left no state file`, [rt.binary, ...args].join(' '), undefined, '');
   await writeFile(pidFile, `${state.pid}\n`);
   return state.pid;
-}
-
-export async function startContainer(rt: Runtime, id: string): Promise<void> {
-  await run(rt.binary, [...base(rt), 'start', id], { context: `start ${id}` });
 }
 
 /** The runtime's state of the container, or undefined when it does not know it. */
@@ -86,7 +85,7 @@ export async function deleteContainer(rt: Runtime, id: string): Promise<void> {
 }
 
 /**
- * A `runc create` cut short (the daemon killed mid-create) leaves <root>/<id> without a
+ * A `runc run` cut short (the daemon killed mid-create) leaves <root>/<id> without a
  * state.json: runc neither lists nor deletes it, and it would keep the root from going.
  */
 async function removeStateLeftover(rt: Runtime, id: string): Promise<void> {
