@@ -13,6 +13,8 @@ import { stopChildren, spawnChild } from '../support/children.ts';
 import { ROOT } from '../support/daemon.ts';
 import { hostEndBatch } from '../../src/backends/linux/network/veth.ts';
 import { hostIface, ifbIface } from '../../src/backends/linux/network/names.ts';
+import { JOB_WRAPPER, processSpec } from '../../src/backends/linux/jobs/launch.ts';
+import type { ContainerRecord } from '../../src/model/records.ts';
 
 const BENCH = join(ROOT, 'bin/warden-bench');
 
@@ -171,6 +173,15 @@ describe('bench raw Linux baseline', () => {
     const destroy = script.slice(script.indexOf('\ndestroy() {'), script.indexOf('\ncycle() {'));
     for (const name of [ifbIface('$id'), hostIface('$id')]) expect(destroy).toContain(`"${name}"`);
     expect(destroy).toMatch(/ip -force -batch - .*<<< "\$batch"/);
+  });
+
+  it('runs, for a Run, the processes a job starts in the container: the wrapper and bash reading the script', () => {
+    const rec = { uid: 10001, id: 'ID' } as unknown as ContainerRecord;
+    const spec = processSpec(rec, { id: 1, privileged: false, rlimits: {}, env: {}, dir: '/j' });
+    expect(spec.args).toEqual(['/bin/bash', '-c', JOB_WRAPPER, 'warden-job']);
+    const job = script.slice(script.indexOf('\nexec_job() {'), script.indexOf('\nexec_out() {'));
+    expect(job).toContain('"$id" /bin/bash -c "$JOB_WRAPPER" warden-job 3>/dev/null 2>&1 <<< true');
+    expect(readFileSync(join(ROOT, 'bench/harness/baselines/raw-linux.ts'), 'utf8')).toMatch(/'exec-job'.*\{ JOB_WRAPPER \}/);
   });
 });
 

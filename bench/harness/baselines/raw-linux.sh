@@ -11,6 +11,8 @@
 #   raw-linux.sh create N          N creates, ids printed, containers kept
 #   raw-linux.sh destroy ID...     destroy the given containers
 #   raw-linux.sh exec-true N RUNC_ROOT ID UID    N x `runc exec --user UID:UID ID /bin/true`
+#   raw-linux.sh exec-job N RUNC_ROOT ID UID     N x `runc exec` of the processes a Run starts in the
+#                                  container: the job wrapper ($JOB_WRAPPER) and bash reading `true`
 #   raw-linux.sh exec-out RUNC_ROOT ID UID BYTES  one job writing BYTES of zeros into a file in
 #                                  the depot (as a Spawn's output goes), then reading it back
 #   raw-linux.sh stage N           N x (create with bind mount, limits, net_in, copy_in,
@@ -232,6 +234,20 @@ exec_true() {
   done
 }
 
+# What a Run of `true` starts inside the container (jobs/launch.ts): the wrapper bash,
+# which forks the job's bash reading the script from stdin and writes how it ended to
+# fd 3; without the daemon's side (request, supervisor, job files, exit status, reply).
+exec_job() {
+  local n=$1 root=$2 id=$3 uid=$4 i out
+  for ((i = 0; i < n; i++)); do
+    lap_start
+    out=$(runc --root "$root" exec --user "$uid:$uid" --preserve-fds 1 "$id" /bin/bash -c "$JOB_WRAPPER" warden-job 3>/dev/null 2>&1 <<< true) \
+      || { fail exec "$out"; exit 1; }
+    lap exec
+    emit exec
+  done
+}
+
 exec_out() {
   local root=$1 id=$2 uid=$3 bytes=$4 out
   local file=$RAW_DIR/exec-out-$$-$RANDOM
@@ -288,9 +304,10 @@ case $cmd in
   create) create_many "${1:-1}" ;;
   destroy) for id in "$@"; do destroy "$id"; done ;;
   exec-true) exec_true "$@" ;;
+  exec-job) exec_job "$@" ;;
   exec-out) exec_out "$@" ;;
   stage) stage "${1:-1}" ;;
-  *) echo "usage: raw-linux.sh cycle|create|destroy|exec-true|exec-out|stage ..." >&2; exit 2 ;;
+  *) echo "usage: raw-linux.sh cycle|create|destroy|exec-true|exec-job|exec-out|stage ..." >&2; exit 2 ;;
 esac
 # CPU of every process this script ran (the second line of `times`: children user, sys).
 echo times

@@ -7,6 +7,7 @@
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildConfig } from '../../../src/backends/linux/bundle/spec.ts';
+import { JOB_WRAPPER } from '../../../src/backends/linux/jobs/launch.ts';
 import { hierarchies, parentCgroups } from '../../../src/backends/linux/cgroups/cgroups.ts';
 import { DEFAULT_PIDS_LIMIT, type LinuxHostSettings } from '../../../src/backends/linux/settings.ts';
 import { parseIpv4 } from '../../../src/model/ipv4.ts';
@@ -136,6 +137,11 @@ export class RawLinux {
 
   execTrue(n: number, runtimeRoot: string, id: string, uid: number, onOp?: (op: RawOp) => void, signal?: AbortSignal): Promise<RawRun> {
     return this.runScript(['exec-true', String(n), runtimeRoot, id, String(uid)], {}, 0, onOp, signal);
+  }
+
+  /** n x `runc exec` of what a Run starts in the container: the job wrapper and bash reading `true` on stdin. */
+  execJob(n: number, runtimeRoot: string, id: string, uid: number, onOp?: (op: RawOp) => void, signal?: AbortSignal): Promise<RawRun> {
+    return this.runScript(['exec-job', String(n), runtimeRoot, id, String(uid)], { JOB_WRAPPER }, 0, onOp, signal);
   }
 
   /**

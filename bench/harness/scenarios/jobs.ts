@@ -116,6 +116,19 @@ export async function jobsScenario(ctx: BenchContext): Promise<void> {
       if (rawRun) results.addSeries('jobs', 'Run true raw', ['ms'], rawRun.map((v) => [round3(v)]));
     }
     results.latency('jobs', 'Run `true`', 'sequential, 1 conn', summarize(runMs), rawRun ? { ...summarize(rawRun), label: rawLabel } : undefined);
+    if (opts.baselines && linux && ctx.rawLinux && facts.runtimeRoot && facts.uid !== undefined) {
+      // The same Runs against what they start in the container (the job wrapper and
+      // the job's bash): what remains is the daemon's side of a Run.
+      progress.start('jobs: Run true, raw job processes', opts.runCount);
+      const r = await ctx.rawLinux.execJob(opts.runCount, facts.runtimeRoot, facts.id, facts.uid, () => progress.tick(), ctx.signal);
+      progress.end();
+      for (const e of r.errors.slice(0, 3)) results.errors.push({ scenario: 'jobs', message: `raw exec of the job processes: ${e}` });
+      const rawJob = r.ops.map((o) => o.totalMs);
+      results.addSeries('jobs', 'Run true raw job processes', ['ms'], rawJob.map((v) => [round3(v)]));
+      results.latency('jobs', 'Run `true`, against its in-container processes', 'sequential, 1 conn', summarize(runMs), {
+        ...summarize(rawJob), label: 'raw `runc exec` of the job wrapper and bash reading `true`',
+      });
+    }
 
     // ---- one large stream --------------------------------------------------------------
     checkAbort(ctx.signal);
