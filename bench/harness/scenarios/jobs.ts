@@ -33,6 +33,12 @@ export async function containerFacts(c: WardenClient, handle: string): Promise<C
   return facts;
 }
 
+/** What the Linux raw baselines need of the bench container; undefined without baselines or off Linux. */
+function rawLinuxTarget(ctx: BenchContext, facts: ContainerFacts) {
+  if (!ctx.opts.baselines || ctx.target.backend !== 'linux' || !ctx.rawLinux || !facts.runtimeRoot || facts.uid === undefined) return undefined;
+  return { raw: ctx.rawLinux, root: facts.runtimeRoot, id: facts.id, uid: facts.uid };
+}
+
 /** Bytes of a zero-filled file of n bytes, written without timing (for read baselines). */
 async function zeroFile(path: string, n: number): Promise<void> {
   const fh = await open(path, 'w');
@@ -100,11 +106,12 @@ export async function jobsScenario(ctx: BenchContext): Promise<void> {
     results.addSeries('jobs', 'Run true daemon', ['ms'], runMs.map((v) => [round3(v)]));
     let rawRun: number[] | undefined;
     let rawLabel = '';
+    const rawTarget = rawLinuxTarget(ctx, facts);
     if (opts.baselines) {
       progress.start('jobs: Run true, raw', opts.runCount);
-      if (linux && ctx.rawLinux && facts.runtimeRoot && facts.uid !== undefined) {
+      if (rawTarget) {
         rawLabel = 'raw `runc exec --user vcap ID /bin/true`';
-        const r = await ctx.rawLinux.execTrue(opts.runCount, facts.runtimeRoot, facts.id, facts.uid, () => progress.tick(), ctx.signal);
+        const r = await rawTarget.raw.execTrue(opts.runCount, rawTarget.root, rawTarget.id, rawTarget.uid, () => progress.tick(), ctx.signal);
         rawRun = r.ops.map((o) => o.totalMs);
         for (const e of r.errors.slice(0, 3)) results.errors.push({ scenario: 'jobs', message: `raw exec: ${e}` });
       } else if (!linux && ctx.rawInsecure) {
@@ -116,11 +123,11 @@ export async function jobsScenario(ctx: BenchContext): Promise<void> {
       if (rawRun) results.addSeries('jobs', 'Run true raw', ['ms'], rawRun.map((v) => [round3(v)]));
     }
     results.latency('jobs', 'Run `true`', 'sequential, 1 conn', summarize(runMs), rawRun ? { ...summarize(rawRun), label: rawLabel } : undefined);
-    if (opts.baselines && linux && ctx.rawLinux && facts.runtimeRoot && facts.uid !== undefined) {
+    if (rawTarget) {
       // The same Runs against what they start in the container (the job wrapper and
       // the job's bash): what remains is the daemon's side of a Run.
       progress.start('jobs: Run true, raw job processes', opts.runCount);
-      const r = await ctx.rawLinux.execJob(opts.runCount, facts.runtimeRoot, facts.id, facts.uid, () => progress.tick(), ctx.signal);
+      const r = await rawTarget.raw.execJob(opts.runCount, rawTarget.root, rawTarget.id, rawTarget.uid, () => progress.tick(), ctx.signal);
       progress.end();
       for (const e of r.errors.slice(0, 3)) results.errors.push({ scenario: 'jobs', message: `raw exec of the job processes: ${e}` });
       const rawJob = r.ops.map((o) => o.totalMs);
@@ -331,8 +338,9 @@ async function linkFinished(ctx: BenchContext, main: WardenClient, targets: stri
  * read back, in the bench container; undefined without baselines or off Linux.
  */
 async function rawJobFloor(ctx: BenchContext, facts: ContainerFacts, k: number, bytes: number): Promise<number | undefined> {
-  if (!ctx.opts.baselines || ctx.target.backend !== 'linux' || !ctx.rawLinux || !facts.runtimeRoot || facts.uid === undefined) return undefined;
-  const r = await ctx.rawLinux.execOut(k, facts.runtimeRoot, facts.id, facts.uid, bytes, ctx.signal);
+  const t = rawLinuxTarget(ctx, facts);
+  if (!t) return undefined;
+  const r = await t.raw.execOut(k, t.root, t.id, t.uid, bytes, ctx.signal);
   for (const e of r.errors.slice(0, 3)) ctx.results.errors.push({ scenario: 'jobs', message: `raw exec-out: ${e}` });
   return r.errors.length ? undefined : r.wallMs;
 }
