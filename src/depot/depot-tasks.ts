@@ -3,13 +3,16 @@
 // Layer: src/depot/ owns the files of the depot the daemon itself writes
 // (snapshot.json, .job_ids); the host state a backend makes is not its business.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { jobIdOfFolder, readExitStatusSync } from '../jobs/job-files.ts';
 import { parse64, stringify64 } from '../protocol/json64.ts';
 import { snapshotDigest, snapshotText } from './snapshot-writer.ts';
-import { RETIRED_PREFIX } from './folder-remover.ts';
+import { FORGOTTEN_LINE, FORGOTTEN_LIST_PREFIX } from './folder-remover.ts';
+
+/** Folders of forgotten jobs as daemons before the lists hid them: renamed to this prefix and the job id. */
+const HIDDEN_PREFIX = '.gone-';
 
 /**
  * Write a file so that a daemon that dies at any point leaves the old or the new
@@ -52,6 +55,8 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
 export interface DepotScan {
   dev: number;
   entries: DepotEntry[];
+  /** The lists of forgotten jobs' folders the last daemon left (folder-remover.ts): removed once the folders are. */
+  forgottenLists: string[];
 }
 
 export interface DepotEntry {
@@ -63,7 +68,7 @@ export interface DepotEntry {
   digest?: string;
   /** Jobs found in <path>/jobs: id and exit status when it has ended. */
   jobs: { id: number; exit_status?: number }[];
-  /** Folders of forgotten jobs, hidden and not yet deleted when the daemon stopped (folder-remover.ts). */
+  /** Folders of forgotten jobs, listed (or hidden) and not yet deleted when the daemon stopped (folder-remover.ts). */
   hidden: string[];
 }
 
@@ -76,11 +81,40 @@ export interface DepotEntry {
 async function scanDepot(a: { depot: string }): Promise<DepotScan> {
   mkdirSync(a.depot, { recursive: true });
   const dev = statSync(a.depot).dev;
-  const entries = scanFolders(a.depot);
-  return { dev: statSync(a.depot).dev === dev ? dev : -1, entries };
+  const forgotten = readForgottenLists(a.depot);
+  const entries = scanFolders(a.depot, forgotten.jobs);
+  return { dev: statSync(a.depot).dev === dev ? dev : -1, entries, forgottenLists: forgotten.lists };
 }
 
-function scanFolders(depot: string): DepotEntry[] {
+/** The lists of forgotten jobs in the depot, and the job folders they name (container id -> job folder names). */
+function readForgottenLists(depot: string): { lists: string[]; jobs: Map<string, Set<string>> } {
+  const lists: string[] = [];
+  const jobs = new Map<string, Set<string>>();
+  for (const name of listOrNone(depot)) {
+    if (!name.startsWith(FORGOTTEN_LIST_PREFIX)) continue;
+    const path = join(depot, name);
+    lists.push(path);
+    let text = '';
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      continue;
+    }
+    // Only whole lines: a write cut short (a full disk) must not name a shorter job id.
+    const lines = text.split('\n');
+    lines.pop();
+    for (const line of lines) {
+      const m = FORGOTTEN_LINE.exec(line);
+      if (!m) continue;
+      const set = jobs.get(m[1]!) ?? new Set<string>();
+      set.add(m[2]!);
+      jobs.set(m[1]!, set);
+    }
+  }
+  return { lists, jobs };
+}
+
+function scanFolders(depot: string, forgotten: Map<string, Set<string>>): DepotEntry[] {
   const out: DepotEntry[] = [];
   for (const ent of readdirSync(depot, { withFileTypes: true })) {
     if (!ent.isDirectory() || ent.name.startsWith('.')) continue;
@@ -97,8 +131,12 @@ function scanFolders(depot: string): DepotEntry[] {
     } catch {
       entry.snapshot = undefined;
     }
+    const listed = forgotten.get(ent.name);
     for (const name of listOrNone(join(path, 'jobs'))) {
-      if (name.startsWith(RETIRED_PREFIX)) entry.hidden.push(join(path, 'jobs', name));
+      if (name.startsWith(HIDDEN_PREFIX) || listed?.has(name)) {
+        entry.hidden.push(join(path, 'jobs', name));
+        continue;
+      }
       const id = jobIdOfFolder(name);
       if (id === undefined) continue;
       entry.jobs.push({ id, exit_status: readExitStatusSync(join(path, 'jobs', name)) });
@@ -184,26 +222,6 @@ export async function removeTree(path: string): Promise<void> {
 }
 
 /**
- * Each folder of `paths` renamed to a hidden sibling (prefix + its name), in the
- * folder it is in (so never across filesystems). Answers what is left to delete:
- * each hidden folder, or the folder itself where it could not be renamed for
- * another reason than being gone (its hidden name taken, say).
- */
-async function hideTrees(a: { paths: string[]; prefix: string }): Promise<string[]> {
-  const doomed: string[] = [];
-  for (const path of a.paths) {
-    const hidden = join(dirname(path), a.prefix + basename(path));
-    try {
-      renameSync(path, hidden);
-      doomed.push(hidden);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') doomed.push(path);
-    }
-  }
-  return doomed;
-}
-
-/**
  * Each folder of `paths` removed as removeTree does (a batch of finished jobs'
  * folders). It runs on WorkerPool's janitor thread, where nothing a request waits
  * for queues behind it.
@@ -224,6 +242,8 @@ export const depotTasks = {
   'state.prepareContainer': prepareContainer,
   'state.pathKinds': pathKinds,
   'state.writeText': async (a: { path: string; text: string }) => writeFileAtomicSync(a.path, a.text),
+  /** One write at the end of the file (made when missing): a list of forgotten jobs (folder-remover.ts). */
+  'state.appendText': async (a: { path: string; text: string }) => appendFileSync(a.path, a.text, { mode: 0o600 }),
   'state.readText': readText,
   'state.scanDepot': scanDepot,
   'state.deviceOf': async (a: { path: string }) => statSync(a.path).dev,
@@ -232,5 +252,4 @@ export const depotTasks = {
   },
   'state.removeTree': (a: { path: string }) => removeTree(a.path),
   'state.removeTrees': removeTrees,
-  'state.hideTrees': hideTrees,
 };

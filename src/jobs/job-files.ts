@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 /**
  * The job id a folder in a container's jobs/ names, or undefined for anything
- * else there (a linked job's folder waiting for its delete, `.gone-N`).
+ * else there (a folder an older daemon hid for its delete, `.gone-N`).
  */
 export function jobIdOfFolder(name: string): number | undefined {
   if (!/^[0-9]+$/.test(name)) return undefined;

@@ -65,7 +65,7 @@ export class JobRequests {
 
   constructor(host: JobHost) {
     this.host = host;
-    this.folders = new FolderRemover(host.pool);
+    this.folders = new FolderRemover(host.pool, host.config.server.container_depot_path);
     this.jobIds = new JobIdAllocator(1, (ceiling) => this.persistJobCeiling(ceiling));
   }
 

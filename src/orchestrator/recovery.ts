@@ -40,7 +40,7 @@ export interface RecoveryTarget {
 
 /** Containers destroyed at once during recovery (each is several host commands). */
 const DISCARD_CONCURRENCY = 4;
-/** Hidden job folders one janitor task deletes at most. */
+/** Forgotten job folders one janitor task deletes at most. */
 const HIDDEN_BATCH = 64;
 
 export interface RecoveryReport {
@@ -49,7 +49,7 @@ export interface RecoveryReport {
   destroyed: string[];
   /** Destroying what was not adopted, then the host sweep; never rejects. */
   cleanup: Promise<void>;
-  /** After cleanup: the job folders the last daemon left hidden are deleted; never rejects. */
+  /** After cleanup: the job folders the last daemon left listed as forgotten are deleted, then its lists; never rejects. */
   hiddenDeleted: Promise<void>;
 }
 
@@ -197,12 +197,14 @@ export async function recover(
     log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
   })();
   // Folders of jobs linked just before the last daemon stopped (folder-remover.ts):
-  // deleted on the janitor, after the cleanup and without holding Creates.
+  // deleted on the janitor, after the cleanup and without holding Creates; the
+  // lists that name them go last, so that a daemon killed meanwhile still has them.
   const hidden = entries.flatMap((e) => e.hidden);
   report.hiddenDeleted = report.cleanup.then(async () => {
     for (let i = 0; i < hidden.length; i += HIDDEN_BATCH) {
       await pool.run('state.removeTrees', { paths: hidden.slice(i, i + HIDDEN_BATCH) }).catch(() => {});
     }
+    if (scan.forgottenLists.length > 0) await pool.run('state.removeTrees', { paths: scan.forgottenLists }).catch(() => {});
   });
   service.holdCreatesUntil(report.cleanup);
   return report;

@@ -6,6 +6,7 @@ import { TestDaemon } from '../support/daemon.ts';
 import { sleep, waitFor } from '../support/wait.ts';
 import { heldJob, type HeldJob } from '../support/held-job.ts';
 import { pidAlive } from '../support/pids.ts';
+import { FORGOTTEN_LIST_PREFIX } from '../../src/depot/folder-remover.ts';
 
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
 /** A held job's script with `after` run once it is released (instead of its exit 0). */
@@ -320,6 +321,31 @@ describe('crash (kill -9)', () => {
     const ports = new Set(snap.resources.net_in.map(([hostPort]: [number, number]) => hostPort));
     const { host_port } = await c2.netIn({ handle });
     expect(ports.has(host_port)).toBe(false);
+    await c2.destroy({ handle });
+    await c2.close();
+  });
+
+  it('right after Links: the next daemon lists none of the linked jobs again, and deletes their folders and lists', async () => {
+    const d1 = await start();
+    const c1 = await d1.client();
+    const { handle } = await c1.create({});
+    const kept = (await c1.spawn({ handle, script: 'echo kept' })).job_id;
+    const linked: number[] = [];
+    for (let i = 0; i < 20; i++) linked.push((await c1.spawn({ handle, script: `echo ${i}` })).job_id);
+    const answers = await Promise.all(linked.map((job_id) => c1.link({ handle, job_id })));
+    expect(answers.map((r) => text(r.stdout))).toEqual(linked.map((_, i) => `${i}\n`));
+    // Killed before the quiet spell after which the folders go: they are all still there, listed.
+    await d1.kill9();
+    const jobs = join(d1.depot, handle, 'jobs');
+    const lists = () => readdirSync(d1.depot).filter((n) => n.startsWith(FORGOTTEN_LIST_PREFIX));
+    expect(readdirSync(jobs).length).toBeGreaterThan(1);
+    expect(lists().length).toBeGreaterThan(0);
+
+    const d2 = await start(d1.dir);
+    const c2 = await d2.client();
+    for (const job_id of linked) await expect(c2.link({ handle, job_id })).rejects.toThrow(/no such job/);
+    expect(text((await c2.link({ handle, job_id: kept })).stdout)).toBe('kept\n');
+    await waitFor('the linked jobs\' folders and their lists to be deleted', () => readdirSync(jobs).length === 0 && lists().length === 0, 10_000, 50);
     await c2.destroy({ handle });
     await c2.close();
   });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { recover, scanDepot } from '../../src/orchestrator/recovery.ts';
+import { FORGOTTEN_LIST_PREFIX } from '../../src/depot/folder-remover.ts';
 import { INIT_EXITED_EVENT } from '../../src/orchestrator/warden-service.ts';
 import { makeHarness, poolState, type Harness } from '../support/orchestrator-harness.ts';
 
@@ -51,7 +52,7 @@ describe('recovery', () => {
     const conn = before.connect();
     await before.service.create({ handle: 'kept' }, conn.ctx);
     // Read before a mount: an empty folder on another device.
-    const stale = Promise.resolve({ dev: -2, entries: [] });
+    const stale = Promise.resolve({ dev: -2, entries: [], forgottenLists: [] });
     const { next, report } = await restart(before, undefined, stale);
     expect(report.recovered).toEqual(['kept']);
     expect(next.service.list().handles).toEqual(['kept']);
@@ -62,7 +63,7 @@ describe('recovery', () => {
     const one = entries.filter((e) => e.id === id);
     expect(one).toHaveLength(1);
     before = next;
-    const again = await restart(next, undefined, Promise.resolve({ dev, entries: one }));
+    const again = await restart(next, undefined, Promise.resolve({ dev, entries: one, forgottenLists: [] }));
     expect(again.report.recovered).toEqual(['second']);
   });
 
@@ -248,7 +249,7 @@ describe('recovery', () => {
     expect(again.job_id).toBeGreaterThan(Math.max(running.job_id, ended.job_id));
   });
 
-  it('a job linked just before the stop is not listed again, and the folder it left hidden is deleted', async () => {
+  it('a job linked just before the stop is not listed again, and the folder it left is deleted, then the list', async () => {
     before = await makeHarness();
     const conn = before.connect();
     const { handle } = await before.service.create({}, conn.ctx);
@@ -256,15 +257,20 @@ describe('recovery', () => {
     const kept = await before.service.spawn({ handle, script: 'echo kept' }, conn.ctx);
     const linked = await before.service.spawn({ handle, script: 'echo linked' }, conn.ctx);
     expect((await before.service.link({ handle, job_id: linked.job_id }, conn.ctx)).stdout!.toString()).toBe('linked\n');
-    // The drain waits for the folder to be hidden, not for its delete (left to the next daemon).
+    // The drain waits for the folder to be listed as forgotten, not for its delete (left to the next daemon).
     await before.service.stopGuards(2000);
-    expect((await readdir(jobs)).sort()).toEqual([String(kept.job_id), `.gone-${linked.job_id}`].sort());
+    expect((await readdir(jobs)).sort()).toEqual([String(kept.job_id), String(linked.job_id)].sort());
+    const lists = (await readdir(before.depot)).filter((n) => n.startsWith(FORGOTTEN_LIST_PREFIX));
+    expect(lists).toHaveLength(1);
+    const id = before.service.registry.get(handle).id;
+    expect(await readFile(join(before.depot, lists[0]!), 'utf8')).toBe(`${id}/jobs/${linked.job_id}\n`);
 
     const { next, report } = await restart(before);
     const c = next.service.registry.get(handle);
     expect([...c.jobs.keys()]).toEqual([kept.job_id]);
     await report.hiddenDeleted;
     expect(await readdir(jobs)).toEqual([String(kept.job_id)]);
+    expect((await readdir(next.depot)).filter((n) => n.startsWith(FORGOTTEN_LIST_PREFIX))).toEqual([]);
   });
 
   it('an init that died before recovery listed the container, or an OOM while no daemon watched, stops it', async () => {

@@ -7,7 +7,7 @@ import { depotTasks, removeTree, writeFileAtomicSync } from '../../src/depot/dep
 import { SnapshotWriter, snapshotText } from '../../src/depot/snapshot-writer.ts';
 import { Container } from '../../src/model/container.ts';
 import { toSnapshot } from '../../src/depot/snapshot-format.ts';
-import { FolderRemover, RETIRED_PREFIX } from '../../src/depot/folder-remover.ts';
+import { FORGOTTEN_LIST_PREFIX, FolderRemover } from '../../src/depot/folder-remover.ts';
 import { waitFor } from '../support/wait.ts';
 import { InThreadPool } from '../support/in-thread-pool.ts';
 
@@ -104,83 +104,123 @@ describe('removeTree', () => {
 
 describe('FolderRemover', () => {
   /** n job folders (a few files each) in a fresh jobs folder. */
-  function jobFolders(root: string, n: number): string[] {
+  function jobFolders(root: string, n: number, first = 1): string[] {
     const jobs = join(root, 'jobs');
     mkdirSync(jobs, { recursive: true });
     return Array.from({ length: n }, (_, i) => {
-      const d = join(jobs, String(i + 1));
+      const d = join(jobs, String(first + i));
       mkdirSync(d);
       for (const f of ['stdout', 'stderr', 'exit_status']) writeFileSync(join(d, f), f);
       return d;
     });
   }
 
-  it('hides the folders of one turn at once, in tasks of 64, and deletes them once removals pause', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'folder-remover-'));
+  /** The lists of forgotten jobs in the depot, each with its lines. */
+  function lists(dir: string): string[][] {
+    return readdirSync(dir)
+      .filter((n) => n.startsWith(FORGOTTEN_LIST_PREFIX))
+      .map((n) => readFileSync(join(dir, n), 'utf8').split('\n').filter(Boolean));
+  }
+
+  it('lists the folders of one turn with one write, deletes them once removals pause, then removes the list', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folder-remover-'));
     try {
       const pool = new InThreadPool();
-      const remover = new FolderRemover(pool);
-      const dirs = jobFolders(root, 300);
+      const remover = new FolderRemover(pool, dir);
+      const dirs = jobFolders(join(dir, 'c1'), 300);
       await Promise.all(dirs.map((d) => remover.remove(d)));
-      // Settled: none is listed as a job any more (recovery reads only digit names), all hidden.
-      const names = readdirSync(join(root, 'jobs'));
-      expect(names.filter((n) => /^[0-9]+$/.test(n))).toEqual([]);
-      expect(names.sort()).toEqual(dirs.map((_, i) => `${RETIRED_PREFIX}${i + 1}`).sort());
-      const sizes = (name: string) => pool.callsOf(name as 'state.hideTrees').map((a) => (a as { paths: string[] }).paths.length);
-      expect(sizes('state.hideTrees')).toEqual([64, 64, 64, 64, 44]);
-      expect(sizes('state.removeTrees')).toEqual([]);
-      // The delete comes after a quiet spell, in tasks of 64.
+      // Listed: one write, every folder still there until the quiet spell.
+      expect(pool.callsOf('state.appendText')).toHaveLength(1);
+      expect(lists(dir)).toEqual([dirs.map((_, i) => `c1/jobs/${i + 1}`)]);
+      expect(readdirSync(join(dir, 'c1', 'jobs'))).toHaveLength(300);
+      const sizes = () => pool.callsOf('state.removeTrees').map((a) => (a as { paths: string[] }).paths.length);
+      expect(sizes()).toEqual([]);
+      // The delete comes after a quiet spell, in tasks of 64; the list goes after its folders.
       const t = performance.now();
-      await waitFor('the hidden folders to be deleted', () => readdirSync(join(root, 'jobs')).length === 0);
+      await waitFor('the folders and their list to be deleted', () => readdirSync(join(dir, 'c1', 'jobs')).length === 0 && lists(dir).length === 0);
       expect(performance.now() - t).toBeGreaterThan(150);
-      await waitFor('the last delete task', () => sizes('state.removeTrees').length === 5);
-      expect(sizes('state.removeTrees')).toEqual([64, 64, 64, 64, 44]);
-      // A folder that is not there still settles, and leaves nothing to delete.
-      await remover.remove(join(root, 'jobs', 'never-was'));
+      expect(sizes()).toEqual([64, 64, 64, 64, 44, 1]);
+      // The next removals go to a new list, and a folder that is not there still settles.
+      const [next] = jobFolders(join(dir, 'c1'), 1, 301);
+      await remover.remove(next!);
+      await remover.remove(join(dir, 'c1', 'jobs', '999'));
+      expect(lists(dir)).toEqual([['c1/jobs/301', 'c1/jobs/999']]);
       await remover.settled();
-      expect(sizes('state.removeTrees')).toHaveLength(5);
+      expect(existsSync(next!)).toBe(false);
+      expect(lists(dir)).toEqual([]);
     } finally {
-      rmSync(root, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('deletes where it is a folder it cannot hide, and everything at once when asked', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'folder-remover-'));
+  it('keeps a list while a folder it names waits, whatever delete rounds end meanwhile', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folder-remover-'));
+    try {
+      const remover = new FolderRemover(new InThreadPool(), dir);
+      const [a, b] = jobFolders(join(dir, 'c1'), 2);
+      await remover.remove(a!);
+      // A round starts while b is being listed: a goes, and its list with it; b's list stays.
+      const listingB = remover.remove(b!);
+      await remover.deleteNow();
+      await listingB;
+      expect(existsSync(a!)).toBe(false);
+      expect(existsSync(b!)).toBe(true);
+      expect(lists(dir)).toEqual([['c1/jobs/2']]);
+      await remover.settled();
+      expect(readdirSync(join(dir, 'c1', 'jobs'))).toEqual([]);
+      expect(lists(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('deletes what it could not list all the same, and what it is given to delete', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folder-remover-'));
     try {
       const pool = new InThreadPool();
-      const remover = new FolderRemover(pool);
-      const [a, b] = jobFolders(root, 2);
-      // Its hidden name is taken by a folder with files: the rename fails, the delete takes it where it is.
-      mkdirSync(join(root, 'jobs', `${RETIRED_PREFIX}1`));
-      writeFileSync(join(root, 'jobs', `${RETIRED_PREFIX}1`, 'stdout'), 'x');
+      const remover = new FolderRemover(pool, dir);
+      const [a, b] = jobFolders(join(dir, 'c1'), 2);
+      pool.failNext('state.appendText');
       await Promise.all([remover.remove(a!), remover.remove(b!)]);
-      expect(existsSync(a!)).toBe(true);
-      expect(existsSync(join(root, 'jobs', `${RETIRED_PREFIX}2`))).toBe(true);
+      expect(lists(dir)).toEqual([]);
+      // Outside the depot's job folders: deleted, never listed.
+      const other = join(dir, 'c1', 'elsewhere');
+      mkdirSync(other);
+      await remover.remove(other);
+      // A folder a daemon left behind is deleted through deleteLater (recovery's way).
+      const left = join(dir, 'c1', 'jobs', '.gone-7');
+      mkdirSync(left);
+      remover.deleteLater([left]);
       await remover.settled();
-      expect(readdirSync(join(root, 'jobs')).sort()).toEqual([`${RETIRED_PREFIX}1`]);
-      // A hidden folder a daemon left is deleted through deleteLater (recovery's way).
-      remover.deleteLater([join(root, 'jobs', `${RETIRED_PREFIX}1`)]);
-      await remover.settled();
-      expect(readdirSync(join(root, 'jobs'))).toEqual([]);
+      expect(readdirSync(join(dir, 'c1', 'jobs'))).toEqual([]);
+      expect(existsSync(other)).toBe(false);
+      expect(lists(dir)).toEqual([]);
     } finally {
-      rmSync(root, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('lists what a stopped daemon left hidden, apart from the jobs, in the depot scan', async () => {
-    const depot = mkdtempSync(join(tmpdir(), 'folder-remover-depot-'));
+  it('sets what a stopped daemon listed (or hid) apart from the jobs in the depot scan, whole lines only', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folder-remover-depot-'));
     try {
-      const c = join(depot, 'c1');
-      const [, two] = jobFolders(c, 2);
+      const c = join(dir, 'c1');
+      const [, two] = jobFolders(c, 13);
       writeFileSync(join(c, 'snapshot.json'), '{}');
-      const remover = new FolderRemover(new InThreadPool());
+      mkdirSync(join(c, 'jobs', '.gone-20'));
+      const remover = new FolderRemover(new InThreadPool(), dir);
       await remover.remove(two!);
-      const scan = await depotTasks['state.scanDepot']({ depot });
-      expect(scan.entries.map((e) => ({ jobs: e.jobs.map((j) => j.id), hidden: e.hidden }))).toEqual([
-        { jobs: [1], hidden: [join(c, 'jobs', `${RETIRED_PREFIX}2`)] },
+      // A write a full disk cut short names job 1 (of 13): not taken as a whole line.
+      writeFileSync(join(dir, `${FORGOTTEN_LIST_PREFIX}old-1`), 'c1/jobs/3\nzz/jobs/4\nc1/../../etc\nc1/jobs/1');
+      const scan = await depotTasks['state.scanDepot']({ depot: dir });
+      expect(scan.entries.map((e) => ({ jobs: e.jobs.map((j) => j.id).sort((x, y) => x - y), hidden: e.hidden.sort() }))).toEqual([
+        { jobs: [1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], hidden: [join(c, 'jobs', '.gone-20'), join(c, 'jobs', '2'), join(c, 'jobs', '3')].sort() },
       ]);
+      expect(scan.forgottenLists.map((p) => p.slice(dir.length + 1)).sort()).toEqual(
+        readdirSync(dir).filter((n) => n.startsWith(FORGOTTEN_LIST_PREFIX)).sort(),
+      );
+      expect(scan.forgottenLists).toHaveLength(2);
     } finally {
-      rmSync(depot, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
