@@ -26,8 +26,8 @@ const MAX_DELAY_MS = 5_000;
 /** A list's file name in the depot: this prefix, the writing daemon's token, the list's number. */
 export const FORGOTTEN_LIST_PREFIX = '.forgotten-';
 
-/** A line of a list: a job folder relative to the depot (container id, `jobs`, job id). */
-export const FORGOTTEN_LINE = /^([0-9a-z]{1,64})\/jobs\/([0-9]{1,16})$/;
+/** A line of a list: a job folder relative to the depot (container folder, `jobs`, job id). */
+export const FORGOTTEN_LINE = /^([^./\n][^/\n]*)\/jobs\/([0-9]{1,16})$/;
 
 interface Doomed {
   path: string;

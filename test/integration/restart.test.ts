@@ -215,8 +215,12 @@ describe('snapshot.json', () => {
     const d1 = await start();
     const c1 = await d1.client();
     const { handle } = await c1.create({});
-    const { job_id } = await c1.spawn({ handle, script: 'sleep 0.5; echo moved' });
+    const { job_id } = await c1.spawn({ handle, script: 'echo started; sleep 0.5; echo moved' });
     const path = (await c1.info({ handle })).container_path!;
+    // Moved while the job runs with its output open, not before its supervisor opened it
+    // (Spawn answers once the supervisor is started; under load it may not have got that far).
+    const stdout = join(path, 'jobs', String(job_id), 'stdout');
+    await waitFor('the job to run', () => existsSync(stdout) && readFileSync(stdout, 'utf8') === 'started\n', 10_000, 5);
     expect(await d1.drain()).toBe(0);
     const { renameSync } = await import('node:fs');
     renameSync(path, `${path}__`);
@@ -225,7 +229,7 @@ describe('snapshot.json', () => {
     const info = await c2.info({ handle });
     expect(info.container_path).toBe(`${path}__`);
     const r = await c2.link({ handle, job_id });
-    expect(text(r.stdout)).toBe('moved\n');
+    expect(text(r.stdout)).toBe('started\nmoved\n');
     await c2.destroy({ handle });
     expect(existsSync(`${path}__`)).toBe(false);
     await c2.close();
@@ -334,11 +338,14 @@ describe('crash (kill -9)', () => {
     for (let i = 0; i < 20; i++) linked.push((await c1.spawn({ handle, script: `echo ${i}` })).job_id);
     const answers = await Promise.all(linked.map((job_id) => c1.link({ handle, job_id })));
     expect(answers.map((r) => text(r.stdout))).toEqual(linked.map((_, i) => `${i}\n`));
-    // Killed before the quiet spell after which the folders go: they are all still there, listed.
+    // Killed once the folders are listed (the list is written in the turn after the
+    // answers; a kill before that lists the jobs again, as the original's restart
+    // did), before the quiet spell after which they go.
+    const lists = () => readdirSync(d1.depot).filter((n) => n.startsWith(FORGOTTEN_LIST_PREFIX));
+    const listedLines = () => lists().flatMap((n) => readFileSync(join(d1.depot, n), 'utf8').split('\n').filter(Boolean));
+    await waitFor('the linked jobs to be listed', () => listedLines().length === linked.length, 5_000, 1);
     await d1.kill9();
     const jobs = join(d1.depot, handle, 'jobs');
-    const lists = () => readdirSync(d1.depot).filter((n) => n.startsWith(FORGOTTEN_LIST_PREFIX));
-    expect(readdirSync(jobs).length).toBeGreaterThan(1);
     expect(lists().length).toBeGreaterThan(0);
 
     const d2 = await start(d1.dir);
