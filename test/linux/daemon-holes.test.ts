@@ -23,6 +23,8 @@ import { SyslogReceiver } from '../support/syslog-receiver.ts';
 import { expectStreamEndsOnDestroy } from '../support/stream-cut.ts';
 
 const OUTPUT_LIMIT = 4096;
+/** An explicit NetIn host port outside every test daemon's pool (and outside the kernel's ephemeral ports). */
+const OUTSIDE_POOL_PORT = 31500;
 const text = (b: unknown) => Buffer.from((b as Uint8Array) ?? []).toString('utf8');
 
 /** The daemon's figure for a pool from its /metrics (health port). */
@@ -112,22 +114,25 @@ describe('one daemon', () => {
 
   describe('NetIn with an explicit host port', () => {
     it('outside the pool: mapped as asked (as the original did), not reserved, gone with the container', async () => {
+      // Below the kernel's ephemeral range (32768-60999): a listener of another test
+      // file, on a port the kernel picked, cannot answer for it once the mapping is gone.
+      const port = OUTSIDE_POOL_PORT;
       const { handle, info } = await d.create(c);
       try {
         const initPid = await d.initPid(info.container_path!);
         await c.spawn({ handle, script: 'exec nc -ll -p 8080 -e echo pong' });
         await waitListening(initPid, 8080);
         const portsFree = await poolFree(d, 'port');
-        expect(await c.netIn({ handle, host_port: 41500, container_port: 8080 })).toEqual({ host_port: 41500, container_port: 8080 });
-        expect((await tcpExchange('127.0.0.1', 41500)).data.toString()).toBe('pong\n');
+        expect(await c.netIn({ handle, host_port: port, container_port: 8080 })).toEqual({ host_port: port, container_port: 8080 });
+        expect((await tcpExchange('127.0.0.1', port)).data.toString()).toBe('pong\n');
         expect(await poolFree(d, 'port')).toBe(portsFree);
         // Outside the pool nothing keeps count, as in the original: a second mapping of
         // the same port is taken too.
-        expect(await c.netIn({ handle, host_port: 41500, container_port: 8080 })).toEqual({ host_port: 41500, container_port: 8080 });
+        expect(await c.netIn({ handle, host_port: port, container_port: 8080 })).toEqual({ host_port: port, container_port: 8080 });
       } finally {
         await c.destroy({ handle });
       }
-      expect((await tcpExchange('127.0.0.1', 41500, '', 5_000)).error).toBe('ECONNREFUSED');
+      expect((await tcpExchange('127.0.0.1', port, '', 5_000)).error).toBe('ECONNREFUSED');
     });
 
     it('inside the pool and already taken: refused (ours; the original mapped it twice), the first mapping unharmed', async () => {
