@@ -176,21 +176,24 @@ describe('runPipeline', () => {
 describe('the spawner finds commands on PATH once', () => {
   it('runs a bare name from its PATH, with argv[0] as asked, and finds it again after it moved', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'warden-path-'));
-    const [a, b] = [join(dir, 'a'), join(dir, 'b')];
-    await mkdir(a);
-    await mkdir(b);
-    const tool = 'warden-test-tool';
-    await writeFile(join(b, tool), '#!/bin/sh\necho "from b as $0"\n', { mode: 0o755 });
-    const env = { PATH: `${a}:${b}:/usr/bin:/bin` };
-    expect((await runHost(tool, [], { context: 't', env })).stdout).toBe(`from b as ${join(b, tool)}\n`);
-    // Moved to a: the remembered place fails once with ENOENT at most, then it is found again.
-    await writeFile(join(a, tool), '#!/bin/sh\necho "from a"\n', { mode: 0o755 });
-    await rm(join(b, tool));
-    const again = await runHost(tool, [], { context: 't', env }).catch(() => runHost(tool, [], { context: 't', env }));
-    expect(again.stdout).toBe('from a\n');
-    // argv[0] of a binary is the name as asked.
-    const ps = await runHost('sh', ['-c', 'echo "$0"'], { context: 't' });
-    expect(ps.stdout).toBe('sh\n');
-    await rm(dir, { recursive: true, force: true });
+    try {
+      const [a, b] = [join(dir, 'a'), join(dir, 'b')];
+      await mkdir(a);
+      await mkdir(b);
+      const tool = 'warden-test-tool';
+      await writeFile(join(b, tool), '#!/bin/sh\necho "from b as $0"\n', { mode: 0o755 });
+      const env = { PATH: `${a}:${b}:/usr/bin:/bin` };
+      expect((await runHost(tool, [], { context: 't', env })).stdout).toBe(`from b as ${join(b, tool)}\n`);
+      // Moved to a: the remembered place fails once with ENOENT at most, then it is found again.
+      await writeFile(join(a, tool), '#!/bin/sh\necho "from a"\n', { mode: 0o755 });
+      await rm(join(b, tool));
+      const again = await runHost(tool, [], { context: 't', env }).catch(() => runHost(tool, [], { context: 't', env }));
+      expect(again.stdout).toBe('from a\n');
+      // argv[0] of a binary is the name as asked.
+      const ps = await runHost('sh', ['-c', 'echo "$0"'], { context: 't' });
+      expect(ps.stdout).toBe('sh\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
