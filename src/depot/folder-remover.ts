@@ -97,9 +97,15 @@ export class FolderRemover {
     this.listing = undefined;
   }
 
-  /** Delete these folders (rm -rf) on the janitor once removals pause (folders no list names). */
-  deleteLater(paths: readonly string[]): void {
-    this.doomLater(paths.map((path) => ({ path })));
+  /**
+   * What a daemon before this one left (recovery's scan): the forgotten folders are
+   * deleted on the janitor now, then the lists that named them, so that a daemon
+   * killed meanwhile still has them. Never rejects.
+   */
+  async adopt(folders: readonly string[], lists: readonly string[]): Promise<void> {
+    this.doomLater(folders.map((path) => ({ path })));
+    await this.deleteNow();
+    if (lists.length > 0) await this.pool.run('state.removeTrees', { paths: [...lists] }).catch(() => {});
   }
 
   private doomLater(items: readonly Doomed[]): void {

@@ -69,6 +69,11 @@ export class JobRequests {
     this.jobIds = new JobIdAllocator(1, (ceiling) => this.persistJobCeiling(ceiling));
   }
 
+  /** Delete the forgotten jobs' folders a daemon before this one left, then its lists (recovery). */
+  removeLeftovers(folders: readonly string[], lists: readonly string[]): Promise<void> {
+    return this.folders.adopt(folders, lists);
+  }
+
   /** Continue job ids above every id seen or reserved before (recovery). */
   startJobIdsAt(next: number): void {
     this.jobIds = new JobIdAllocator(next, (ceiling) => this.persistJobCeiling(ceiling));

@@ -34,14 +34,14 @@ export interface RecoveryTarget {
   adopt(c: Container): Promise<void>;
   /** Job ids continue above this. */
   startJobIdsAt(next: number): void;
+  /** Delete the forgotten jobs' folders the last daemon left, then its lists of them; never rejects. */
+  removeLeftoverJobFolders(folders: readonly string[], lists: readonly string[]): Promise<void>;
   /** Creates wait until done has settled. */
   holdCreatesUntil(done: Promise<void>): void;
 }
 
 /** Containers destroyed at once during recovery (each is several host commands). */
 const DISCARD_CONCURRENCY = 4;
-/** Forgotten job folders one janitor task deletes at most. */
-const HIDDEN_BATCH = 64;
 
 export interface RecoveryReport {
   recovered: string[];
@@ -197,15 +197,9 @@ export async function recover(
     log.info({ recovered: report.recovered.length, destroyed: report.destroyed.length, ms }, 'recovery done');
   })();
   // Folders of jobs linked just before the last daemon stopped (folder-remover.ts):
-  // deleted on the janitor, after the cleanup and without holding Creates; the
-  // lists that name them go last, so that a daemon killed meanwhile still has them.
+  // deleted after the cleanup, without holding Creates.
   const hidden = entries.flatMap((e) => e.hidden);
-  report.hiddenDeleted = report.cleanup.then(async () => {
-    for (let i = 0; i < hidden.length; i += HIDDEN_BATCH) {
-      await pool.run('state.removeTrees', { paths: hidden.slice(i, i + HIDDEN_BATCH) }).catch(() => {});
-    }
-    if (scan.forgottenLists.length > 0) await pool.run('state.removeTrees', { paths: scan.forgottenLists }).catch(() => {});
-  });
+  report.hiddenDeleted = report.cleanup.then(() => service.removeLeftoverJobFolders(hidden, scan.forgottenLists));
   service.holdCreatesUntil(report.cleanup);
   return report;
 }

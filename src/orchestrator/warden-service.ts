@@ -104,6 +104,10 @@ export class WardenService implements Core, RecoveryTarget {
     this.jobs.startJobIdsAt(next);
   }
 
+  removeLeftoverJobFolders(folders: readonly string[], lists: readonly string[]): Promise<void> {
+    return this.jobs.removeLeftovers(folders, lists);
+  }
+
   /** Creates wait until done settles (recovery's cleanup; see recovery.ts). */
   holdCreatesUntil(done: Promise<void>): void {
     const held: Promise<void> = done.then(

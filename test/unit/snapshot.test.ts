@@ -187,10 +187,13 @@ describe('FolderRemover', () => {
       const other = join(dir, 'c1', 'elsewhere');
       mkdirSync(other);
       await remover.remove(other);
-      // A folder a daemon left behind is deleted through deleteLater (recovery's way).
+      // What a daemon before left (recovery's way): its folders, then its list.
       const left = join(dir, 'c1', 'jobs', '.gone-7');
       mkdirSync(left);
-      remover.deleteLater([left]);
+      const oldList = join(dir, `${FORGOTTEN_LIST_PREFIX}old-1`);
+      writeFileSync(oldList, 'c1/jobs/7\n');
+      await remover.adopt([left], [oldList]);
+      expect(existsSync(oldList)).toBe(false);
       await remover.settled();
       expect(readdirSync(join(dir, 'c1', 'jobs'))).toEqual([]);
       expect(existsSync(other)).toBe(false);
